@@ -1,0 +1,12 @@
+"""mmhpn: a reproducible companion to the MMHPN person re-identification paper.
+
+The package is split by concern: `mmhpn.model` (network and Adaptive Pooling Strategy),
+`mmhpn.losses` (stripe softmax and Part Sensitive Loss), `mmhpn.data` (Market-layout
+datasets, the synthetic benchmark, the input pipeline), `mmhpn.evaluation` (CMC/mAP
+protocol), `mmhpn.training` and `mmhpn.runs` (training engine and run cache),
+`mmhpn.figures` (the paper's figures) and `mmhpn.cli` (the `mmhpn` command).
+"""
+from mmhpn.model import MMHPN, PRESETS, build_model
+
+__version__ = "0.1.0"
+__all__ = ["MMHPN", "PRESETS", "build_model", "__version__"]
