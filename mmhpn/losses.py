@@ -1,0 +1,138 @@
+"""The training losses: the stripe softmax loss (Eqs. 2-3) and the Part Sensitive Loss (Eqs. 4-5).
+
+Both take the model's training output, a list with one logits tensor per scale shaped
+(batch, stripes, num_classes), and the identity targets (batch,).
+
+Softmax loss (Eq. 3): every stripe of every scale is an independent classifier;
+``L = -(1/M) * sum_{b, i, j} log p_bij`` with ``p_bij`` the softmax probability of the true
+identity from stripe j of scale i, M the batch size.
+
+Part Sensitive Loss (Eqs. 4-5), read as in the reading notes:
+
+    q_ij = exp(p_ij) / sum_{j'} exp(p_ij')        (softmax over the P_i stripes of scale i)
+    PSL  = -(1/M) * sum_{b, i, j} (1 - q_ij) ** gamma_i * log p_ij
+
+``q`` measures how easy a stripe is *relative to the other stripes of the same scale*,
+and the modulating factor shrinks the loss of the easy ones. Choices the paper leaves open:
+
+* Gradients flow through the modulating factor, as in focal loss (the paper cites it and
+  says nothing else); ``detach_weight=True`` treats it as a constant instead.
+* One gamma per scale. The paper sets "0.3, 0.5, 1.5, 2.0 respectively" right after listing
+  the scales as "8, 4, 2 and 1 stripe(s) respectively", so we give 0.3 to the 8-stripe scale,
+  0.5 to the 4-stripe scale, 1.5 to the 2-stripe scale and 2.0 to the 1-stripe scale
+  (`PAPER_GAMMAS`, in the `mmhpn` preset's scale order).
+* A single-stripe scale has q = 1, so the literal formula gives it a zero loss for any
+  gamma > 0 and the global stripe would never be trained. `single_stripe` picks the rule:
+  ``"ce"`` (default) - plain softmax loss for such scales (factor 1; gamma unused);
+  ``"literal"`` - the formula as written (factor 0 when gamma > 0);
+  ``"focal"`` - focal loss on the stripe's own probability, factor ``(1 - p) ** gamma``.
+* Note that q is a softmax of probabilities in [0, 1], so with P stripes it never exceeds
+  e / (e + P - 1): the down-weighting is gentler than the paper's worked examples suggest.
+
+With every gamma 0 the PSL equals the softmax loss exactly, whatever the rule.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmhpn.errors import ConfigError
+
+PAPER_GAMMAS = (0.3, 0.5, 1.5, 2.0)
+SINGLE_STRIPE_RULES = ("ce", "literal", "focal")
+
+
+def _check_outputs(outputs: Sequence[torch.Tensor], targets: torch.Tensor) -> None:
+    if isinstance(outputs, torch.Tensor) or not outputs:
+        raise ConfigError("loss expects the training-mode output: a non-empty list of (batch, stripes, classes) "
+                          "tensors, one per scale (is the model in eval mode?)")
+    for logits in outputs:
+        if logits.dim() != 3 or logits.shape[0] != targets.shape[0]:
+            raise ConfigError(f"each scale's logits must be (batch={targets.shape[0]}, stripes, classes), "
+                              f"got {tuple(logits.shape)}")
+
+
+def _stripe_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(batch, stripes) log-probability of the true identity per stripe."""
+    log_probs = F.log_softmax(logits.float(), dim=2)
+    index = targets.view(-1, 1, 1).expand(-1, logits.shape[1], 1)
+    return log_probs.gather(2, index).squeeze(2)
+
+
+class StripeCrossEntropy(nn.Module):
+    """Eq. 3: the sum over all stripes of their softmax losses, averaged over the batch."""
+
+    def forward(self, outputs: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        _check_outputs(outputs, targets)
+        total = sum(-_stripe_log_probs(logits, targets).sum() for logits in outputs)
+        return total / targets.shape[0]
+
+
+class PartSensitiveLoss(nn.Module):
+    """Eqs. 4-5: the stripe softmax loss with easy stripes down-weighted (see module docstring).
+
+    Args:
+        gammas: one focusing parameter per scale, in the model's scale order, each in [0, 2]
+            (the paper's range; larger values are accepted with no check beyond >= 0).
+        single_stripe: the rule for scales with one stripe: ``"ce"``, ``"literal"`` or ``"focal"``.
+        detach_weight: treat the modulating factor as a constant in the backward pass.
+    """
+
+    def __init__(self, gammas: Sequence[float] = PAPER_GAMMAS, single_stripe: str = "ce",
+                 detach_weight: bool = False):
+        super().__init__()
+        gammas = tuple(float(g) for g in gammas)
+        if not gammas or any(g < 0 for g in gammas):
+            raise ConfigError(f"gammas must be a non-empty sequence of non-negative numbers, got {gammas}")
+        if single_stripe not in SINGLE_STRIPE_RULES:
+            raise ConfigError(f"unknown single_stripe rule {single_stripe!r}; valid rules are {list(SINGLE_STRIPE_RULES)}")
+        self.gammas = gammas
+        self.single_stripe = single_stripe
+        self.detach_weight = detach_weight
+
+    def stripe_weights(self, log_p: torch.Tensor, gamma: float) -> torch.Tensor:
+        """The modulating factor (batch, stripes) of one scale, given its log p (batch, stripes)."""
+        p = log_p.exp()
+        if p.shape[1] == 1 and self.single_stripe == "ce":
+            return torch.ones_like(p)
+        if p.shape[1] == 1 and self.single_stripe == "literal":
+            return torch.zeros_like(p)  # q = 1, so (1 - q) ** gamma = 0 for gamma > 0
+        easiness = p if p.shape[1] == 1 else torch.softmax(p, dim=1)  # "focal" rule, or Eq. 4
+        # The floor keeps the gradient of x ** gamma finite (gamma < 1) where a stripe is certain.
+        weight = (1 - easiness).clamp_min(1e-12) ** gamma
+        return weight.detach() if self.detach_weight else weight
+
+    def forward(self, outputs: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        _check_outputs(outputs, targets)
+        if len(outputs) != len(self.gammas):
+            raise ConfigError(f"PartSensitiveLoss has {len(self.gammas)} gammas {self.gammas} but the model "
+                              f"has {len(outputs)} scales; give one gamma per scale, in the model's scale order")
+        total = 0.0
+        for logits, gamma in zip(outputs, self.gammas):
+            log_p = _stripe_log_probs(logits, targets)
+            if gamma == 0:  # exactly the softmax loss (0 ** 0 == 1 even where q == 1)
+                total = total - log_p.sum()
+            else:
+                total = total - (self.stripe_weights(log_p, gamma) * log_p).sum()
+        return total / targets.shape[0]
+
+
+def build_loss(name: str, gammas: Sequence[float] | None = None, single_stripe: str = "ce",
+               num_scales: int | None = None) -> nn.Module:
+    """``"softmax"`` -> `StripeCrossEntropy`; ``"psl"`` -> `PartSensitiveLoss`.
+
+    With ``gammas=None`` the PSL uses `PAPER_GAMMAS`, which fit four scales (the ``mmhpn`` and
+    ``mhpm`` presets); other layouts must pass their own gammas (checked against `num_scales`).
+    """
+    if name == "softmax":
+        return StripeCrossEntropy()
+    if name == "psl":
+        gammas = PAPER_GAMMAS if gammas is None else tuple(gammas)
+        if num_scales is not None and len(gammas) != num_scales:
+            raise ConfigError(f"loss 'psl' needs one gamma per scale: the model has {num_scales} scales, "
+                              f"got gammas {tuple(gammas)}")
+        return PartSensitiveLoss(gammas, single_stripe=single_stripe)
+    raise ConfigError(f"unknown loss {name!r}; valid losses are ['softmax', 'psl']")

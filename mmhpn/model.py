@@ -1,0 +1,345 @@
+"""The MMHPN network: a ResNet trunk, taps in its last stage, striped heads with APS.
+
+One file a reader can hold in their head. The pieces, in forward order:
+
+* `ResNet trunk` - a torchvision ResNet whose last stage (`layer4`, the paper's res_conv5)
+  has three blocks; global pooling and FC removed, and the first block of `layer4`
+  given stride 1 (the paper calls it "res_conv4_1"), so a 384x128 image gives a 24x8 map.
+* `taps` - the outputs of the three `layer4` blocks, named as in the paper:
+  ``conv5_1``, ``conv5_2``, ``conv5_3``.
+* a `layout` - which stripe counts are pooled at which tap. Each (tap, stripe count) pair
+  is one *scale*. The presets are the paper's ablation rows (Table 4):
+
+  =========  ===============================================  ==========
+  preset     layout                                           descriptor
+  =========  ===============================================  ==========
+  baseline   conv5_3: 1                                       256
+  msm        conv5_1: 1, conv5_2: 1, conv5_3: 1               768
+  mhpm       conv5_3: 8, 4, 2, 1                              3840
+  mmhpn      conv5_1: 8, conv5_2: 4, conv5_3: 2, 1            3840
+  =========  ===============================================  ==========
+
+  The ``mmhpn`` layout is our reading of Sec. 3.2: the two mid-level (local) branches after
+  res_conv5_1 and res_conv5_2 carry "8, 4 and 2 stripes" and the global branch after
+  res_conv5_3 carries "the complete feature map". Two mid-level taps cannot carry three
+  scales alone, so the 2-stripe scale sits with the global 1-stripe scale at conv5_3; the
+  finest scale sits at the earliest tap, as Sec. 3.2.2 says small parts learn mid-level
+  details. The paper never states the mapping explicitly (see the book's reproduction notes).
+* per scale, `StripeHeads`: pooling of each horizontal stripe (GAP, GMP or APS), then a
+  non-shared 1x1 convolution to 256 channels + BatchNorm + ReLU per stripe, then a
+  non-shared linear classifier per stripe.
+
+Adaptive Pooling Strategy (Eq. 1): ``f = a * GAP(S) + (1 - a) * GMP(S)`` with one learnable
+``a`` per scale, shared by that scale's stripes. We keep ``a`` in (0, 1) by storing its
+logit: ``a = sigmoid(theta)``, ``theta`` initialised to 0, so training starts at an equal
+mix. (The paper gives neither the constraint nor the initial value.)
+
+Outputs: in training mode the forward pass returns a list with one logits tensor per scale,
+shaped (batch, stripes, num_classes). In eval mode it returns the test descriptor
+(batch, 256 * total stripes): the concatenation of every stripe's 256-d vector (after
+conv + BN + ReLU), in scale order, *not* normalised; `mmhpn.evaluation` L2-normalises the
+whole descriptor for cosine distance. The paper's "3780-d" is 15 x 256 = 3840.
+
+Stripe counts taller than the feature map are an error (we do not repeat rows): the map is
+``height / 16`` rows high, so 8 stripes need inputs at least 128 pixels high, 12 stripes 192.
+Heights that are not multiples of the stripe count use PyTorch's adaptive pooling bins.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from mmhpn.errors import ConfigError
+
+TAPS = ("conv5_1", "conv5_2", "conv5_3")
+POOLINGS = ("avg", "max", "aps")
+EMBED_DIM = 256
+# The trunk's total stride with layer4's first stride set to 1.
+FEATURE_STRIDE = 16
+
+PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
+    "baseline": {"conv5_3": (1,)},
+    "msm": {"conv5_1": (1,), "conv5_2": (1,), "conv5_3": (1,)},
+    "mhpm": {"conv5_3": (8, 4, 2, 1)},
+    "mmhpn": {"conv5_1": (8,), "conv5_2": (4,), "conv5_3": (2, 1)},
+}
+
+# name -> (torchvision constructor, weights enum, channels out of layer4)
+BACKBONES = {
+    "resnet34": (torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1, 512),
+    "resnet50": (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1, 2048),
+    "resnet101": (torchvision.models.resnet101, torchvision.models.ResNet101_Weights.IMAGENET1K_V1, 2048),
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One pooling scale: `stripes` horizontal stripes pooled from the output of `tap`."""
+
+    tap: str
+    stripes: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.tap}/{self.stripes}"
+
+
+def parse_layout(layout: Mapping[str, Sequence[int] | int]) -> list[Scale]:
+    """Validate a {tap: stripe counts} layout and return its scales in forward order."""
+    if not isinstance(layout, Mapping) or not layout:
+        raise ConfigError(f"layout must be a non-empty mapping {{tap: stripe counts}}, got {layout!r}")
+    unknown = [tap for tap in layout if tap not in TAPS]
+    if unknown:
+        raise ConfigError(f"unknown tap(s) {unknown} in layout; valid taps are {list(TAPS)}")
+    scales = []
+    for tap in TAPS:
+        if tap not in layout:
+            continue
+        counts = layout[tap]
+        counts = (counts,) if isinstance(counts, int) else tuple(counts)
+        if not counts:
+            raise ConfigError(f"tap {tap} has no stripe counts in layout {dict(layout)}")
+        for count in counts:
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ConfigError(f"stripe counts must be positive integers, got {count!r} at {tap}")
+            scales.append(Scale(tap, count))
+    if len(set(scales)) != len(scales):
+        raise ConfigError(f"layout {dict(layout)} repeats a stripe count at the same tap")
+    return scales
+
+
+class StripeHeads(nn.Module):
+    """All stripes of one scale: pooling, then per-stripe 1x1 conv + BN + ReLU and classifier.
+
+    The per-stripe ("non-shared") layers of a scale are stored as grouped 1x1 convolutions
+    with one group per stripe: mathematically P independent layers, but one kernel call.
+    """
+
+    def __init__(self, in_channels: int, stripes: int, num_classes: int, pooling: str):
+        super().__init__()
+        self.stripes = stripes
+        self.pooling = pooling
+        if pooling == "aps":
+            # a = sigmoid(theta): the weight of average pooling, shared by this scale's stripes.
+            self.aps_logit = nn.Parameter(torch.zeros(()))
+        self.reduce = nn.Conv1d(stripes * in_channels, stripes * EMBED_DIM, 1, groups=stripes, bias=False)
+        self.bn = nn.BatchNorm1d(stripes * EMBED_DIM)
+        self.classifier = nn.Conv1d(stripes * EMBED_DIM, stripes * num_classes, 1, groups=stripes)
+        nn.init.kaiming_normal_(self.reduce.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.ones_(self.bn.weight)
+        nn.init.zeros_(self.bn.bias)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+        nn.init.zeros_(self.classifier.bias)
+
+    def aps_weight(self) -> torch.Tensor:
+        """The average-pooling weight `a` of Eq. 1 (1 for "avg", 0 for "max")."""
+        if self.pooling == "aps":
+            return torch.sigmoid(self.aps_logit)
+        return torch.tensor(1.0 if self.pooling == "avg" else 0.0)
+
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, stripes): one pooled vector per horizontal stripe, top first."""
+        bins = (self.stripes, 1)
+        if self.pooling == "avg":
+            return F.adaptive_avg_pool2d(fmap, bins).flatten(2)
+        if self.pooling == "max":
+            return F.adaptive_max_pool2d(fmap, bins).flatten(2)
+        a = torch.sigmoid(self.aps_logit)
+        avg = F.adaptive_avg_pool2d(fmap, bins).flatten(2)
+        mx = F.adaptive_max_pool2d(fmap, bins).flatten(2)
+        return a * avg + (1 - a) * mx
+
+    def forward(self, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (embeddings (B, stripes, 256), logits (B, stripes, num_classes))."""
+        batch = fmap.shape[0]
+        pooled = self.pool(fmap)  # (B, C, P)
+        # Stripe-major channel order so that group p of the convs sees stripe p only.
+        x = pooled.transpose(1, 2).reshape(batch, -1, 1)  # (B, P*C, 1)
+        emb = F.relu(self.bn(self.reduce(x)))  # (B, P*256, 1)
+        logits = self.classifier(emb)  # (B, P*num_classes, 1)
+        return emb.view(batch, self.stripes, EMBED_DIM), logits.view(batch, self.stripes, -1)
+
+
+class MMHPN(nn.Module):
+    """Multi-level and Multi-scale Horizontal Pooling Network (see the module docstring)."""
+
+    def __init__(self, num_classes: int, layout: Mapping[str, Sequence[int] | int],
+                 backbone: str = "resnet50", pooling: str = "aps"):
+        super().__init__()
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ConfigError(f"num_classes must be a positive integer (training identities), got {num_classes!r}")
+        if backbone not in BACKBONES:
+            raise ConfigError(
+                f"unknown backbone {backbone!r}; valid backbones are {sorted(BACKBONES)} "
+                "(torchvision ResNets whose layer4 has three blocks, one per tap conv5_1..conv5_3)"
+            )
+        if pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}; valid poolings are {list(POOLINGS)}")
+        self.num_classes = num_classes
+        self.backbone_name = backbone
+        self.pooling = pooling
+        self.scales = parse_layout(layout)
+        self.layout = {tap: tuple(s.stripes for s in self.scales if s.tap == tap)
+                       for tap in TAPS if any(s.tap == tap for s in self.scales)}
+
+        constructor, _, channels = BACKBONES[backbone]
+        trunk = constructor(weights=None)
+        _set_first_block_stride_to_one(trunk.layer4[0])
+        self.stem = nn.Sequential(trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool)
+        self.layer1, self.layer2, self.layer3 = trunk.layer1, trunk.layer2, trunk.layer3
+        # layer4's blocks 0, 1, 2 are the taps conv5_1, conv5_2, conv5_3. Blocks after the
+        # last used tap are dropped: they would never receive a gradient (and DDP would object).
+        self.last_tap_index = max(TAPS.index(s.tap) for s in self.scales)
+        self.layer4 = trunk.layer4[: self.last_tap_index + 1]
+        self.heads = nn.ModuleList(StripeHeads(channels, s.stripes, num_classes, pooling) for s in self.scales)
+        self.embedding_dim = EMBED_DIM * sum(s.stripes for s in self.scales)
+
+    # -- introspection used by the losses, figures and book ------------------------------
+    def tap_module(self, tap: str) -> nn.Module:
+        """The layer4 block whose output is `tap` (the Grad-CAM target layer for that tap)."""
+        if tap not in TAPS[: self.last_tap_index + 1]:
+            raise ConfigError(f"tap {tap!r} is not computed by this model; its taps are {list(TAPS[: self.last_tap_index + 1])}")
+        return self.layer4[TAPS.index(tap)]
+
+    def aps_weights(self) -> dict[str, float]:
+        """{scale label: a}, the average-pooling weight of Eq. 1 per scale (1 = GAP, 0 = GMP)."""
+        return {s.label: float(h.aps_weight().detach()) for s, h in zip(self.scales, self.heads)}
+
+    def backbone_parameters(self):
+        return [p for name, p in self.named_parameters() if not name.startswith("heads.")]
+
+    def head_parameters(self):
+        return list(self.heads.parameters())
+
+    # -- forward -----------------------------------------------------------------------
+    def tap_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{tap: feature map} for the taps the layout uses."""
+        x = self.layer3(self.layer2(self.layer1(self.stem(images))))
+        maps = {}
+        for tap, block in zip(TAPS, self.layer4):
+            x = block(x)
+            maps[tap] = x
+        height = x.shape[2]
+        tallest = max(s.stripes for s in self.scales)
+        if tallest > height:
+            raise ConfigError(
+                f"a {images.shape[2]}x{images.shape[3]} input gives a feature map {height} rows high, "
+                f"too short for {tallest} stripes; use inputs at least {tallest * FEATURE_STRIDE} pixels high"
+            )
+        return maps
+
+    def _heads(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        maps = self.tap_features(images)
+        embeddings, logits = [], []
+        for scale, head in zip(self.scales, self.heads):
+            emb, logit = head(maps[scale.tap])
+            embeddings.append(emb)
+            logits.append(logit)
+        return embeddings, logits
+
+    def stripe_logits(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """One (batch, stripes, num_classes) logits tensor per scale, in either mode."""
+        return self._heads(images)[1]
+
+    def descriptor(self, images: torch.Tensor) -> torch.Tensor:
+        """The (batch, embedding_dim) test descriptor: all stripe vectors concatenated."""
+        embeddings = self._heads(images)[0]
+        return torch.cat([e.flatten(1) for e in embeddings], dim=1)
+
+    def forward(self, images: torch.Tensor):
+        if self.training:
+            return self.stripe_logits(images)
+        return self.descriptor(images)
+
+
+def _set_first_block_stride_to_one(block: nn.Module) -> None:
+    """Give layer4's first block stride 1 (both its strided conv and its shortcut)."""
+    for conv in (getattr(block, "conv1", None), getattr(block, "conv2", None)):
+        if conv is not None and conv.stride == (2, 2):
+            conv.stride = (1, 1)
+    if block.downsample is not None:
+        block.downsample[0].stride = (1, 1)
+
+
+def load_pretrained_backbone(model: MMHPN, pretrained: str | os.PathLike) -> None:
+    """Load ImageNet weights into the trunk of `model`, without ever touching the network.
+
+    ``"imagenet"`` reads torchvision's file from the torch hub cache
+    (``$TORCH_HOME/hub/checkpoints/``) if it is there; a path reads a local state_dict
+    (a torchvision ResNet's, with or without its ``fc`` weights).
+    """
+    _, weights, _ = BACKBONES[model.backbone_name]
+    if pretrained == "imagenet":
+        filename = os.path.basename(weights.url)
+        path = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+        if not os.path.isfile(path):
+            raise ConfigError(
+                f"pretrained='imagenet' needs torchvision's {model.backbone_name} weights, which are not on this "
+                f"machine and are never downloaded at run time. On a machine with internet, download {weights.url} "
+                f"and either copy it to {path} or pass its path: build_model(..., pretrained='/path/{filename}')"
+            )
+    else:
+        path = os.fspath(pretrained)
+        if not os.path.isfile(path):
+            raise ConfigError(f"pretrained weights file {path!r} does not exist (expected a torchvision ResNet state_dict)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure here means an unusable file
+        raise ConfigError(f"could not read pretrained weights {path!r}: {err}") from err
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"pretrained weights {path!r} hold a {type(state).__name__}, expected a state_dict")
+    # torchvision names (conv1, bn1, layer1..4, fc) -> ours (stem.0, stem.1, layer1..4; fc dropped)
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith("fc."):
+            continue
+        key = key.replace("conv1.", "stem.0.", 1) if key.startswith("conv1.") else key
+        key = key.replace("bn1.", "stem.1.", 1) if key.startswith("bn1.") else key
+        renamed[key] = value
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("heads.")}
+    missing = sorted(set(own) - set(renamed))
+    # The trunk's layer4 blocks after the model's last tap were dropped; their weights are not needed.
+    dropped = tuple(f"layer4.{i}." for i in range(model.last_tap_index + 1, len(TAPS)))
+    unexpected = sorted(k for k in set(renamed) - set(own) if not k.startswith(dropped))
+    if missing or unexpected:
+        raise ConfigError(
+            f"pretrained weights {path!r} do not fit a {model.backbone_name} trunk: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    for key, value in renamed.items():
+        if key in own and own[key].shape != value.shape:
+            raise ConfigError(f"pretrained weight {key} has shape {tuple(value.shape)}, expected {tuple(own[key].shape)}")
+    model.load_state_dict({k: v for k, v in renamed.items() if k in own}, strict=False)
+
+
+def build_model(num_classes: int, preset: str = "mmhpn", backbone: str = "resnet50", pooling: str = "aps",
+                pretrained: str | os.PathLike | None = None,
+                layout: Mapping[str, Sequence[int] | int] | None = None) -> MMHPN:
+    """Build an MMHPN-family model.
+
+    Args:
+        num_classes: number of training identities (one classifier output each).
+        preset: a name from `PRESETS` (``baseline``, ``msm``, ``mhpm``, ``mmhpn``).
+        backbone: ``resnet50`` (the paper's), ``resnet34`` or ``resnet101``.
+        pooling: ``aps`` (Eq. 1), ``avg`` (GAP) or ``max`` (GMP), used by every stripe.
+        pretrained: None (random init), ``"imagenet"`` (torchvision's file from the local
+            torch hub cache; never downloaded) or a path to a local ResNet state_dict.
+        layout: overrides the preset's {tap: stripe counts}, e.g. ``{"conv5_3": (12,)}``.
+    """
+    if layout is None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; valid presets are {sorted(PRESETS)} (or pass layout=...)")
+        layout = PRESETS[preset]
+    model = MMHPN(num_classes, layout, backbone=backbone, pooling=pooling)
+    if pretrained is not None:
+        load_pretrained_backbone(model, pretrained)
+    return model
