@@ -20,14 +20,256 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     """`mmhpn train`: owned by the training module (issue 5)."""
-    p = sub.add_parser("train", help="train a model (or resume it, or return the finished run)")
-    p.set_defaults(func=_not_yet("train"))
+    p = sub.add_parser(
+        "train",
+        help="train a model (or resume it, or return the finished run)",
+        description=_wrap(
+            "Train an MMHPN-family model with a profile's settings and any field overridden. If the run "
+            "folder holds a finished run of the same configuration it is returned without training; an "
+            "unfinished one resumes from its last checkpoint (at most one epoch is lost). Writes "
+            "config.json, checkpoint.pt (every epoch), history.csv, model.pt and metrics.json (rank-1, "
+            "rank-5, rank-10 and mAP as fractions, and the protocol) into the run folder. Under "
+            "`torchrun --nproc_per_node=N -m mmhpn train ...` it trains with DistributedDataParallel "
+            "(gloo on CPU, nccl on CUDA); --batch-size is then the global batch. Options left out keep "
+            "the profile's value."
+        ),
+        epilog=(
+            "examples:\n"
+            "  mmhpn train --profile smoke --data-root data/synthetic-tiny --run-dir runs/smoke\n"
+            "  mmhpn train --profile demo --loss psl --preset mmhpn\n"
+            "  mmhpn train --profile paper --dataset market1501 --data-root data/Market-1501-v15.09.15\n"
+            "  torchrun --nproc_per_node=2 -m mmhpn train --profile paper --dataset market1501 --data-root DIR\n"
+            "profile values: see mmhpn.training.PROFILES (python -c 'import mmhpn.training as t; "
+            "print(t.make_config(\"demo\"))')"
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    where = p.add_argument_group("profile and run folder")
+    where.add_argument("--profile", default="paper", choices=_profiles(),
+                       help="base settings: paper = Sec. 4.2 (ImageNet ResNet-50, 384x128, 60 epochs), "
+                            "demo = the book's CPU settings on synthetic data, smoke = seconds, for tests")
+    where.add_argument("--run-dir", default=None,
+                       help="run folder (default: RUNS_DIR/<name>-<first 12 digits of the config hash>)")
+    where.add_argument("--runs-dir", default="runs", help="parent of the default run folders")
+    where.add_argument("--name", default=None, help="run name, the prefix of the default run folder")
+    where.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", default=None,
+                      help="market1501, dukemtmc-reid, cuhk03-np or synthetic (default: the profile's)")
+    data.add_argument("--data-root", default=None,
+                      help="dataset folder (Market-1501 layout); for synthetic data it is generated there if missing")
+    data.add_argument("--synthetic-preset", default=None, help="synthetic preset: tiny, demo or market-sized")
+    data.add_argument("--synthetic-seed", type=int, default=None, help="seed of the synthetic data")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--preset", default=None, help="baseline, msm, mhpm or mmhpn (the paper's Table 4 rows)")
+    model.add_argument("--layout", type=_json_layout, default=None,
+                       help='override the preset\'s stripes as JSON {tap: [stripe counts]}, e.g. \'{"conv5_3": [12]}\'')
+    model.add_argument("--backbone", default=None, help="resnet34, resnet50 or resnet101")
+    model.add_argument("--pooling", default=None, help="aps (Eq. 1), avg (GAP) or max (GMP)")
+    model.add_argument("--pretrained", default=None,
+                       help="'imagenet' (torchvision's file in the local torch hub cache, never downloaded), "
+                            "a path to a ResNet state_dict, or 'none' for random init")
+
+    loss = p.add_argument_group("loss")
+    loss.add_argument("--loss", default=None, choices=["softmax", "psl"],
+                      help="softmax = Eq. 3; psl = the Part Sensitive Loss, Eq. 5")
+    loss.add_argument("--gammas", type=_float_list, default=None,
+                      help="PSL gammas, one per scale in the model's order, comma-separated, e.g. 0.3,0.5,1.5,2")
+    loss.add_argument("--single-stripe", default=None, choices=["ce", "literal", "focal"],
+                      help="PSL rule for one-stripe scales (see mmhpn.losses)")
+
+    inputs = p.add_argument_group("input and schedule")
+    inputs.add_argument("--height", type=int, default=None, help="input height in pixels")
+    inputs.add_argument("--width", type=int, default=None, help="input width in pixels")
+    inputs.add_argument("--batch-size", type=int, default=None, help="batch size (global, over all processes)")
+    inputs.add_argument("--sampler", default=None, choices=["random", "pk"],
+                        help="random = plain shuffling (paper); pk = identity-balanced P x K batches")
+    inputs.add_argument("--num-instances", type=int, default=None, help="K, images per identity for --sampler pk")
+    inputs.add_argument("--epochs", type=int, default=None, help="number of epochs")
+    inputs.add_argument("--lr", type=float, default=None, help="initial learning rate (SGD)")
+    inputs.add_argument("--lr-decay-epochs", type=_int_list, default=None,
+                        help="comma-separated epochs after which the lr is multiplied by --lr-decay-factor")
+    inputs.add_argument("--lr-decay-factor", type=float, default=None, help="lr step factor")
+    inputs.add_argument("--momentum", type=float, default=None, help="SGD momentum")
+    inputs.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay")
+
+    machine = p.add_argument_group("reproducibility, speed and evaluation")
+    machine.add_argument("--seed", type=int, default=None, help="random seed")
+    machine.add_argument("--precision", default=None, choices=["auto", "bf16", "fp16", "fp32"],
+                         help="auto = bf16 autocast where the CPU/GPU supports it, fp16 on older GPUs, else fp32")
+    machine.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                         help="deterministic kernels (slower; resumed runs then match uninterrupted ones on CPU)")
+    machine.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                         help="channels_last memory format (faster convolutions on CPU and GPU)")
+    machine.add_argument("--eval-every", type=int, default=None, help="also evaluate every N epochs (0 = only at the end)")
+    machine.add_argument("--eval-flip", action=argparse.BooleanOptionalAction, default=None,
+                         help="average the features of each test image and its mirror image")
+    machine.add_argument("--eval-protocol", default=None, choices=["toolbox", "market"],
+                         help="toolbox = AP as in the PyTorch re-ID toolboxes; market = the official Market-1501 code")
+    machine.add_argument("--num-workers", type=int, default=None, help="data loader worker processes")
+    machine.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=_train_command)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps description/epilog line breaks; shows defaults except None/False ("the profile's", "off")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+# TrainConfig fields that `mmhpn train` sets from options of the same name.
+_TRAIN_OPTION_FIELDS = (
+    "name", "dataset", "data_root", "synthetic_preset", "synthetic_seed", "preset", "layout", "backbone",
+    "pooling", "pretrained", "loss", "gammas", "single_stripe", "height", "width", "batch_size", "sampler",
+    "num_instances", "epochs", "lr", "lr_decay_epochs", "lr_decay_factor", "momentum", "weight_decay", "seed",
+    "precision", "deterministic", "channels_last", "eval_every", "eval_flip", "eval_protocol", "num_workers",
+    "device",
+)
+
+
+def _wrap(text: str) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=88)
+
+
+def _profiles() -> list[str]:
+    from mmhpn.training import PROFILES
+
+    return sorted(PROFILES)
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _json_layout(text: str) -> dict:
+    import json
+
+    try:
+        layout = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected JSON like '{{\"conv5_3\": [12]}}', got {text!r} ({err})") from None
+    if not isinstance(layout, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{tap: [stripe counts]}}, got {text!r}")
+    return layout
+
+
+def _train_command(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from mmhpn import distributed
+    from mmhpn.runs import run_dir_for, train_or_load
+    from mmhpn.training import make_config
+
+    overrides = {f: getattr(args, f) for f in _TRAIN_OPTION_FIELDS if getattr(args, f) is not None}
+    if isinstance(overrides.get("pretrained"), str) and overrides["pretrained"].lower() == "none":
+        overrides["pretrained"] = None
+    config = make_config(args.profile, **overrides)
+    if config.dataset != "synthetic" and not os.path.isdir(config.data_root):
+        raise FileNotFoundError(f"dataset folder {config.data_root} does not exist; pass --data-root DIR")
+    run_dir = args.run_dir or run_dir_for(config, args.runs_dir)
+    with distributed.process_group(config.device):
+        run = train_or_load(config, run_dir=run_dir, progress=not args.no_progress)
+        if distributed.is_main_process():
+            how = "trained" if run.trained_now else "finished earlier, loaded from the run folder"
+            m = run.metrics
+            print(f"run {run.path} ({how}): rank-1 {m['rank1']:.4f}, mAP {m['mAP']:.4f} "
+                  f"({m['protocol']} protocol, {m['num_queries']} queries); metrics in {run.path / 'metrics.json'}")
+            if "multi_query" in m:
+                print("multiple query: " + json.dumps({k: m["multi_query"][k] for k in ("rank1", "mAP")}))
+    return 0
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     """`mmhpn evaluate`: owned by the training module (issue 5)."""
-    p = sub.add_parser("evaluate", help="score a run or checkpoint on a dataset")
-    p.set_defaults(func=_not_yet("evaluate"))
+    p = sub.add_parser(
+        "evaluate",
+        help="score a run or checkpoint on a dataset",
+        description=_wrap(
+            "Score a trained model with the re-ID protocol (CMC rank-1/5/10 and mAP as fractions; "
+            "Market-1501's multiple-query setting too when the dataset has gt_bbox/). The model comes from "
+            "a run folder (--run-dir, its model.pt) or a model/checkpoint file (--checkpoint). The dataset is "
+            "the one the model was trained on unless --dataset/--data-root say otherwise (cross-dataset "
+            "evaluation). Prints the scores and, with --output, writes them as JSON; it never changes the "
+            "run's own metrics.json."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", help="a finished run folder (uses its model.pt)")
+    source.add_argument("--checkpoint", help="a model.pt or checkpoint.pt written by `mmhpn train`")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the one the model was trained on)")
+    p.add_argument("--data-root", default=None, help="dataset folder (default: the training run's data root)")
+    p.add_argument("--flip", action="store_true", help="average the features of each image and its mirror image")
+    p.add_argument("--rerank", action="store_true",
+                   help="k-reciprocal re-ranking (Zhong et al. 2017); the paper reports none")
+    p.add_argument("--protocol", default="toolbox", choices=["toolbox", "market"],
+                   help="toolbox = AP as in the PyTorch re-ID toolboxes; market = the official Market-1501 code")
+    p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
+    p.add_argument("--precision", default="fp32", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="autocast precision of feature extraction")
+    p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--output", default=None, help="also write the scores to this JSON file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_evaluate_command)
+
+
+def _evaluate_command(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    from mmhpn.data import load_dataset
+    from mmhpn.training import MODEL_FILE, evaluate_model, load_model_file, resolve_device, resolve_precision
+
+    if args.run_dir is not None:
+        path = Path(args.run_dir) / MODEL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{args.run_dir} holds no {MODEL_FILE}: not a finished run folder")
+    else:
+        path = Path(args.checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint file {path} does not exist")
+    if args.batch_size < 1:
+        raise MMHPNError(f"--batch-size must be a positive integer, got {args.batch_size}")
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    model, config = load_model_file(path, device=device)
+    dataset_name = args.dataset or config.dataset
+    root = args.data_root or config.data_root
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"dataset folder {root} does not exist; pass --data-root DIR")
+    options = {}
+    if dataset_name == "synthetic":  # never generate data here: score what is there
+        options = {"preset": config.synthetic_preset, "seed": config.synthetic_seed, "generate": False}
+    dataset = load_dataset(dataset_name, root, **options)
+    metrics = evaluate_model(model, dataset, height=config.height, width=config.width, batch_size=args.batch_size,
+                             device=device, num_workers=args.num_workers, precision=precision, flip=args.flip,
+                             protocol=args.protocol, rerank=args.rerank, progress=not args.no_progress)
+    metrics.update(model_file=str(path), precision=precision)
+    text = json.dumps(metrics, indent=2, sort_keys=True)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    return 0
 
 
 def _not_yet(name: str):

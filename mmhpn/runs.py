@@ -1,0 +1,118 @@
+"""The run cache: one folder per configuration, resumed when unfinished, reused when finished.
+
+`train_or_load(config)` is how the book and the command line get a trained model:
+
+* the run folder is ``<runs_dir>/<name>-<hash12>/`` (`run_dir_for`), where ``hash12`` is the
+  first 12 hex digits of `mmhpn.training.config_hash`; an explicit `run_dir` may be given;
+* a run is *finished* only when its marker file ``FINISHED`` exists. The marker is written
+  last, after ``model.pt``, ``history.csv`` and ``metrics.json``, so a run killed at any
+  moment is never mistaken for a finished one;
+* a finished run is returned without training; an unfinished one resumes from its last
+  checkpoint (at most one epoch of work is lost); a missing one is trained from scratch.
+
+A run folder holds: ``config.json`` (all fields and the hash), ``checkpoint.pt`` (while
+training; removed once finished), ``history.csv`` (one row per epoch), ``model.pt``
+(weights + configuration), ``metrics.json`` and ``FINISHED``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from mmhpn import distributed
+from mmhpn.errors import CheckpointError
+from mmhpn.training import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    TrainConfig,
+    atomic_write_text,
+    config_differences,
+    config_hash,
+    load_model_file,
+    train,
+)
+
+FINISHED_FILE = "FINISHED"
+
+
+@dataclass
+class Run:
+    """A finished training run: its folder, configuration, final metrics and per-epoch history."""
+
+    path: Path
+    config: TrainConfig
+    metrics: dict
+    history: pd.DataFrame = field(repr=False)
+    trained_now: bool = False  # False when the run came from the cache
+
+    def load_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The trained model (eval mode) on `device`."""
+        model, _ = load_model_file(self.path / MODEL_FILE, device=device)
+        return model
+
+
+def run_dir_for(config: TrainConfig, runs_dir: str | os.PathLike = "runs") -> Path:
+    """``<runs_dir>/<name>-<hash12>``: where `train_or_load` keeps the run of `config`."""
+    return Path(runs_dir) / f"{config.run_name}-{config_hash(config)[:12]}"
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    return (Path(run_dir) / FINISHED_FILE).is_file()
+
+
+def load_run(run_dir: str | os.PathLike, config: TrainConfig | None = None) -> Run:
+    """Open a finished run folder; with `config`, refuse a folder trained for another one."""
+    run_dir = Path(run_dir)
+    if not is_finished(run_dir):
+        raise CheckpointError(f"{run_dir} is not a finished run (no {FINISHED_FILE} marker); "
+                              "train it with `mmhpn train --run-dir` or mmhpn.runs.train_or_load")
+    try:
+        stored = json.loads((run_dir / CONFIG_FILE).read_text())
+        metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        stored_config = TrainConfig.from_dict(stored["config"])
+        history = pd.read_csv(run_dir / HISTORY_FILE)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"run folder {run_dir} is damaged ({type(err).__name__}: {err}); "
+                              "delete it to train again") from err
+    if config is not None and stored.get("hash") != config_hash(config):
+        diffs = config_differences(stored["config"], config)
+        raise CheckpointError(f"run folder {run_dir} holds a run of another configuration ({'; '.join(diffs)})")
+    # The stored config carries this machine's data_root/device only if they were the same;
+    # a caller's config (same hash) is the more useful one to hand back.
+    return Run(path=run_dir, config=config or stored_config, metrics=metrics, history=history)
+
+
+def train_or_load(config: TrainConfig, runs_dir: str | os.PathLike = "runs", *,
+                  run_dir: str | os.PathLike | None = None, progress: bool = True,
+                  **train_options) -> Run | None:
+    """Return the finished run of `config`: from the cache, by resuming, or by training.
+
+    `run_dir` overrides the default folder ``<runs_dir>/<name>-<hash12>``. `train_options`
+    go to `mmhpn.training.train`; with its testing hooks (`stop_after_epochs`, a callback
+    raising `StopTraining`) training can stop before the last epoch, and then the run stays
+    unfinished and this returns None.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config, runs_dir)
+    if is_finished(run_dir):
+        return load_run(run_dir, config)
+    result = train(config, run_dir, progress=progress, **train_options)
+    if result.stopped_early:
+        return None  # interrupted on purpose (testing hook): the run stays unfinished
+    if distributed.is_main_process():
+        checkpoint = run_dir / CHECKPOINT_FILE
+        atomic_write_text(run_dir / FINISHED_FILE, f"{config_hash(config)}\n")
+        # The marker is on disk: the resume checkpoint (optimizer state, ~2x the model) is not needed.
+        if checkpoint.exists():
+            checkpoint.unlink()
+    distributed.barrier()
+    run = load_run(run_dir, config)
+    run.trained_now = True
+    return run
