@@ -1,0 +1,54 @@
+"""Datasets and input pipeline: Market-layout loaders, the synthetic benchmark, loaders.
+
+- `mmhpn.data.market`: records, the Market-1501 file-layout parser, the dataset registry
+  (`load_dataset("market1501" | "dukemtmc-reid" | "cuhk03-np" | "synthetic", root)`).
+- `mmhpn.data.synthetic`: the procedural pedestrian generator (`generate`, `ensure_synthetic`).
+- `mmhpn.data.pipeline`: transforms, `ImageDataset`, samplers, train / eval loaders,
+  `sample_grid` for looking at a dataset.
+"""
+from mmhpn.data.market import (
+    DATASETS,
+    ImageRecord,
+    ReIDDataset,
+    count_unmatched_queries,
+    load_dataset,
+    load_market_layout,
+    parse_image_name,
+)
+from mmhpn.data.pipeline import (
+    EXTRA_AUGMENTATIONS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    IdentityBatchSampler,
+    ImageDataset,
+    ShuffleBatchSampler,
+    build_eval_loader,
+    build_train_loader,
+    build_transforms,
+    sample_grid,
+)
+from mmhpn.data.synthetic import PRESETS as SYNTHETIC_PRESETS
+from mmhpn.data.synthetic import ensure_synthetic, generate
+
+__all__ = [
+    "DATASETS",
+    "EXTRA_AUGMENTATIONS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IdentityBatchSampler",
+    "ImageDataset",
+    "ImageRecord",
+    "ReIDDataset",
+    "SYNTHETIC_PRESETS",
+    "ShuffleBatchSampler",
+    "build_eval_loader",
+    "build_train_loader",
+    "build_transforms",
+    "count_unmatched_queries",
+    "ensure_synthetic",
+    "generate",
+    "load_dataset",
+    "load_market_layout",
+    "parse_image_name",
+    "sample_grid",
+]

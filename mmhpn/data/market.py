@@ -1,0 +1,341 @@
+"""Market-1501-layout datasets: the one file-name parser and the registry of named datasets.
+
+This module owns reading a re-ID dataset folder into lists of `ImageRecord`s, exactly as the
+community's PyTorch toolboxes (open-reid, torchreid, fast-reid) do, and nothing else: no image
+is decoded here (see `mmhpn.data.pipeline`).
+
+Layout (Market-1501 and every dataset released in its format)::
+
+    ROOT/
+      bounding_box_train/   training images
+      bounding_box_test/    gallery images (with distractors 0000 and junk -1)
+      query/                query images
+      gt_bbox/              optional: hand-drawn boxes, Market's multiple-query setting
+
+File names start with ``PPPP_cC``: ``0002_c1s1_000451_03.jpg`` is person 2 seen by camera 1
+(Market), ``0001_c2_f0046182.jpg`` (DukeMTMC-reID), ``0003_c1_22.png`` (CUHK03-NP).
+
+Conventions (those of the toolboxes, so that numbers are comparable):
+
+- training person ids are relabelled to 0..N-1 in increasing order of the original id;
+  query / gallery / multi-query records keep the original id (the protocol compares them);
+- junk images (id -1) are dropped from every split, and counted in `dataset.dropped`;
+- distractors (id 0, "0000") are kept in the gallery as negatives (dropped, and counted,
+  from train and query where they carry no identity);
+- camera ids are 0-based: ``c1`` -> 0, ``c6`` -> 5;
+- files that are not images (the ``Thumbs.db`` shipped in the Market-1501 archive) are ignored;
+  an image whose name does not parse is an error, never silently skipped.
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import pandas as pd
+
+from mmhpn.errors import ConfigError, DatasetError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+SPLIT_FOLDERS = {
+    "train": "bounding_box_train",
+    "gallery": "bounding_box_test",
+    "query": "query",
+}
+MULTI_QUERY_FOLDER = "gt_bbox"
+JUNK_PID = -1
+DISTRACTOR_PID = 0
+
+# "0002_c1s1_000451_03.jpg", "-1_c3s2_...", "0001_c2_f0046182.jpg": id, then camera number.
+_NAME_PATTERN = re.compile(r"^(-?\d+)_c(\d+)")
+
+_LAYOUT_HELP = (
+    "expected a Market-1501-style folder with subfolders bounding_box_train/, "
+    "bounding_box_test/, query/ (and optionally gt_bbox/), holding images named like "
+    "0002_c1s1_000451_03.jpg (person id, then camera number)"
+)
+
+
+class ImageRecord(NamedTuple):
+    """One image of a re-ID dataset: file path, person id and 0-based camera id."""
+
+    path: str
+    pid: int
+    camid: int
+
+
+@dataclass
+class ReIDDataset:
+    """A re-ID dataset split into train / query / gallery (and optional multi-query) records.
+
+    `train` pids are relabelled 0..num_train_pids-1 (`train_pid_map` maps original -> label);
+    the test splits keep the original ids. `dropped` counts what the conventions removed.
+    """
+
+    name: str
+    root: str
+    train: list[ImageRecord]
+    query: list[ImageRecord]
+    gallery: list[ImageRecord]
+    multi_query: list[ImageRecord] = field(default_factory=list)
+    train_pid_map: dict[int, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_train_pids(self) -> int:
+        return len(self.train_pid_map)
+
+    @property
+    def num_cameras(self) -> int:
+        return len({r.camid for split in (self.train, self.query, self.gallery) for r in split})
+
+    def statistics(self) -> pd.DataFrame:
+        """Identities, images and cameras per split, as in the papers' dataset tables.
+
+        `ids` does not count the distractor id 0; distractor images are counted in `images`
+        and, separately, in the `distractors` column.
+        """
+        splits = {"train": self.train, "query": self.query, "gallery": self.gallery}
+        if self.multi_query:
+            splits["multi_query"] = self.multi_query
+        rows = {}
+        for split, records in splits.items():
+            pids = {r.pid for r in records}
+            rows[split] = {
+                "ids": len(pids - {DISTRACTOR_PID}) if split != "train" else len(pids),
+                "images": len(records),
+                "cameras": len({r.camid for r in records}),
+                "distractors": sum(r.pid == DISTRACTOR_PID for r in records) if split != "train" else 0,
+            }
+        table = pd.DataFrame.from_dict(rows, orient="index")
+        table.index.name = self.name
+        return table
+
+    def summary(self) -> str:
+        """The statistics table plus what the conventions dropped, as printable text."""
+        lines = [f"{self.name} at {self.root}", self.statistics().to_string()]
+        if any(self.dropped.values()):
+            dropped = ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped.items()) if v)
+            lines.append(f"dropped by convention (junk -1, distractors outside the gallery): {dropped}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"ReIDDataset(name={self.name!r}, train={len(self.train)} images/{self.num_train_pids} ids, "
+            f"query={len(self.query)}, gallery={len(self.gallery)}, multi_query={len(self.multi_query)})"
+        )
+
+
+def parse_image_name(name: str) -> tuple[int, int] | None:
+    """(person id, 0-based camera id) from a Market-style file name, or None if it does not parse."""
+    match = _NAME_PATTERN.match(name)
+    if match is None:
+        return None
+    pid, cam = int(match.group(1)), int(match.group(2))
+    if cam < 1 or pid < JUNK_PID:
+        return None
+    return pid, cam - 1
+
+
+def read_split_folder(folder: Path) -> list[ImageRecord]:
+    """All images of one split folder as records with their original ids (junk included).
+
+    Sorted by file name so the order never depends on the file system.
+    """
+    if not folder.is_dir():
+        raise DatasetError(f"missing split folder {folder}; {_LAYOUT_HELP}")
+    records, unparsable = [], []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if not entry.is_file() or not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+            continue  # Thumbs.db, .DS_Store, readme files: not images
+        parsed = parse_image_name(entry.name)
+        if parsed is None:
+            unparsable.append(entry.name)
+            continue
+        records.append(ImageRecord(os.path.join(str(folder), entry.name), parsed[0], parsed[1]))
+    if unparsable:
+        shown = ", ".join(unparsable[:5])
+        more = f" (and {len(unparsable) - 5} more)" if len(unparsable) > 5 else ""
+        raise DatasetError(
+            f"{len(unparsable)} image file name(s) in {folder} do not parse: {shown}{more}; "
+            "expected names like 0002_c1s1_000451_03.jpg (person id, '_c', camera number >= 1)"
+        )
+    return records
+
+
+def load_market_layout(
+    root: str | os.PathLike,
+    name: str = "market-layout",
+    verify_images: bool = False,
+    warn_unmatched: bool = True,
+) -> ReIDDataset:
+    """Read a Market-1501-layout folder (see the module docstring) into a `ReIDDataset`.
+
+    `verify_images=True` opens every image once and raises `DatasetError` naming the corrupt
+    ones (slow on real datasets; by default corrupt images are reported when they are decoded).
+    A query identity with no gallery image from another camera cannot be scored by the
+    protocol; their count is reported with `warnings.warn` (`warn_unmatched=False` silences it).
+    """
+    root_path = Path(root)
+    if not root_path.is_dir():
+        raise DatasetError(f"dataset root {root_path} does not exist or is not a folder; {_LAYOUT_HELP}")
+    missing = [folder for folder in SPLIT_FOLDERS.values() if not (root_path / folder).is_dir()]
+    if missing:
+        raise DatasetError(f"dataset root {root_path} lacks the split folder(s) {', '.join(missing)}/; {_LAYOUT_HELP}")
+
+    raw = {split: read_split_folder(root_path / folder) for split, folder in SPLIT_FOLDERS.items()}
+    multi_folder = root_path / MULTI_QUERY_FOLDER
+    raw_multi = read_split_folder(multi_folder) if multi_folder.is_dir() else []
+
+    dropped: dict[str, int] = {}
+    for split, records in raw.items():
+        if not records:
+            raise DatasetError(f"split folder {root_path / SPLIT_FOLDERS[split]} contains no images; {_LAYOUT_HELP}")
+        dropped[f"{split}_junk"] = sum(r.pid == JUNK_PID for r in records)
+        if split != "gallery":
+            dropped[f"{split}_distractors"] = sum(r.pid == DISTRACTOR_PID for r in records)
+
+    keep_gallery = [r for r in raw["gallery"] if r.pid != JUNK_PID]
+    keep_query = [r for r in raw["query"] if r.pid not in (JUNK_PID, DISTRACTOR_PID)]
+    keep_train = [r for r in raw["train"] if r.pid not in (JUNK_PID, DISTRACTOR_PID)]
+    for split, kept in (("train", keep_train), ("query", keep_query), ("gallery", keep_gallery)):
+        if not kept:
+            raise DatasetError(
+                f"split folder {root_path / SPLIT_FOLDERS[split]} holds only junk/distractor images "
+                f"(ids -1 / 0000), no identity to use"
+            )
+
+    train_pid_map = {pid: label for label, pid in enumerate(sorted({r.pid for r in keep_train}))}
+    train = [ImageRecord(r.path, train_pid_map[r.pid], r.camid) for r in keep_train]
+
+    # Multiple query (Market's gt_bbox): the hand-drawn boxes of the query identities only;
+    # gt_bbox also holds the training identities, which the protocol never uses.
+    query_pids = {r.pid for r in keep_query}
+    multi_query = [r for r in raw_multi if r.pid in query_pids]
+    if raw_multi:
+        dropped["multi_query_not_query_ids"] = len(raw_multi) - len(multi_query)
+
+    dataset = ReIDDataset(
+        name=name,
+        root=str(root_path),
+        train=train,
+        query=keep_query,
+        gallery=keep_gallery,
+        multi_query=multi_query,
+        train_pid_map=train_pid_map,
+        dropped=dropped,
+    )
+    if warn_unmatched:
+        unmatched = count_unmatched_queries(dataset.query, dataset.gallery)
+        if unmatched:
+            warnings.warn(
+                f"{name}: {unmatched} of {len(dataset.query)} query images have no gallery image of the "
+                "same identity from another camera; the evaluation protocol skips them",
+                stacklevel=2,
+            )
+    if verify_images:
+        verify_image_files([r.path for split in (train, keep_query, keep_gallery, multi_query) for r in split])
+    return dataset
+
+
+def count_unmatched_queries(query: list[ImageRecord], gallery: list[ImageRecord]) -> int:
+    """Query images whose identity has no gallery image from a different camera."""
+    cameras_of: dict[int, set[int]] = {}
+    for r in gallery:
+        cameras_of.setdefault(r.pid, set()).add(r.camid)
+    return sum(not (cameras_of.get(q.pid, set()) - {q.camid}) for q in query)
+
+
+def verify_image_files(paths: list[str]) -> None:
+    """Decode every image fully; raise `DatasetError` naming the first unreadable ones."""
+    from PIL import Image
+
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... on bad files
+            bad.append(f"{path} ({type(err).__name__}: {err})")
+    if bad:
+        shown = "; ".join(bad[:5])
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise DatasetError(f"{len(bad)} unreadable or corrupt image(s): {shown}{more}")
+
+
+# --------------------------------------------------------------------------------------------
+# Registry of named datasets.
+
+def _find_root(root: str | os.PathLike, known_subfolders: tuple[str, ...]) -> Path:
+    """`root` itself when it holds the splits, else the first known release folder inside it."""
+    root_path = Path(root)
+    if (root_path / SPLIT_FOLDERS["train"]).is_dir():
+        return root_path
+    for sub in known_subfolders:
+        if (root_path / sub / SPLIT_FOLDERS["train"]).is_dir():
+            return root_path / sub
+    return root_path  # load_market_layout names what is missing
+
+
+def _load_market1501(root, **opts) -> ReIDDataset:
+    return load_market_layout(_find_root(root, ("Market-1501-v15.09.15", "Market-1501", "market1501")),
+                              name="market1501", **opts)
+
+
+def _load_duke(root, **opts) -> ReIDDataset:
+    return load_market_layout(_find_root(root, ("DukeMTMC-reID", "dukemtmc-reid", "dukemtmcreid")),
+                              name="dukemtmc-reid", **opts)
+
+
+def _load_cuhk03_np(root, variant: str = "detected", **opts) -> ReIDDataset:
+    """CUHK03-NP (Zhong et al.'s 767/700 split in Market format): ROOT/detected/ and ROOT/labeled/."""
+    if variant not in ("detected", "labeled"):
+        raise ConfigError(f"cuhk03-np variant must be 'detected' or 'labeled', got {variant!r}")
+    root_path = Path(root)
+    for base in (root_path, root_path / "cuhk03-np", root_path / "cuhk03_np"):
+        if (base / variant).is_dir():
+            return load_market_layout(base / variant, name=f"cuhk03-np-{variant}", **opts)
+    raise DatasetError(
+        f"cuhk03-np: no {variant}/ folder under {root_path}; expected ROOT/detected/ and ROOT/labeled/, "
+        f"each a Market-style folder (bounding_box_train/, bounding_box_test/, query/)"
+    )
+
+
+def _load_synthetic(root, preset: str = "demo", seed: int = 0, generate: bool = True,
+                    knobs: dict | None = None, **opts) -> ReIDDataset:
+    """The synthetic benchmark; generated into `root` first when `generate` and it is missing."""
+    from mmhpn.data.synthetic import ensure_synthetic, is_complete
+
+    if generate:
+        ensure_synthetic(root, preset=preset, seed=seed, **(knobs or {}))
+    elif not is_complete(root):
+        raise DatasetError(f"{root} holds no finished synthetic dataset; generate it with "
+                           f"`mmhpn synth --preset {preset} --out {root} --seed {seed}`")
+    return load_market_layout(root, name="synthetic", **opts)
+
+
+DATASETS: dict[str, Callable[..., ReIDDataset]] = {
+    "market1501": _load_market1501,
+    "dukemtmc-reid": _load_duke,
+    "cuhk03-np": _load_cuhk03_np,
+    "synthetic": _load_synthetic,
+}
+
+
+def load_dataset(name: str, root: str | os.PathLike, **opts) -> ReIDDataset:
+    """Load a dataset by registry name: market1501, dukemtmc-reid, cuhk03-np, synthetic.
+
+    Options common to all: `verify_images`, `warn_unmatched` (see `load_market_layout`).
+    cuhk03-np: `variant="detected"` (default, the paper's setting) or `"labeled"`.
+    synthetic: `preset`, `seed`, `generate=True`, `knobs={...}` (see `mmhpn.data.synthetic`).
+    """
+    key = name.lower().replace("_", "-")
+    aliases = {"market": "market1501", "market-1501": "market1501", "duke": "dukemtmc-reid",
+               "dukemtmcreid": "dukemtmc-reid", "cuhk03": "cuhk03-np"}
+    key = aliases.get(key, key)
+    if key not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[key](root, **opts)
