@@ -1,0 +1,467 @@
+"""The book pipeline: execute every notebook with papermill, then build the HTML offline.
+
+`python -m mmhpn.book --profile demo` (what `make book` runs) does, in order:
+
+1. creates the synthetic dataset of the profile if it is missing (`mmhpn.data.synthetic`);
+2. executes each notebook of `notebooks/` with papermill into `book/executed/` with the
+   profile's parameters (only the parameters a notebook declares are passed), hides the
+   injected-parameters cell and writes a short note of the values it was executed with;
+   a failing notebook stops the pipeline with the notebook's name and the cell's error;
+3. vendors MathJax 3 from the npm registry's `mathjax` package into `book/_static/mathjax/`
+   (once; the book then loads no script, font or stylesheet from the network);
+4. builds the book with Jupyter Book 1.x (`-W -n --keep-going`) into `_build/html/` and
+   fails if the HTML references any external resource that a browser would load.
+
+The wall time of each notebook and of the whole build is appended to
+`book/executed/build-log.json`; the compute-cost notebook (executed last) reads it, so the
+book states measured build times, never typed ones.
+
+Profiles (`PROFILES`) are the parameter sets: `smoke` (minutes, for the test suite),
+`demo` (the default: synthetic data, CPU, two seeds) and `paper` (the paper's schedule,
+for users with the real datasets and a GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from mmhpn.errors import ConfigError, MMHPNError
+
+# The book's sources live at the repository root (`_config.yml`, `_toc.yml`, `book/`,
+# `notebooks/`); every path below is relative to a root so that the tests can build a copy.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = Path("notebooks")
+EXECUTED = Path("book") / "executed"
+STATIC = Path("book") / "_static"
+HTML = Path("_build") / "html"
+BUILD_LOG = EXECUTED / "build-log.json"
+MATHJAX_SPEC = "mathjax@3"
+MATHJAX_ENTRY = Path("mathjax") / "es5" / "tex-svg.js"
+
+# Execution order: the trainings shared between tables are created by the first notebook
+# that asks for them (the run cache), and the compute-cost notebook reads the timings of
+# all the others, so it runs last.
+NOTEBOOK_ORDER = (
+    "01-data",
+    "02-training",
+    "04-table-4-branches",
+    "05-table-5-body-parts",
+    "06-table-6-pooling",
+    "07-table-7-psl",
+    "10-figure-5-body-scales",
+    "08-figure-3-attention",
+    "09-figure-4-ranking",
+    "03-tables-1-3-comparison",
+    "11-compute-cost",
+)
+
+
+class NotebookExecutionError(MMHPNError, RuntimeError):
+    """A notebook raised while papermill executed it."""
+
+
+class BookBuildError(MMHPNError, RuntimeError):
+    """Jupyter Book failed, or the built HTML would load something from the network."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One set of notebook parameters.
+
+    `parameters` go to every notebook that declares them; `per_notebook` adds or replaces
+    values for one notebook (keyed by notebook name).
+    """
+
+    name: str
+    dataset: str
+    data_root: str
+    synthetic_preset: str | None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    per_notebook: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_notebook(self, notebook: str) -> dict[str, Any]:
+        params = {
+            "dataset": self.dataset,
+            "data_root": self.data_root,
+            "profile": self.name,
+            **self.parameters,
+        }
+        params.update(self.per_notebook.get(notebook, {}))
+        return params
+
+
+PROFILES: dict[str, Profile] = {
+    # A few minutes on 2 CPU cores: one seed, the training module's smoke schedule.
+    "smoke": Profile(
+        name="smoke",
+        dataset="synthetic",
+        data_root="data/synthetic-tiny",
+        synthetic_preset="tiny",
+        parameters={"seeds": [0], "device": "cpu"},
+    ),
+    # `make book`'s default: <= 30 min on 2 CPU cores, every table over two seeds.
+    "demo": Profile(
+        name="demo",
+        dataset="synthetic",
+        data_root="data/synthetic-demo",
+        synthetic_preset="demo",
+        parameters={"seeds": [0, 1], "device": "cpu"},
+    ),
+    # The paper's schedule on a real dataset (a GPU and hours per training).
+    "paper": Profile(
+        name="paper",
+        dataset="market1501",
+        data_root="data/market1501",
+        synthetic_preset=None,
+        parameters={"seeds": [0, 1, 2], "device": "cuda"},
+    ),
+}
+
+
+def get_profile(name: str, dataset: str | None = None, data_root: str | None = None,
+                device: str | None = None, seeds: list[int] | None = None) -> Profile:
+    """The named profile with the command line's overrides applied."""
+    if name not in PROFILES:
+        raise ConfigError(f"unknown book profile {name!r}; expected one of {sorted(PROFILES)}")
+    profile = PROFILES[name]
+    params = dict(profile.parameters)
+    if device is not None:
+        params["device"] = device
+    if seeds is not None:
+        if not seeds:
+            raise ConfigError("seeds must name at least one seed")
+        params["seeds"] = list(seeds)
+    changes: dict[str, Any] = {"parameters": params}
+    if dataset is not None:
+        changes["dataset"] = dataset
+        if dataset != "synthetic":
+            changes["synthetic_preset"] = None
+            if data_root is None:
+                changes["data_root"] = f"data/{dataset}"
+    if data_root is not None:
+        changes["data_root"] = data_root
+    return replace(profile, **changes)
+
+
+# ---------------------------------------------------------------------------------------
+# step 1: data
+
+
+def ensure_dataset(profile: Profile, root: Path = REPO_ROOT) -> None:
+    """Create the profile's synthetic dataset if missing; check a real one exists."""
+    data_root = root / profile.data_root
+    if profile.synthetic_preset is not None:
+        from mmhpn.data.synthetic import ensure_synthetic
+
+        ensure_synthetic(data_root, preset=profile.synthetic_preset, seed=0)
+    elif not data_root.is_dir():
+        from mmhpn.errors import DatasetError
+
+        raise DatasetError(
+            f"dataset folder {data_root} does not exist; expected the extracted "
+            f"{profile.dataset} dataset there (see the book's 'Datasets' page), or pass DATA_ROOT"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# step 2: notebooks
+
+
+def notebook_path(name: str, root: Path = REPO_ROOT) -> Path:
+    return root / NOTEBOOKS / f"{name}.ipynb"
+
+
+def declared_parameters(path: Path) -> set[str]:
+    """Names assigned in the notebook's `parameters` cell (what papermill can inject)."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(path)).keys())
+
+
+def _hide_injected_cell(path: Path, params: dict[str, Any]) -> None:
+    """Remove the injected-parameters cell from the rendered page and say what was injected.
+
+    The values stay visible to readers as a short generated note, so a page always states
+    the profile, dataset and seeds it was executed with.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags:
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+            lines = ["**Executed with** (values injected by `mmhpn.book`, overriding the defaults above):", ""]
+            lines += [f"- `{key} = {value!r}`" for key, value in params.items()]
+            note = nbformat.v4.new_markdown_cell("\n".join(lines))
+            note.metadata["tags"] = ["mmhpn-executed-with"]
+            nb.cells.insert(index + 1, note)
+            break
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags and "hide-input" not in tags and "remove-cell" not in tags:
+            tags.append("hide-input")
+    tmp = path.with_suffix(".tmp.ipynb")
+    nbformat.write(nb, tmp)
+    os.replace(tmp, path)
+
+
+def execute_notebook(name: str, params: dict[str, Any], root: Path = REPO_ROOT) -> float:
+    """Execute one notebook with papermill (cwd = root); return its wall time in seconds."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = notebook_path(name, root)
+    output_dir = root / EXECUTED
+    if not source.is_file():
+        raise ConfigError(f"notebook {source} does not exist")
+    declared = declared_parameters(source)
+    passed = {key: value for key, value in params.items() if key in declared}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    target = output_dir / f"{name}.ipynb"
+    partial = output_dir / f"{name}.partial.ipynb"
+    # Plain-text progress bars in notebooks; never the widget front end (CDN scripts).
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(source), str(partial), parameters=passed, kernel_name="python3",
+            log_output=True, progress_bar=False, cwd=str(root),
+        )
+    except PapermillExecutionError as err:
+        raise NotebookExecutionError(
+            f"notebook {name} failed in cell [{err.exec_count}] (cell {err.cell_index}): "
+            f"{err.ename}: {err.evalue}  (executed copy with the traceback: {partial})"
+        ) from None
+    seconds = time.perf_counter() - start
+    _hide_injected_cell(partial, passed)
+    os.replace(partial, target)
+    return seconds
+
+
+# ---------------------------------------------------------------------------------------
+# step 3: MathJax
+
+
+def vendor_mathjax(static_dir: Path = REPO_ROOT / STATIC, spec: str = MATHJAX_SPEC,
+                   cache: Path | None = REPO_ROOT / STATIC) -> Path:
+    """Copy MathJax 3's es5/ build from the npm package into the book's static files.
+
+    Done once (the folder is the cache, gitignored); needs `npm` and the npm registry at
+    build time, never at view time. A copy of the book (the tests) reuses the repository's
+    vendored copy (`cache`) when there is one.
+    """
+    entry = static_dir / MATHJAX_ENTRY
+    if entry.is_file():
+        return entry
+    if cache is not None and (cache / MATHJAX_ENTRY).is_file() and cache.resolve() != static_dir.resolve():
+        shutil.copytree(cache / "mathjax", static_dir / "mathjax", dirs_exist_ok=True)
+        return entry
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BookBuildError("npm is needed once to vendor MathJax 3 (npm pack mathjax@3); install npm")
+    target = static_dir / "mathjax"
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([npm, "pack", spec, "--pack-destination", tmp, "--silent"],
+                       check=True, cwd=tmp, stdout=subprocess.DEVNULL)
+        tarballs = list(Path(tmp).glob("mathjax-*.tgz"))
+        if len(tarballs) != 1:
+            raise BookBuildError(f"npm pack {spec} produced {tarballs}, expected one mathjax-*.tgz")
+        extracted = Path(tmp) / "extracted"
+        with tarfile.open(tarballs[0]) as tar:
+            members = [m for m in tar.getmembers()
+                       if m.name.startswith("package/es5/") and (m.isfile() or m.isdir())]
+            tar.extractall(extracted, members=members, filter="data")
+        staged = Path(tmp) / "mathjax"
+        staged.mkdir()
+        shutil.move(str(extracted / "package" / "es5"), staged / "es5")
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staged), target)
+    if not entry.is_file():
+        raise BookBuildError(f"{spec} has no {MATHJAX_ENTRY.relative_to('mathjax')}")
+    return entry
+
+
+# ---------------------------------------------------------------------------------------
+# step 4: the HTML
+
+
+class _ResourceParser(HTMLParser):
+    """Collect the URLs of the resources a browser fetches when it renders a page.
+
+    Links a reader may click (<a href>) are not fetched and are allowed to point outside.
+    """
+
+    FETCHED = {
+        ("script", "src"), ("img", "src"), ("iframe", "src"), ("source", "src"),
+        ("video", "src"), ("audio", "src"), ("embed", "src"), ("track", "src"),
+        ("input", "src"), ("object", "data"), ("link", "href"), ("video", "poster"),
+        ("img", "srcset"), ("source", "srcset"),
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if value and (tag, name) in self.FETCHED:
+                candidates = [part.strip().split(" ")[0] for part in value.split(",")] if name == "srcset" else [value]
+                for url in candidates:
+                    self.urls.append((tag, name, url))
+            if name == "style" and value and "url(" in value:
+                self.urls.extend(("style", "url", url) for url in _css_urls(value))
+
+
+def _css_urls(text: str) -> list[str]:
+    import re
+
+    urls = re.findall(r"url\(\s*['\"]?([^'\")]+)['\"]?\s*\)", text)
+    urls += re.findall(r"@import\s+['\"]([^'\"]+)['\"]", text)
+    return urls
+
+
+def _is_external(url: str) -> bool:
+    parsed = urlparse(url.strip())
+    if url.strip().startswith("//"):
+        return True
+    return parsed.scheme not in ("", "file", "data", "blob", "about", "javascript", "mailto")
+
+
+def external_resources(html_dir: Path) -> list[str]:
+    """Every external URL that a browser would load from the built book (HTML and CSS)."""
+    found: list[str] = []
+    for page in sorted(html_dir.rglob("*.html")):
+        parser = _ResourceParser()
+        parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+        found += [f"{page.relative_to(html_dir)}: <{tag} {attr}={url}>"
+                  for tag, attr, url in parser.urls if _is_external(url)]
+    for sheet in sorted(html_dir.rglob("*.css")):
+        found += [f"{sheet.relative_to(html_dir)}: url({url})"
+                  for url in _css_urls(sheet.read_text(encoding="utf-8", errors="replace"))
+                  if _is_external(url)]
+    return found
+
+
+def build_html(root: Path = REPO_ROOT) -> Path:
+    """Run Jupyter Book on the repository (warnings are errors); return the HTML folder."""
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
+               "build", str(root), "--builder", "html", "-W", "-n", "--keep-going"]
+    result = subprocess.run(command, cwd=root, text=True, capture_output=True)
+    sys.stdout.write(result.stdout[-4000:])
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr[-8000:])
+        raise BookBuildError(f"jupyter-book build failed (exit {result.returncode}); its warnings are above")
+    html_dir = root / HTML
+    external = external_resources(html_dir)
+    if external:
+        listing = "\n  ".join(external[:20])
+        raise BookBuildError(f"the built book would load {len(external)} external resource(s):\n  {listing}")
+    return html_dir
+
+
+# ---------------------------------------------------------------------------------------
+# the whole pipeline
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} logical CPU(s), {cpu}, {platform.system()} {platform.release()}"
+
+
+def _append_build_log(entry: dict[str, Any], log_path: Path) -> None:
+    entries = json.loads(log_path.read_text()) if log_path.is_file() else []
+    entries.append(entry)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = log_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entries, indent=2))
+    os.replace(tmp, log_path)
+
+
+def run_pipeline(profile: Profile, notebooks: tuple[str, ...] = NOTEBOOK_ORDER,
+                 build: bool = True, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """Execute the notebooks and build the book; return the timing record it logged."""
+    started = time.perf_counter()
+    record: dict[str, Any] = {
+        "profile": profile.name, "dataset": profile.dataset,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_description(), "notebooks_s": {}, "complete": False,
+    }
+    ensure_dataset(profile, root)
+    record["data_s"] = round(time.perf_counter() - started, 1)
+    # The timings of this build so far are visible to the notebooks that come later.
+    current = root / EXECUTED / "build-current.json"
+    for name in notebooks:
+        current.parent.mkdir(parents=True, exist_ok=True)
+        current.write_text(json.dumps(record, indent=2))
+        logging.getLogger("mmhpn.book").info("executing %s", name)
+        params = profile.for_notebook(name)
+        params.setdefault("build_timings_path", str(current.relative_to(root)))
+        record["notebooks_s"][name] = round(execute_notebook(name, params, root), 1)
+    if build:
+        vendor_mathjax(root / STATIC)
+        sphinx_start = time.perf_counter()
+        build_html(root)
+        record["sphinx_s"] = round(time.perf_counter() - sphinx_start, 1)
+    record["total_s"] = round(time.perf_counter() - started, 1)
+    record["complete"] = build and list(notebooks) == list(NOTEBOOK_ORDER)
+    _append_build_log(record, root / BUILD_LOG)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mmhpn.book", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
+    parser.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
+    parser.add_argument("--data-root", default=None, help="dataset folder (default: the profile's)")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--seeds", default=None, type=lambda s: [int(v) for v in s.split(",") if v],
+                        help="comma-separated seeds, e.g. 0,1,2")
+    parser.add_argument("--notebooks", default=None,
+                        help="comma-separated notebook names to execute (default: all, in order)")
+    parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
+    parser.add_argument("--root", default=str(REPO_ROOT), type=Path,
+                        help="folder holding _config.yml, _toc.yml, book/ and notebooks/ (default: this repository)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        profile = get_profile(args.profile, args.dataset, args.data_root, args.device, args.seeds)
+        notebooks = tuple(args.notebooks.split(",")) if args.notebooks else NOTEBOOK_ORDER
+        unknown = [n for n in notebooks if n not in NOTEBOOK_ORDER]
+        if unknown:
+            raise ConfigError(f"unknown notebook(s) {unknown}; expected names from {list(NOTEBOOK_ORDER)}")
+        record = run_pipeline(profile, notebooks, build=not args.no_build, root=args.root.resolve())
+    except MMHPNError as err:
+        print(f"mmhpn.book: error: {err}", file=sys.stderr)
+        return 1
+    print(f"mmhpn.book: profile {profile.name} done in {record['total_s']:.0f} s "
+          f"(notebooks {sum(record['notebooks_s'].values()):.0f} s); HTML in {args.root / HTML}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

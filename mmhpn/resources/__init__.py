@@ -1,0 +1,1 @@
+"""Package data: the numbers transcribed from the MMHPN paper (paper_tables.csv)."""
