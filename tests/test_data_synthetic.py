@@ -1,0 +1,142 @@
+"""The synthetic benchmark: determinism, split rules, presets, look-alikes and the on-disk cache."""
+import dataclasses
+import hashlib
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmhpn.cli import main as cli_main
+from mmhpn.data import count_unmatched_queries, load_market_layout
+from mmhpn.data import synthetic
+from mmhpn.errors import ConfigError, DatasetError
+
+
+def tree_digest(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != synthetic.MARKER_NAME}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return synthetic.generate(tmp_path_factory.mktemp("syn") / "tiny", "tiny", seed=7)
+
+
+def test_same_seed_byte_identical_other_seed_different(tiny, tmp_path):
+    again = synthetic.generate(tmp_path / "again", "tiny", seed=7, workers=2)  # processes change nothing
+    assert tree_digest(again) == tree_digest(tiny)
+    other = synthetic.generate(tmp_path / "other", "tiny", seed=8)
+    assert tree_digest(other) != tree_digest(tiny)
+
+
+def test_layout_images_distractors_junk(tiny):
+    for folder in ("bounding_box_train", "bounding_box_test", "query", "gt_bbox"):
+        assert any((tiny / folder).iterdir()), folder
+    config = synthetic.PRESETS["tiny"]
+    test_files = [p.name for p in (tiny / "bounding_box_test").iterdir()]
+    assert sum(n.startswith("-1_") for n in test_files) == config.num_junk
+    assert sum(n.startswith("0000_") for n in test_files) == config.num_distractors
+    with Image.open(next((tiny / "query").iterdir())) as image:
+        assert image.format == "JPEG" and image.size == (64, 128) and image.mode == "RGB"
+    marker = json.loads((tiny / synthetic.MARKER_NAME).read_text())
+    assert marker["seed"] == 7 and marker["preset"] == "tiny"
+    assert marker["num_images"] == sum(1 for p in tiny.rglob("*.jpg"))
+
+
+def test_splits_disjoint_and_every_query_matchable(tiny):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the loader would warn about unmatched queries
+        ds = load_market_layout(tiny)
+    train_ids = set(ds.train_pid_map)
+    test_ids = {r.pid for r in ds.query + ds.gallery} - {0}
+    assert train_ids and test_ids and not train_ids & test_ids
+    assert {r.pid for r in ds.query} == test_ids
+    assert count_unmatched_queries(ds.query, ds.gallery) == 0
+    assert ds.num_train_pids == 16 and len(test_ids) == 16
+    assert {(r.pid, r.camid) for r in ds.multi_query} == {(r.pid, r.camid) for r in ds.query}
+
+
+def test_market_sized_plan_matches_market_split_sizes():
+    plan = synthetic.make_plan(synthetic.make_config("market-sized"), seed=0)
+    folders = [job[0].split("/")[0] for job in plan.jobs]
+    train, query = folders.count("bounding_box_train"), folders.count("query")
+    gallery = sum(f == "bounding_box_test" and job[1] != -1 for f, job in zip(folders, plan.jobs))
+    assert abs(train - 12936) / 12936 < 0.05
+    assert abs(query - 3368) / 3368 < 0.1
+    assert abs(gallery - 15913) / 15913 < 0.05
+    assert len({job[1] for job in plan.jobs if job[0].startswith("bounding_box_train")}) == 751
+
+
+def test_lookalike_groups_differ_in_exactly_one_part():
+    config = synthetic.make_config("demo")
+    plan = synthetic.make_plan(config, seed=0)
+    part_fields = {
+        "hair": {"hair_style", "hat_color"}, "shoes": {"shoe_color"}, "lower": {"lower_color", "lower_type"},
+        "bag": {"bag_type", "bag_color"}, "upper-pattern": {"upper_pattern"},
+    }
+    groups: dict[int, list] = {}
+    for key, ident in plan.identities.items():
+        if isinstance(key, int) and ident.group >= 0:
+            groups.setdefault(ident.group, []).append(ident)
+    in_groups = sum(len(g) for g in groups.values())
+    assert in_groups >= 0.3 * (config.num_train_ids + config.num_test_ids)
+    for members in groups.values():
+        base = next(m for m in members if not m.changed_part)
+        for variant in members:
+            if variant is base:
+                continue
+            diff = {f.name for f in dataclasses.fields(base)
+                    if getattr(base, f.name) != getattr(variant, f.name)} - {"changed_part"}
+            assert diff and diff <= part_fields[variant.changed_part], (variant.changed_part, diff)
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="unknown synthetic preset"):
+        synthetic.make_config("huge")
+    with pytest.raises(ConfigError, match="unknown synthetic knob.*num_ids"):
+        synthetic.make_config("tiny", num_ids=3)
+    with pytest.raises(ConfigError, match="min_cameras_per_id"):
+        synthetic.make_config("tiny", min_cameras_per_id=1)
+    assert synthetic.make_config("demo", num_train_ids=50).num_train_ids == 50
+
+
+def test_ensure_synthetic_reuses_finished_and_refuses_others(tmp_path, monkeypatch):
+    root = tmp_path / "data" / "synthetic-tiny"
+    assert synthetic.ensure_synthetic(root, "tiny", seed=1) == root
+    digest = tree_digest(root)
+    calls = []
+    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: calls.append(a))
+    assert synthetic.ensure_synthetic(root, "tiny", seed=1) == root and not calls  # reused, not redrawn
+    assert tree_digest(root) == digest
+    with pytest.raises(DatasetError, match="other settings.*seed 1"):
+        synthetic.ensure_synthetic(root, "tiny", seed=2)
+    with pytest.raises(DatasetError, match="other settings"):
+        synthetic.ensure_synthetic(root, "tiny", seed=1, num_junk=0)
+
+
+def test_interrupted_generation_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
+    def fail(plan, out, indices):
+        (out / plan.jobs[indices[0]][0]).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "_write_jobs", fail)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.ensure_synthetic(tmp_path / "syn", "tiny", seed=0)
+    assert not (tmp_path / "syn").exists()
+    assert list(tmp_path.iterdir()) == []  # temporary folder removed too
+    (tmp_path / "syn").mkdir()
+    (tmp_path / "syn" / "query").mkdir()  # e.g. a half copy made by hand: no marker
+    with pytest.raises(DatasetError, match="not an empty folder"):
+        synthetic.ensure_synthetic(tmp_path / "syn", "tiny", seed=0)
+
+
+def test_cli_synth(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli_main(["synth", "--preset", "tiny", "--out", str(out), "--seed", "3", "--quiet"]) == 0
+    assert "wrote" in capsys.readouterr().out and synthetic.is_complete(out)
+    assert cli_main(["synth", "--preset", "tiny", "--out", str(out), "--seed", "3", "--quiet"]) == 0
+    assert "found finished" in capsys.readouterr().out
+    assert cli_main(["synth", "--preset", "tiny", "--out", str(out), "--seed", "4", "--quiet"]) == 2
+    assert "other settings" in capsys.readouterr().err
