@@ -299,3 +299,46 @@ def agreement_sentence(comparison: pd.DataFrame) -> str:
              (("agrees", "agree with the paper"), ("disagrees", "contradict it"), ("mixed", "are mixed across seeds"))
              if counts.get(v, 0)]
     return "; ".join(parts) if parts else "no claim could be checked"
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers that keep the notebooks thin
+
+
+def common_overrides(dataset: str, data_root: str, device: str, epochs: int = 0) -> dict[str, Any]:
+    """The TrainConfig fields a notebook's parameters set for every row (epochs 0 = profile's)."""
+    common: dict[str, Any] = {"dataset": dataset, "data_root": data_root, "device": device}
+    if epochs:
+        common["epochs"] = int(epochs)
+    return common
+
+
+def measured_label(profile: str, **common: Any) -> str:
+    """`dataset_label` of the configuration these parameters produce."""
+    from mmhpn.training import make_config
+
+    config = make_config(profile, **common)
+    return dataset_label(config.dataset, config.synthetic_preset if config.dataset == "synthetic" else None)
+
+
+CONFIG_FIELDS = ("dataset", "synthetic_preset", "backbone", "pretrained", "height", "width", "batch_size",
+                 "epochs", "lr", "lr_decay_epochs", "momentum", "weight_decay", "precision", "device")
+
+
+def config_table(profile: str, **common: Any) -> pd.DataFrame:
+    """The training settings every row shares (profile + notebook parameters), one per line."""
+    from mmhpn.training import make_config
+
+    config = make_config(profile, **common)
+    values = {name: getattr(config, name) for name in CONFIG_FIELDS}
+    if config.dataset != "synthetic":
+        values.pop("synthetic_preset")
+    return pd.DataFrame({"value": [str(v) for v in values.values()]}, index=list(values))
+
+
+def row_mean(results: pd.DataFrame, row: str, metric: str = "mAP") -> float:
+    """Mean over seeds of one row's metric (percent)."""
+    values = results.loc[results["row"] == row, metric]
+    if values.empty:
+        raise ConfigError(f"no results for row {row!r}")
+    return float(values.mean())
