@@ -169,7 +169,8 @@ def _pick(rng: np.random.Generator, options, weights=None):
 
 
 def _jitter_color(rng: np.random.Generator, color, amount: int = 14) -> tuple:
-    return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in color)
+    offsets = rng.integers(-amount, amount + 1, size=3)
+    return tuple(min(255, max(0, int(c + d))) for c, d in zip(color, offsets))
 
 
 def random_identity(rng: np.random.Generator) -> Identity:
@@ -254,7 +255,7 @@ class Camera:
 
     index: int
     backgrounds: list  # uint8 arrays (render_h + 2*PAD, render_w + 2*PAD, 3)
-    lut: list  # 768-entry per-channel lookup table: brightness, colour cast, contrast
+    lut: np.ndarray  # (768,) uint8 per-channel lookup table: brightness, colour cast, contrast
     noise: np.ndarray  # int16 noise tile, cropped at a random offset per image
     resolution: float  # < 1: rendered smaller and upscaled (blur / low resolution)
     scale: float  # person height as a fraction of the box height
@@ -265,6 +266,7 @@ class Camera:
 
 
 PAD = 8
+_CHANNEL_OFFSETS = np.array([0, 256, 512], dtype=np.int16)
 
 
 def _render_background(rng: np.random.Generator, h: int, w: int, palette) -> np.ndarray:
@@ -310,10 +312,8 @@ def make_cameras(rng: np.random.Generator, config: SyntheticConfig) -> list[Came
         cast = rng.uniform(0.82, 1.18, size=3)
         contrast = rng.uniform(0.8, 1.1)
         levels = np.arange(256, dtype=np.float32)
-        lut = []
-        for channel in range(3):
-            values = ((levels - 128) * contrast + 128) * brightness * cast[channel]
-            lut.extend(np.clip(values, 0, 255).astype(np.uint8).tolist())
+        lut = np.concatenate([np.clip(((levels - 128) * contrast + 128) * brightness * cast[channel], 0, 255)
+                              for channel in range(3)]).astype(np.uint8)
         noise_std = rng.uniform(2, 9)
         noise = np.round(rng.normal(0, noise_std, size=(config.height + 16, config.width + 16, 3))).astype(np.int16)
         facing = rng.dirichlet([1.0, 1.0, 0.6, 0.6]) * 0.7 + 0.3 / 4  # every view is possible
@@ -581,10 +581,11 @@ def render_image(ident: Identity | None, camera: Camera, rng: np.random.Generato
 
     if camera.resolution != 1.0:
         img = img.resize((config.width, config.height), Image.BILINEAR)
-    img = img.point(camera.lut)
+    # Illumination and colour cast: one table lookup per channel value (R at 0, G at 256, B at 512).
+    lit = camera.lut[np.asarray(img) + _CHANNEL_OFFSETS]
     ny, nx = int(rng.integers(0, 17)), int(rng.integers(0, 17))
     noise = camera.noise[ny:ny + config.height, nx:nx + config.width]
-    arr = np.asarray(img, dtype=np.int16) + noise
+    arr = lit.astype(np.int16) + noise
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
