@@ -1,0 +1,14 @@
+"""Evaluation: the re-ID protocol (CMC, mAP), descriptors, multiple query, re-ranking.
+
+* `protocol` - `evaluate` (from distances) and `evaluate_features` (from descriptors),
+  the `ReIDResult` they return, and the conventions every number of the book follows.
+* `features` - `extract_features` from a model and a loader, `pool_multi_query`.
+* `reranking` - k-reciprocal re-ranking (`re_ranking`), an option of `evaluate_features`.
+"""
+from mmhpn.evaluation.features import extract_features, pool_multi_query
+from mmhpn.evaluation.protocol import (METRICS, PROTOCOLS, ReIDResult, evaluate, evaluate_features,
+                                       pairwise_distance)
+from mmhpn.evaluation.reranking import re_ranking
+
+__all__ = ["METRICS", "PROTOCOLS", "ReIDResult", "evaluate", "evaluate_features", "extract_features",
+           "pairwise_distance", "pool_multi_query", "re_ranking"]
