@@ -1,0 +1,275 @@
+"""Figures 3-5 and the APS plot on a tiny random model and synthetic records (no training)."""
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mmhpn import build_model
+from mmhpn.data import ImageRecord
+from mmhpn.errors import ConfigError
+from mmhpn.figures import (MATCH_COLOR, MISMATCH_COLOR, EmbeddingSimilarityTarget, aps_weight_plot,
+                           attention_maps, body_scale_curves, denormalize, embedding_attention,
+                           ranking_figure, ranking_table, save_figure, scale_index_for, stripe_attention,
+                           stripe_bounds)
+
+# 64x32 inputs give a 4x2 layer4 map: enough rows for 4 stripes, and 4x cheaper than 128x64.
+HEIGHT, WIDTH = 64, 32
+NUM_CLASSES = 5
+# The 4-stripe scale at a mid-level tap, as in the mmhpn preset, plus the global scales.
+PART_LAYOUT = {"conv5_2": (4,), "conv5_3": (2, 1)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One thread: on a shared 2-core machine, two threads spin-waiting on each other cost ~10x CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def part_model():
+    torch.manual_seed(0)
+    return build_model(NUM_CLASSES, layout=PART_LAYOUT, backbone="resnet34")
+
+
+@pytest.fixture(scope="module")
+def global_model():
+    torch.manual_seed(1)
+    return build_model(NUM_CLASSES, preset="baseline", backbone="resnet34")
+
+
+@pytest.fixture(scope="module")
+def images():
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(2, 3, HEIGHT, WIDTH, generator=generator)
+
+
+def _manual_gradcam(model, image, scale_index, stripe, target):
+    """Grad-CAM written out with autograd: ReLU(sum_k mean(dS/dA_k) A_k), upsampled, min-max scaled."""
+    scale = model.scales[scale_index]
+    model.eval()
+    activations = {}
+    handle = model.tap_module(scale.tap).register_forward_hook(lambda m, i, o: activations.update(a=o))
+    try:
+        score = model.stripe_logits(image[None])[scale_index][0, stripe, target]
+        (grad,) = torch.autograd.grad(score, activations["a"])
+    finally:
+        handle.remove()
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * activations["a"]).sum(1, keepdim=True)).detach()
+    cam = cam - cam.min()
+    cam = cam / (cam.max() + 1e-7)
+    return F.interpolate(cam, size=image.shape[1:], mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def test_stripe_attention_maps_are_image_sized_in_unit_range_and_differ(part_model, images):
+    part_model.train()
+    index = scale_index_for(part_model, 4)
+    assert part_model.scales[index].stripes == 4
+    maps = stripe_attention(part_model, images, targets=[1, 3], scale_index=index)
+    assert maps.shape == (2, 4, HEIGHT, WIDTH)
+    assert maps.dtype == np.float32
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
+    assert maps.max() > 0.5  # min-max scaled: not all zero
+    for image_maps in maps:
+        for a in range(4):
+            for b in range(a + 1, 4):
+                assert not np.allclose(image_maps[a], image_maps[b], atol=1e-3), (a, b)
+    # The model's mode is restored and no gradient is left behind.
+    assert part_model.training
+    assert all(p.grad is None for p in part_model.parameters())
+    # Same target, stripe and layer as a hand-written Grad-CAM of that stripe classifier.
+    expected = _manual_gradcam(part_model, images[1], index, 2, 3)
+    np.testing.assert_allclose(maps[1, 2], expected, atol=0.02)
+
+
+def test_stripe_attention_rejects_bad_targets(part_model, images):
+    with pytest.raises(ConfigError, match="outside"):
+        stripe_attention(part_model, images, targets=[0, NUM_CLASSES], scale_index=0)
+    with pytest.raises(ConfigError, match="one class index per image"):
+        stripe_attention(part_model, images, targets=[0], scale_index=0)
+    with pytest.raises(ConfigError, match="no scale with 12"):
+        scale_index_for(part_model, 12)
+
+
+def test_stripe_bounds_cover_the_image_in_order():
+    bounds = stripe_bounds(128, 4)  # 8 map rows, 2 per stripe, 16 pixels per row
+    assert bounds == [(0, 32), (32, 64), (64, 96), (96, 128)]
+    bounds = stripe_bounds(384, 8)
+    assert bounds[0][0] == 0 and bounds[-1][1] == 384
+
+
+def test_attention_figure_has_global_input_and_stripe_columns_and_saves(global_model, part_model, images, tmp_path):
+    fig = attention_maps(global_model, part_model, images[:1], targets=[2], labels=["id 7"],
+                         path=tmp_path / "fig3-attention-maps.png", vector=True)
+    tiles = [ax for ax in fig.axes if ax.get_label().startswith("attention")]
+    assert len(tiles) == 1 * (2 + 4)
+    # The person column shows the de-normalised input itself.
+    person = next(ax for ax in tiles if ax.get_label() == "attention row=0 column=1")
+    np.testing.assert_allclose(person.get_images()[0].get_array(), denormalize(images[:1])[0], atol=1e-6)
+    assert (tmp_path / "fig3-attention-maps.png").stat().st_size > 0
+    assert (tmp_path / "fig3-attention-maps.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_embedding_similarity_target_is_cosine_similarity():
+    reference = torch.tensor([1.0, 0.0, 0.0])
+    target = EmbeddingSimilarityTarget(reference)
+    assert float(target(torch.tensor([2.0, 0.0, 0.0]))) == pytest.approx(1.0)
+    assert float(target(torch.tensor([0.0, 3.0, 0.0]))) == pytest.approx(0.0)
+    assert target(torch.tensor([[1.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])).tolist() == pytest.approx([2 ** -0.5, -1.0])
+    with pytest.raises(ConfigError, match="same model"):
+        target(torch.zeros(4))
+
+
+def test_embedding_attention_maps(part_model, images):
+    part_model.eval()
+    with torch.no_grad():
+        references = part_model(images.flip(0))
+    maps = embedding_attention(part_model, images, references)
+    assert maps.shape == (2, HEIGHT, WIDTH)
+    assert maps.min() >= 0.0 and maps.max() <= 1.0 and maps.max() > 0.5
+
+
+# ------------------------------------------------------------------------------------------
+# Ranking
+
+
+def _records(tmp_path, name, labels):
+    records = []
+    for i, (pid, camid) in enumerate(labels):
+        path = tmp_path / f"{name}_{i}.png"
+        colour = (37 * (pid + 2) % 256, 91 * (camid + 1) % 256, 13 * i % 256)
+        Image.new("RGB", (WIDTH // 2, HEIGHT // 2), colour).save(path)
+        records.append(ImageRecord(str(path), pid, camid))
+    return records
+
+
+# Query 0 (id 1, cam 0): its nearest gallery image (0) has its id AND camera: the protocol
+# removes it. Gallery 4 (id -1) is junk only under the official protocol.
+QUERY_LABELS = [(1, 0), (2, 1), (3, 2)]
+GALLERY_LABELS = [(1, 0), (2, 0), (1, 1), (0, 0), (-1, 3), (3, 0), (2, 2), (1, 2)]
+DISTMAT = np.array([
+    [0.00, 0.10, 0.20, 0.30, 0.05, 0.50, 0.60, 0.70],  # q0: matches ranked 3rd and 7th: AP (1/3 + 2/7) / 2
+    [0.10, 0.90, 0.80, 0.20, 0.30, 0.40, 0.05, 0.60],  # q1: matches ranked 1st and 8th: AP (1 + 2/8) / 2
+    [0.10, 0.20, 0.30, 0.40, 0.50, 0.90, 0.60, 0.70],  # q2: its only match (5) ranked 8th: AP 1/8
+])
+
+
+def _labels(labels):
+    return np.array([p for p, _ in labels]), np.array([c for _, c in labels])
+
+
+def test_ranking_table_skips_same_id_same_camera_images():
+    (q_pids, q_cams), (g_pids, g_cams) = _labels(QUERY_LABELS), _labels(GALLERY_LABELS)
+    table = ranking_table(DISTMAT, q_pids, g_pids, q_cams, g_cams, queries=[0], top_k=10)
+    assert table["gallery"].tolist() == [4, 1, 2, 3, 5, 6, 7]  # 0 (id 1, cam 0) excluded
+    assert 0 not in table["gallery"].tolist()
+    assert table["rank"].tolist() == list(range(1, 8))
+    assert table["match"].tolist() == [False, False, True, False, False, False, True]
+    assert (table["match"] == (table["pid"] == table["query_pid"])).all()
+    assert table["num_excluded"].iloc[0] == 1
+    assert table["ap"].iloc[0] == pytest.approx((1 / 3 + 2 / 7) / 2)
+    official = ranking_table(DISTMAT, q_pids, g_pids, q_cams, g_cams, queries=[0], top_k=3,
+                             protocol="market1501-official")
+    assert official["gallery"].tolist() == [1, 2, 3]  # id -1 is junk there too
+
+
+def test_ranking_table_auto_picks_best_median_and_worst_ap():
+    (q_pids, q_cams), (g_pids, g_cams) = _labels(QUERY_LABELS), _labels(GALLERY_LABELS)
+    table = ranking_table(DISTMAT, q_pids, g_pids, q_cams, g_cams, queries="auto", top_k=2)
+    picks = table.drop_duplicates("query")[["query", "pick"]].values.tolist()
+    assert picks == [[1, "best AP"], [0, "median AP"], [2, "worst AP"]]
+    assert len(table) == 3 * 2
+
+
+def test_ranking_figure_frames_match_identities_and_skip_excluded(tmp_path):
+    queries = _records(tmp_path, "q", QUERY_LABELS)
+    gallery = _records(tmp_path, "g", GALLERY_LABELS)
+    fig = ranking_figure(queries, gallery, DISTMAT, queries=[0, 2], top_k=5,
+                         path=tmp_path / "fig4-top10-ranking", vector=True)
+    tiles = [ax for ax in fig.axes if ax.get_label().startswith("gallery")]
+    assert len(tiles) == 2 * 5
+    shown = {}
+    for ax in tiles:
+        fields = dict(part.split("=") for part in ax.get_label().split()[1:])
+        query, rank, index = int(fields["q"]), int(fields["rank"]), int(fields["g"])
+        shown[(query, rank)] = index
+        same_id = gallery[index].pid == queries[query].pid
+        expected = MATCH_COLOR if same_id else MISMATCH_COLOR
+        colours = {matplotlib.colors.to_hex(spine.get_edgecolor()) for spine in ax.spines.values()}
+        assert colours == {expected}
+        assert all(spine.get_visible() for spine in ax.spines.values())
+        assert not (gallery[index].pid == queries[query].pid and gallery[index].camid == queries[query].camid)
+    assert [shown[(0, r)] for r in range(1, 6)] == [4, 1, 2, 3, 5]
+    assert [shown[(2, r)] for r in range(1, 6)] == [0, 1, 2, 3, 4]
+    assert (tmp_path / "fig4-top10-ranking.png").exists() and (tmp_path / "fig4-top10-ranking.pdf").exists()
+
+
+def test_ranking_figure_with_model_adds_query_heatmaps(tmp_path, part_model):
+    queries = _records(tmp_path, "q", QUERY_LABELS)
+    gallery = _records(tmp_path, "g", GALLERY_LABELS)
+    with pytest.raises(ConfigError, match="input_size"):
+        ranking_figure(queries, gallery, DISTMAT, model=part_model, queries=[1])
+    features = torch.randn(len(queries), 8), torch.randn(len(gallery), 8)
+    fig = ranking_figure(queries, gallery, query_features=features[0], gallery_features=features[1],
+                         model=part_model, input_size=(HEIGHT, WIDTH), queries=[1], top_k=3)
+    heatmaps = [ax for ax in fig.axes if ax.get_label().startswith("heatmap")]
+    assert len(heatmaps) == 1
+    assert len([ax for ax in fig.axes if ax.get_label().startswith("gallery")]) == 3
+
+
+# ------------------------------------------------------------------------------------------
+# Figure 5, APS weights, saving
+
+
+def test_body_scale_curves_one_point_per_stripe_count(tmp_path):
+    rows = [{"stripes": s, "seed": seed, "mAP": 0.4 + 0.02 * s + 0.01 * seed, "rank1": 0.6 + 0.01 * s}
+            for s in (12, 1, 2, 4, 8) for seed in (0, 1, 2)]
+    fig = body_scale_curves(pd.DataFrame(rows), path=tmp_path / "fig5-body-scales.png", vector=True)
+    ax = fig.axes[0]
+    lines = {line.get_gid(): line for line in ax.get_lines() if line.get_gid()}
+    for metric in ("mAP", "rank1"):
+        line = lines[f"mean-{metric}"]
+        assert len(line.get_xdata()) == 5
+    expected = [100 * np.mean([0.4 + 0.02 * s + 0.01 * seed for seed in (0, 1, 2)]) for s in (1, 2, 4, 8, 12)]
+    np.testing.assert_allclose(lines["mean-mAP"].get_ydata(), expected)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "8", "12"]
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"mAP", "Rank-1"}
+    assert (tmp_path / "fig5-body-scales.png").exists() and (tmp_path / "fig5-body-scales.pdf").exists()
+
+
+def test_body_scale_curves_rejects_bad_input():
+    with pytest.raises(ConfigError, match="lacks column"):
+        body_scale_curves(pd.DataFrame({"stripes": [1], "mAP": [0.5]}))
+    with pytest.raises(ConfigError, match="fractions"):
+        body_scale_curves(pd.DataFrame({"stripes": [1], "mAP": [55.0], "rank1": [70.0]}))
+    with pytest.raises(ConfigError, match="missing values"):
+        body_scale_curves(pd.DataFrame({"stripes": [1, 2], "mAP": [0.5, np.nan], "rank1": [0.7, 0.8]}))
+
+
+def test_aps_weight_plot_one_dot_per_run_and_scale(part_model):
+    weights = {"seed 0": part_model.aps_weights(), "seed 1": {k: 0.3 for k in part_model.aps_weights()}}
+    fig = aps_weight_plot(weights)
+    ax = fig.axes[0]
+    dots = next(c for c in ax.collections if c.get_gid() == "aps-runs")
+    assert len(dots.get_offsets()) == 2 * len(part_model.scales)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [s.label for s in part_model.scales]
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        aps_weight_plot({"bad": {"conv5_3/1": 1.5}})
+
+
+def test_save_figure_writes_png_and_vector_atomically(tmp_path):
+    fig = body_scale_curves(pd.DataFrame({"stripes": [1, 2], "mAP": [0.5, 0.6], "rank1": [0.7, 0.8]}))
+    written = save_figure(fig, tmp_path / "sub" / "plot.svg", vector=True, vector_format="svg")
+    assert written == [tmp_path / "sub" / "plot.png", tmp_path / "sub" / "plot.svg"]
+    assert written[0].read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in written[1].read_bytes()[:2000]
+    assert save_figure(fig, tmp_path / "only", vector=False) == [tmp_path / "only.png"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["only.png", "plot.png", "plot.svg", "sub"]
+    with pytest.raises(ConfigError, match="vector_format"):
+        save_figure(fig, tmp_path / "x", vector_format="eps")
