@@ -8,7 +8,8 @@ This module owns every figure the book draws from trained models:
 * Figure 4, `ranking_figure`: queries, their heatmap, and their top-10 gallery images
   framed by identity, with the protocol's same-id-same-camera images removed
   (`ranking_table` gives the same ranking as data; `embedding_attention` the heatmaps).
-* Figure 5, `body_scale_curves`: mAP and Rank-1 against the number of stripes.
+* Figure 5, `body_scale_curves`: mAP and Rank-1 against the number of stripes
+  (`body_scale_results` collects its input from trained runs).
 * `aps_weight_plot`: the learned Adaptive Pooling Strategy weight of every scale.
 * `save_figure`: a PNG plus a vector copy (PDF or SVG), each written atomically.
 
@@ -230,7 +231,8 @@ def _check_images(images) -> torch.Tensor:
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
-        raise ConfigError(f"images must be a non-empty (N, 3, H, W) tensor of RGB images, got shape {tuple(images.shape)}")
+        raise ConfigError("images must be a non-empty (N, 3, H, W) tensor of RGB images, "
+                          f"got shape {tuple(images.shape)}")
     if not images.is_floating_point():
         raise ConfigError(f"images must be float (ImageNet-normalised), got dtype {images.dtype}")
     return images
@@ -557,8 +559,9 @@ def ranking_figure(query_records: Sequence, gallery_records: Sequence, distmat=N
 
     heatmaps = {}
     if model is not None:
+        top_matches = table.groupby("query", sort=False)["gallery"].first()
         heatmaps = _query_heatmaps(model, input_size, [query_records[q] for q in picked],
-                                   [gallery_records[int(table[table["query"] == q]["gallery"].iloc[0])] for q in picked])
+                                   [gallery_records[int(top_matches[q])] for q in picked])
         heatmaps = dict(zip(picked, heatmaps))
 
     lead = 2 if model is not None else 1  # query (and heatmap) columns
@@ -652,6 +655,34 @@ def _check_frame(frame, required: Sequence[str], name: str) -> pd.DataFrame:
     if frame[list(required)].isna().any().any():
         raise ConfigError(f"{name} has missing values in {list(required)}; every run needs all of them")
     return frame
+
+
+def body_scale_results(runs: Sequence) -> pd.DataFrame:
+    """Figure 5's input from trained runs (`mmhpn.runs.Run`): columns stripes, seed, rank1, mAP.
+
+    Every run must pool a single scale at the final layer (``layout={"conv5_3": (P,)}`` or
+    the ``baseline`` preset); anything else is an error rather than a mislabelled point.
+    """
+    from mmhpn.model import PRESETS, parse_layout
+
+    rows = []
+    for run in runs:
+        config = run.config
+        layout = config.layout if config.layout is not None else PRESETS.get(config.preset)
+        if layout is None:
+            raise ConfigError(f"run {getattr(run, 'path', run)} has unknown preset {config.preset!r} and no layout")
+        scales = parse_layout(layout)
+        if len(scales) != 1 or scales[0].tap != TAPS[-1]:
+            raise ConfigError(f"run {getattr(run, 'path', run)} pools {[s.label for s in scales]}; a body-scale run "
+                              f"pools one scale at the final layer, e.g. layout={{'{TAPS[-1]}': (4,)}}")
+        missing = [key for key in ("rank1", "mAP") if key not in run.metrics]
+        if missing:
+            raise ConfigError(f"run {getattr(run, 'path', run)} has no {missing} in its metrics")
+        rows.append({"stripes": scales[0].stripes, "seed": int(config.seed),
+                     "rank1": float(run.metrics["rank1"]), "mAP": float(run.metrics["mAP"])})
+    if not rows:
+        raise ConfigError("runs is empty; expected the trained body-scale runs")
+    return pd.DataFrame(rows, columns=["stripes", "seed", "rank1", "mAP"])
 
 
 def body_scale_curves(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "rank1"),

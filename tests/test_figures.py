@@ -10,7 +10,7 @@ from PIL import Image
 from mmhpn import build_model
 from mmhpn.data import ImageRecord
 from mmhpn.errors import ConfigError
-from mmhpn.figures import (MATCH_COLOR, MISMATCH_COLOR, EmbeddingSimilarityTarget, aps_weight_plot,
+from mmhpn.figures import (MATCH_COLOR, MISMATCH_COLOR, EmbeddingSimilarityTarget, aps_weight_plot, body_scale_results,
                            attention_maps, body_scale_curves, denormalize, embedding_attention,
                            ranking_figure, ranking_table, save_figure, scale_index_for, stripe_attention,
                            stripe_bounds)
@@ -273,3 +273,17 @@ def test_save_figure_writes_png_and_vector_atomically(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["only.png", "plot.png", "plot.svg", "sub"]
     with pytest.raises(ConfigError, match="vector_format"):
         save_figure(fig, tmp_path / "x", vector_format="eps")
+
+
+def test_body_scale_results_from_runs():
+    from types import SimpleNamespace
+
+    def run(layout, seed, preset="mmhpn"):
+        config = SimpleNamespace(layout=layout, preset=preset, seed=seed)
+        return SimpleNamespace(config=config, metrics={"rank1": 0.5 + seed / 10, "mAP": 0.3}, path=f"run{seed}")
+
+    frame = body_scale_results([run(None, 0, "baseline"), run({"conv5_3": (4,)}, 1), run({"conv5_3": [8]}, 2)])
+    assert frame.to_dict("list") == {"stripes": [1, 4, 8], "seed": [0, 1, 2], "rank1": [0.5, 0.6, 0.7],
+                                     "mAP": [0.3, 0.3, 0.3]}
+    with pytest.raises(ConfigError, match="one scale at the final layer"):
+        body_scale_results([run(None, 0, "mmhpn")])
