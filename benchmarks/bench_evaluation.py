@@ -7,15 +7,15 @@ centre + a camera offset + noise of an image-specific strength; ids come in look
 groups so that some negatives are hard. Noise levels are set so that the scores resemble
 a trained model's (rank-1 about 0.96, mAP about 0.75).
 
-Measured in one run, medians over --repeats:
+Measured in one run, medians over --repeats (the two alternate):
 * ``matmul``: the fp32 query x gallery product of L2-normalised descriptors, one call;
 * ``evaluate``: `mmhpn.evaluation.evaluate_features` end to end (normalisation, distances
   in chunks, CMC and mAP);
 * for context, a plain per-query NumPy loop (argsort of each distance row, as the
   pure-Python evaluators do) on a subset of queries, extrapolated to all queries and added
   to the product time; its per-query scores are checked against ours.
-Peak memory: resident-set high-water mark of a child process that builds the problem and
-runs one evaluation (before and after), or `torch.cuda.max_memory_allocated` on a GPU.
+Peak memory: resident-set high-water mark of a child process during one evaluation (the
+process holds the problem's descriptors too), or `torch.cuda.max_memory_allocated` on a GPU.
 
 Usage: ``python benchmarks/bench_evaluation.py [--device cuda] [--repeats 5]``. Prints a
 summary line and writes ``benchmarks/results/evaluation-<device>.json``.
@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -96,25 +95,33 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        out = fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times, out
+def timed(fn, device):
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - start, out
+
+
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def memory_child(args) -> dict:
-    """Run in a fresh process: build the problem, evaluate once, report resident memory."""
+    """Run in a fresh process: build the problem, evaluate once, report resident memory.
+
+    The kernel's high-water mark (VmHWM) is reset just before the evaluation (Linux
+    ``clear_refs``), so the peak is that of the evaluation, data and interpreter included.
+    """
     torch.set_num_threads(args.threads)
     qf, gf, *labels = market_like_problem(args.seed)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_mib("VmRSS")
     evaluate_features(qf, gf, *labels, chunk_size=args.chunk_size)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"peak_rss_mib": after, "rss_before_evaluation_mib": before}
+    return {"peak_rss_mib": _status_mib("VmHWM"), "rss_before_evaluation_mib": before}
 
 
 def main() -> None:
@@ -140,15 +147,21 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     evaluate_features(qf, gf, q_pids, g_pids, q_cams, g_cams, chunk_size=args.chunk_size)  # warm-up
-    t_eval, eval_times, result = timed(
-        lambda: evaluate_features(qf, gf, q_pids, g_pids, q_cams, g_cams, chunk_size=args.chunk_size),
-        device, args.repeats)
-    t_mm, mm_times, product = timed(lambda: qn @ gn.T, device, args.repeats)
+    # Alternate the two, so that a change in machine load hits both alike.
+    mm_times, eval_times = [], []
+    for _ in range(args.repeats):
+        seconds, product = timed(lambda: qn @ gn.T, device)
+        mm_times.append(seconds)
+        seconds, result = timed(lambda: evaluate_features(qf, gf, q_pids, g_pids, q_cams, g_cams,
+                                                          chunk_size=args.chunk_size), device)
+        eval_times.append(seconds)
+    t_mm, t_eval = statistics.median(mm_times), statistics.median(eval_times)
 
     record = {
         "device": str(device), "threads": args.threads, "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__, "num_query": len(q_pids), "num_gallery": len(g_pids), "dims": qf.shape[1],
         "repeats": args.repeats, "matmul_s": t_mm, "evaluate_s": t_eval, "ratio": t_eval / t_mm,
+        "ratio_per_repeat_median": statistics.median(e / m for e, m in zip(eval_times, mm_times)),
         "matmul_times_s": mm_times, "evaluate_times_s": eval_times, "scores": result.as_dict(),
     }
     if device.type == "cuda":

@@ -352,3 +352,11 @@ def test_re_ranking_with_query_expansion_and_through_evaluate_features():
     np.testing.assert_allclose(result.query_ap, expected.query_ap)
     with pytest.raises(ConfigError, match="q_q_dist must be"):
         re_ranking(q_g, q_q[:3], g_g)
+
+
+def test_non_finite_features_are_an_error():
+    gallery = np.ones((7, 4), dtype=np.float32)
+    gallery[3, 1] = np.nan
+    for rerank in (False, True):
+        with pytest.raises(ConfigError, match=r"gallery_features holds NaN or infinite values \(first in row 3\)"):
+            evaluate_features(np.ones((3, 4)), gallery, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, rerank=rerank)

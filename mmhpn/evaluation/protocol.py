@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mmhpn.errors import ConfigError
 
@@ -177,10 +176,10 @@ def _score_block(dist: torch.Tensor, q_pids, q_cams, gallery: _Gallery, dense_fr
     # is strictly closer than the k-th match (0-based) iff r <= k, so a histogram of r,
     # accumulated, gives each match's rank. Images beyond the farthest match never count.
     near = dist <= farthest[:, None]
-    num_near = int(torch.count_nonzero(near))
-    if num_near <= dense_fraction * near.numel():
+    near_per_row = torch.count_nonzero(near, dim=1)
+    if int(near_per_row.sum()) <= dense_fraction * near.numel():
         values = dist[near]
-        value_rows = torch.repeat_interleave(torch.arange(c, device=dist.device), near.sum(1))
+        value_rows = torch.repeat_interleave(torch.arange(c, device=dist.device), near_per_row)
         sequences = match_dist[value_rows]
         r = torch.searchsorted(sequences, values[:, None], right=True)[:, 0]
         before = sequences.gather(1, (r - 1).clamp(min=0)[:, None])[:, 0]
@@ -300,21 +299,44 @@ def _features(name: str, values) -> torch.Tensor:
     return tensor
 
 
-def _distance_block(q: torch.Tensor, g: torch.Tensor, metric: str, g_sq=None) -> torch.Tensor:
-    if metric == "cosine":  # q and g are L2-normalised: distance = 1 - cos
-        return torch.mm(q, g.T).mul_(-1).add_(1)
-    squared = torch.addmm(q.pow(2).sum(1, keepdim=True) + g_sq[None, :], q, g.T, beta=1, alpha=-2)
+def _norms(name: str, feats: torch.Tensor) -> torch.Tensor:
+    """Row norms, which also tell (in one pass) whether the features are finite."""
+    norms = torch.linalg.vector_norm(feats, dim=1)
+    if not bool(torch.isfinite(norms).all()):
+        row = int(torch.nonzero(~torch.isfinite(norms))[0])
+        raise ConfigError(f"{name} holds NaN or infinite values (first in row {row}); expected finite features")
+    return norms
+
+
+def _prepare(q: torch.Tensor, g: torch.Tensor, metric: str, names=("query_features", "gallery_features")):
+    """Queries ready for the product, and the per-gallery-image term of the distance.
+
+    Cosine: queries are L2-normalised, and the gallery's norms are applied to each distance
+    block (``1 - (q . g) / |g|``) rather than by normalising a copy of the whole gallery.
+    Euclidean: the squared gallery norms of ``|q|^2 + |g|^2 - 2 q . g``.
+    """
+    q_norms, g_norms = _norms(names[0], q), _norms(names[1], g)
+    if metric == "cosine":
+        return q / q_norms.clamp(min=1e-12)[:, None], -1 / g_norms.clamp(min=1e-12)
+    return q, g_norms.pow(2)
+
+
+def _distance_block(q: torch.Tensor, g: torch.Tensor, metric: str, g_term: torch.Tensor) -> torch.Tensor:
+    if metric == "cosine":  # g_term = -1/|g|
+        return torch.mm(q, g.T).mul_(g_term).add_(1)
+    squared = torch.addmm(q.pow(2).sum(1, keepdim=True) + g_term[None, :], q, g.T, beta=1, alpha=-2)
     return squared.clamp_(min=0).sqrt_()
 
 
 def pairwise_distance(a, b, metric: str = "cosine") -> torch.Tensor:
-    """Full distance matrix between two feature sets (used for re-ranking and by the book)."""
+    """Full distance matrix between two feature sets, computed as `evaluate_features` does."""
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; expected one of {METRICS}")
     a, b = _features("a", a), _features("b", b)
-    if metric == "cosine":
-        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    return _distance_block(a, b.to(a.device, a.dtype), metric, b.pow(2).sum(1))
+    dtype = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
+    a, b = a.to(dtype=dtype), b.to(a.device, dtype)
+    a, b_term = _prepare(a, b, metric, names=("a", "b"))
+    return _distance_block(a, b, metric, b_term)
 
 
 def evaluate_features(query_features, gallery_features, query_pids, gallery_pids, query_camids,
@@ -341,31 +363,27 @@ def evaluate_features(query_features, gallery_features, query_pids, gallery_pids
         raise ConfigError(f"gallery_features has {len(gf)} rows but gallery_pids has length {len(g_pids)}")
     if qf.shape[1] != gf.shape[1]:
         raise ConfigError(f"query_features are {qf.shape[1]}-d but gallery_features are {gf.shape[1]}-d")
-    for name, feats in (("query_features", qf), ("gallery_features", gf)):
-        if not bool(torch.isfinite(feats).all()):
-            raise ConfigError(f"{name} holds NaN or infinite values; expected finite features")
     device = torch.device(device) if device is not None else qf.device
     dtype = torch.float64 if torch.float64 in (qf.dtype, gf.dtype) else torch.float32
     qf, gf = qf.to(device, dtype), gf.to(device, dtype)
 
     if rerank:
         from mmhpn.evaluation.reranking import re_ranking
+        _norms("query_features", qf), _norms("gallery_features", gf)  # finite?
         q_g, q_q, g_g = (pairwise_distance(a, b, metric) for a, b in ((qf, gf), (qf, qf), (gf, gf)))
         dist = re_ranking(q_g, q_q, g_g, **(rerank_options or {}))
         return evaluate(dist, q_pids, g_pids, q_cams, g_cams, max_rank=max_rank, protocol=protocol,
                         chunk_size=chunk_size)
 
-    if metric == "cosine":
-        qf, gf = F.normalize(qf, dim=1), F.normalize(gf, dim=1)
     q_pids, q_cams = q_pids.to(device), q_cams.to(device)
     keep, gallery = _protocol_gallery(g_pids, g_cams, protocol, device)
     if keep is not None:
         gf = gf.index_select(0, keep)
-    g_sq = gf.pow(2).sum(1) if metric == "euclidean" else None
+    qf, g_term = _prepare(qf, gf, metric)
     rows = _chunk_rows(chunk_size, len(gf))
     ap, first = [], []
     for start in range(0, len(qf), rows):
-        block = _distance_block(qf[start:start + rows], gf, metric, g_sq)
+        block = _distance_block(qf[start:start + rows], gf, metric, g_term)
         positions, n_match = _score_block(block, q_pids[start:start + rows], q_cams[start:start + rows], gallery)
         scores = _query_scores(positions, n_match, protocol)
         ap.append(scores[0])
