@@ -368,7 +368,7 @@ def attention_maps(global_model: nn.Module, part_model: nn.Module, images: torch
     tile_width = 1.05
     tile_height = tile_width * height / width
     with matplotlib.rc_context(_STYLE):
-        fig = Figure(figsize=(columns * tile_width + 0.9, rows * (tile_height + 0.1) + 0.9), layout="constrained")
+        fig = Figure(figsize=(columns * tile_width + 0.9, rows * tile_height * 0.9 + 0.8), layout="constrained")
         axes = np.atleast_2d(fig.subplots(rows, columns, squeeze=False))
         for row in range(rows):
             tiles = [(overlay(pictures[row], global_maps[row], alpha, cmap), None),
@@ -385,10 +385,10 @@ def attention_maps(global_model: nn.Module, part_model: nn.Module, images: torch
                                            edgecolor="white", linewidth=1.2, linestyle="--"))
             if labels is not None:
                 axes[row, 0].set_ylabel(str(labels[row]))
-        axes[0, 0].set_title(f"global model\n({global_scale.tap}, 1 stripe)")
-        axes[0, 1].set_title("person image")
+        axes[0, 0].set_title(f"global model\n{global_scale.label}")
+        axes[0, 1].set_title("person\nimage")
         for j in range(stripes):
-            axes[0, 2 + j].set_title(f"stripe {j + 1}/{stripes}\n({part_scale.tap})")
+            axes[0, 2 + j].set_title(f"stripe {j + 1}/{stripes}\n{part_scale.tap}")
         mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=cmap)
         fig.colorbar(mappable, ax=axes, shrink=0.6, label="Grad-CAM (each map scaled to [0, 1])")
         fig.suptitle(title or "Grad-CAM attention: global model vs. the stripes of a part model")
