@@ -164,7 +164,9 @@ class EmbeddingSimilarityTarget:
     `pytorch_grad_cam` calls a target on one sample's model output; with a
     `DescriptorOutput` model that is the sample's descriptor (D,). The score is the
     cosine similarity the ranking uses (mmhpn.evaluation's distance is 1 - cos), so the map
-    shows which places make the query look like its reference (e.g. its top match).
+    shows which places make the query look like its reference (e.g. its top match). At an
+    exact duplicate of the reference the similarity is at its maximum, its gradient is zero
+    and the map is blank.
     """
 
     def __init__(self, reference_descriptor):
