@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from mmhpn.data import (
     IMAGENET_MEAN,
+    IMAGENET_STD,
     IdentityBatchSampler,
     ImageDataset,
     ImageRecord,
@@ -37,6 +39,11 @@ def test_transforms_resize_normalise_and_flip_only_in_training(tiny):
     # A uniform image at ImageNet's mean colour becomes (close to) zero.
     mean_image = Image.new("RGB", (64, 128), tuple(round(255 * m) for m in IMAGENET_MEAN))
     assert eval_tf(mean_image).abs().max() < 0.02
+    reference = v2.Compose([v2.PILToTensor(), v2.Resize((96, 32)), v2.ToDtype(torch.float32, scale=True),
+                            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    assert torch.allclose(eval_tf(mean_image), reference(mean_image), atol=1e-5)
+    flat = Image.new("RGB", (32, 96), (10, 200, 30))  # no resize involved: compare normalisation exactly
+    assert torch.allclose(eval_tf(flat), reference(flat), atol=1e-5)
     train_tf = build_transforms(96, 32, train=True)
     torch.manual_seed(0)
     outs = [train_tf(image) for _ in range(16)]
@@ -58,7 +65,7 @@ def test_image_dataset_items_and_uint8_cache(tiny):
     tf = build_transforms(64, 32, train=False)
     plain = ImageDataset(tiny.gallery[:5], tf)
     cached = ImageDataset(tiny.gallery[:5], tf, cache_images=True)
-    assert cached.cache[0].dtype == torch.uint8 and cached.cache[0].shape == (3, 128, 64)
+    assert cached.cache[0].dtype == np.uint8 and cached.cache[0].shape == (128, 64, 3)
     for k in range(5):
         image, pid, camid = plain[k]
         assert (pid, camid) == (tiny.gallery[k].pid, tiny.gallery[k].camid)

@@ -40,7 +40,7 @@ from PIL import Image, ImageDraw
 
 from mmhpn.errors import ConfigError, DatasetError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # bump whenever the drawing changes: a cached dataset of another version is not reused
 MARKER_NAME = "SYNTHETIC_COMPLETE.json"
 
 
@@ -62,6 +62,7 @@ class SyntheticConfig:
     min_cameras_per_id: int = 2  # >= 2, so every query has a match in another camera
     lookalike_fraction: float = 0.5  # share of identities that belong to a look-alike group
     occlusion: float = 1.0  # multiplies each camera's occlusion probability
+    camera_variation: float = 1.0  # scales illumination / colour-cast differences, noise and box jitter
     height: int = 128
     width: int = 64
     jpeg_quality: int = 92
@@ -77,8 +78,8 @@ class SyntheticConfig:
             raise ConfigError("train_images_per_id and gallery_images_per_id must be >= 1")
         if min(self.num_distractors, self.num_junk, self.gt_bbox_per_query) < 0:
             raise ConfigError("num_distractors, num_junk and gt_bbox_per_query must be >= 0")
-        if not 0.0 <= self.lookalike_fraction <= 1.0 or self.occlusion < 0:
-            raise ConfigError("lookalike_fraction must be in [0, 1] and occlusion >= 0")
+        if not 0.0 <= self.lookalike_fraction <= 1.0 or self.occlusion < 0 or self.camera_variation < 0:
+            raise ConfigError("lookalike_fraction must be in [0, 1], occlusion and camera_variation >= 0")
         if self.height < 32 or self.width < 16:
             raise ConfigError("images must be at least 32x16")
 
@@ -271,7 +272,10 @@ _CHANNEL_OFFSETS = np.array([0, 256, 512], dtype=np.int16)
 
 def _render_background(rng: np.random.Generator, h: int, w: int, palette) -> np.ndarray:
     """A street-like background: wall with pillars / windows, ground with paving lines."""
-    wall, ground, accent = palette
+    # Scenes are greyish and vary within a camera (other spots of the same street), so that
+    # the background alone does not give the camera away in every image.
+    wall, ground, accent = (tuple(int(0.6 * c + 0.4 * 128) for c in _jitter_color(rng, color, 35))
+                            for color in palette)
     img = Image.new("RGB", (w, h), _jitter_color(rng, wall, 10))
     draw = ImageDraw.Draw(img)
     horizon = int(h * rng.uniform(0.45, 0.75))
@@ -307,14 +311,15 @@ def make_cameras(rng: np.random.Generator, config: SyntheticConfig) -> list[Came
         resolution = float(rng.choice([1.0, 1.0, 0.75, 0.6]))
         rh, rw = round(config.height * resolution), round(config.width * resolution)
         palette = palettes[order[index % len(palettes)]]
-        backgrounds = [_render_background(rng, rh + 2 * PAD, rw + 2 * PAD, palette) for _ in range(4)]
-        brightness = rng.uniform(0.65, 1.25)
-        cast = rng.uniform(0.82, 1.18, size=3)
-        contrast = rng.uniform(0.8, 1.1)
+        backgrounds = [_render_background(rng, rh + 2 * PAD, rw + 2 * PAD, palette) for _ in range(6)]
+        strength = config.camera_variation
+        brightness = 1 + strength * rng.uniform(-0.25, 0.2)
+        cast = 1 + strength * rng.uniform(-0.1, 0.1, size=3)
+        contrast = 1 + strength * rng.uniform(-0.15, 0.1)
         levels = np.arange(256, dtype=np.float32)
         lut = np.concatenate([np.clip(((levels - 128) * contrast + 128) * brightness * cast[channel], 0, 255)
                               for channel in range(3)]).astype(np.uint8)
-        noise_std = rng.uniform(2, 9)
+        noise_std = strength * rng.uniform(2, 9)
         noise = np.round(rng.normal(0, noise_std, size=(config.height + 16, config.width + 16, 3))).astype(np.int16)
         facing = rng.dirichlet([1.0, 1.0, 0.6, 0.6]) * 0.7 + 0.3 / 4  # every view is possible
         cameras.append(Camera(
@@ -323,8 +328,8 @@ def make_cameras(rng: np.random.Generator, config: SyntheticConfig) -> list[Came
             lut=lut,
             noise=noise,
             resolution=resolution,
-            scale=float(rng.uniform(0.74, 0.92)),
-            vertical_jitter=float(rng.uniform(0.01, 0.06)),
+            scale=float(rng.uniform(0.8, 0.94)),
+            vertical_jitter=float(strength * rng.uniform(0.01, 0.06)),
             view_probs=facing / facing.sum(),
             occlusion_prob=float(min(1.0, rng.uniform(0.05, 0.35) * config.occlusion)),
             render_size=(rh, rw),
@@ -371,12 +376,12 @@ def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float
     skin, upper, second = c(ident.skin), c(ident.upper_color), c(ident.upper_second)
     lower, shoes, hair, bag = c(ident.lower_color), c(ident.shoe_color), c(ident.hair_color), c(ident.bag_color)
 
-    half_shoulder = (0.085 if side else 0.14) * u * b
-    half_hip = (0.075 if side else 0.105) * u * b
+    half_shoulder = (0.095 if side else 0.16) * u * b
+    half_hip = (0.085 if side else 0.12) * u * b
     y_shoulder, y_waist, y_foot = top + 0.15 * u, top + 0.50 * u, top + 0.945 * u
     torso = (cx - half_shoulder, cx + half_shoulder, y_shoulder, y_waist, cx - half_hip, cx + half_hip)
-    leg_w = 0.075 * u * b
-    arm_w = 0.06 * u * b
+    leg_w = 0.085 * u * b
+    arm_w = 0.065 * u * b
     stride = rng.uniform(0.0, 0.09) * u if side else rng.uniform(0.0, 0.02) * u
     swing = rng.uniform(-0.06, 0.06) * u
 
