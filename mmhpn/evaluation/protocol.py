@@ -195,10 +195,10 @@ def _score_block(dist: torch.Tensor, q_pids, q_cams, gallery: _Gallery, dense_fr
     # Equal distances: an image equal to a match distance other than the match itself, or
     # two equal matches. Counting cannot order those; a stable sort of the row can.
     equal = (r > 0) & (before == values)
-    if values is dist:
-        equal &= near  # junk (+inf) equals the +inf padding of match_dist; it is not a tie
-    equal_per_row = torch.zeros(c, dtype=torch.long, device=dist.device).index_add_(
-        0, value_rows.expand_as(equal).reshape(-1), equal.reshape(-1).long())
+    if values is dist:  # whole block: junk (+inf) equals the +inf padding of match_dist, not a tie
+        equal_per_row = (equal & near).sum(1)
+    else:
+        equal_per_row = torch.bincount(value_rows[equal], minlength=c)
     duplicate = ((match_dist[:, 1:] == match_dist[:, :-1]) & torch.isfinite(match_dist[:, 1:])).any(1)
     tied = torch.nonzero((equal_per_row != n_match) | duplicate)[:, 0]
     for q in tied.tolist():
