@@ -153,7 +153,11 @@ def row_config(row: Row, profile: str, seed: int, **common: Any):
     """The TrainConfig of one row and seed: profile, then the caller's common fields, then the row's."""
     from mmhpn.training import make_config
 
-    return make_config(profile, **{**common, **row.overrides, "seed": int(seed)})
+    overrides = {**common, **row.overrides, "seed": int(seed)}
+    # A row named by its preset means that preset's layout, even if the profile sets a layout.
+    if "preset" in row.overrides and "layout" not in row.overrides:
+        overrides["layout"] = None
+    return make_config(profile, **overrides)
 
 
 def run_rows(rows: Sequence[Row], profile: str, seeds: Sequence[int], runs_dir: str = "runs",
@@ -305,11 +309,17 @@ def agreement_sentence(comparison: pd.DataFrame) -> str:
 # small helpers that keep the notebooks thin
 
 
-def common_overrides(dataset: str, data_root: str, device: str, epochs: int = 0) -> dict[str, Any]:
-    """The TrainConfig fields a notebook's parameters set for every row (epochs 0 = profile's)."""
+def common_overrides(dataset: str, data_root: str, device: str, epochs: int = 0,
+                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The TrainConfig fields a notebook's parameters set for every row (epochs 0 = profile's).
+
+    `overrides` are further TrainConfig fields (e.g. ``{"height": 128}``), checked by
+    `mmhpn.training.make_config` like any other field.
+    """
     common: dict[str, Any] = {"dataset": dataset, "data_root": data_root, "device": device}
     if epochs:
         common["epochs"] = int(epochs)
+    common.update(overrides or {})
     return common
 
 
