@@ -116,6 +116,18 @@ def test_ensure_synthetic_reuses_finished_and_refuses_others(tmp_path, monkeypat
         synthetic.ensure_synthetic(root, "tiny", seed=1, num_junk=0)
 
 
+def test_dataset_of_an_older_generator_is_redrawn(tmp_path):
+    root = synthetic.ensure_synthetic(tmp_path / "syn", "tiny", seed=1)
+    digest = tree_digest(root)
+    marker = json.loads((root / synthetic.MARKER_NAME).read_text())
+    marker["format_version"] = synthetic.FORMAT_VERSION - 1
+    (root / synthetic.MARKER_NAME).write_text(json.dumps(marker))
+    (root / "query" / "0001_c1s1_000001_00.jpg").write_bytes(b"stale")
+    assert synthetic.ensure_synthetic(root, "tiny", seed=1) == root
+    assert tree_digest(root) == digest and synthetic.read_marker(root)["format_version"] == synthetic.FORMAT_VERSION
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]
+
+
 def test_interrupted_generation_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
     def fail(plan, out, indices):
         (out / plan.jobs[indices[0]][0]).write_bytes(b"half")

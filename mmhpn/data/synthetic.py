@@ -792,8 +792,10 @@ def ensure_synthetic(root: str | os.PathLike, preset: str = "demo", seed: int = 
                      progress: bool = False, **knobs) -> Path:
     """`root` holding the synthetic dataset (preset, seed, knobs); generated only if absent.
 
-    A finished dataset is recognised by its marker file; one made with other settings is an
-    error (never silently reused), as is a non-empty folder without a marker.
+    A finished dataset is recognised by its marker file. One written by an older version of
+    the generator (another `FORMAT_VERSION`) is redrawn in place: the new one is written
+    beside it and swapped in. One made with other settings is an error (never silently
+    reused or deleted), as is a non-empty folder without a marker.
     """
     root = Path(root)
     config = make_config(preset, **knobs)
@@ -806,13 +808,26 @@ def ensure_synthetic(root: str | os.PathLike, preset: str = "demo", seed: int = 
             marker = read_marker(root)
             if marker is None:
                 raise
+    if marker.get("format_version") != FORMAT_VERSION:
+        return _redraw(root, preset, seed, workers, progress, knobs)
     wanted = _marker_payload(config, seed, preset)
-    if (marker.get("format_version"), marker.get("seed"), marker.get("config")) != \
-            (wanted["format_version"], wanted["seed"], wanted["config"]):
+    if (marker.get("seed"), marker.get("config")) != (wanted["seed"], wanted["config"]):
         raise DatasetError(
             f"{root} holds a synthetic dataset made with other settings (preset {marker.get('preset')!r}, "
             f"seed {marker.get('seed')}); use another folder for preset {preset!r} seed {seed}, or delete it"
         )
+    return root
+
+
+def _redraw(root: Path, preset: str, seed: int, workers: int, progress: bool, knobs: dict) -> Path:
+    """Replace the finished dataset `root` (older generator) by a new drawing, never leaving none."""
+    stamp = f"{os.getpid()}-{time.time_ns()}"
+    fresh = generate(root.parent / f".{root.name}.new-{stamp}", preset, seed, workers=workers, progress=progress,
+                     **knobs)
+    old = root.parent / f".{root.name}.old-{stamp}"
+    os.replace(root, old)
+    os.replace(fresh, root)
+    shutil.rmtree(old, ignore_errors=True)
     return root
 
 
