@@ -19,5 +19,14 @@ test: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing on purpose" >&2; exit 1; fi; \
 	exit $$rc
 
+# `make book` executes every notebook with papermill (profile PROFILE: smoke, demo or paper)
+# and builds the HTML offline into _build/html/. The synthetic dataset of the profile is
+# generated first if missing. Real data: make book PROFILE=paper DATASET=market1501 DATA_ROOT=...
+PROFILE ?= demo
+DATASET ?=
+DATA_ROOT ?=
+DEVICE ?=
+SEEDS ?=
 book: $(STAMP)
-	@echo "make book: the book is not built yet (issue 6 adds the notebooks and the build)." >&2; exit 2
+	$(BIN)/python -m mmhpn.book --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) \
+		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(DEVICE),--device $(DEVICE)) $(if $(SEEDS),--seeds $(SEEDS))
