@@ -135,6 +135,10 @@ def test_train_and_eval_loaders(tiny):
     assert sorted(Counter(pids.tolist()).values()) == [4, 4]
     with pytest.raises(ConfigError, match="unknown sampler"):
         build_train_loader(tiny.train, sampler="triplet")
+    workers = build_train_loader(tiny.train, height=64, width=32, batch_size=8, num_workers=1, seed=0)
+    images_w, pids_w, _ = next(iter(workers))  # same batches from a worker process
+    assert images_w.shape == (8, 3, 64, 32)
+    assert pids_w.tolist() == [tiny.train[i].pid for i in next(iter(ShuffleBatchSampler(len(tiny.train), 8)))]
     eval_loader = build_eval_loader(tiny.query, height=64, width=32, batch_size=16)
     pids = torch.cat([batch[1] for batch in eval_loader])
     assert pids.tolist() == [r.pid for r in tiny.query]  # order kept, last partial batch kept
