@@ -1,0 +1,156 @@
+"""End to end: the smoke profile executes every notebook and builds the book offline.
+
+A copy of the book's sources (`_config.yml`, `_toc.yml`, `book/`, `notebooks/`) is built in
+a temporary folder with `python -m mmhpn.book --profile smoke --root <copy>`, so the test
+trains its own (tiny) models and never touches the repository's runs or executed pages.
+Then: no page loads anything from the network, and headless Chromium, with the network
+cut off, renders a page with equations (MathJax must have typeset them) and a page with a
+result table, and takes screenshots of both.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mmhpn import book
+
+pytestmark = pytest.mark.slow
+
+SMOKE_BUDGET_S = 600
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+    "--disable-default-apps", "--hide-scrollbars",
+    # no name resolves and every request goes to a closed local port: no network at all
+    "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
+]
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(book.REPO_ROOT / name, root / name)
+    shutil.copytree(book.REPO_ROOT / "notebooks", root / "notebooks")
+    shutil.copytree(book.REPO_ROOT / "book", root / "book",
+                    ignore=shutil.ignore_patterns("executed", "mathjax", "*.ipynb_checkpoints"))
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "mmhpn.book", "--profile", "smoke", "--root", str(root)],
+                            capture_output=True, text=True, timeout=SMOKE_BUDGET_S + 60)
+    seconds = time.perf_counter() - start
+    assert result.returncode == 0, f"smoke book failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    print(f"smoke book built in {seconds:.0f} s")
+    return root, seconds
+
+
+def test_smoke_book_builds_within_budget(built_book):
+    root, seconds = built_book
+    assert seconds <= SMOKE_BUDGET_S, f"the smoke book took {seconds:.0f} s (budget {SMOKE_BUDGET_S} s)"
+    html = root / "_build" / "html"
+    for name in book.NOTEBOOK_ORDER:
+        page = html / "book" / "executed" / f"{name}.html"
+        assert page.is_file(), f"no page for {name}"
+        text = page.read_text()
+        assert "Traceback" not in text, f"{name} shows a traceback"
+        # the injected-parameters cell is hidden, and the generated note says what was injected
+        assert "injected-parameters" not in text
+        assert "Executed with" in text
+    for page in ("intro", "method", "reproduction-notes", "datasets", "real-data"):
+        assert (html / "book" / f"{page}.html").is_file()
+
+
+def test_built_html_loads_nothing_from_the_network(built_book):
+    root, _ = built_book
+    html = root / "_build" / "html"
+    assert book.external_resources(html) == []
+    # MathJax comes from the book's own static files
+    method = (html / "book" / "method.html").read_text()
+    assert re.search(r'<script[^>]+src="\.\./_static/mathjax/es5/tex-svg\.js', method)
+
+
+def test_glued_numbers_are_pasted_into_the_prose(built_book):
+    root, _ = built_book
+    intro = (root / "_build" / "html" / "book" / "intro.html").read_text()
+    # the baseline's mAP is pasted from the Table 4 notebook's glue, as "<number>%"
+    assert re.search(r'class="pasted-text">\d+\.\d%</span>', intro), "no glued number in the introduction"
+
+
+def test_failing_notebook_fails_with_its_name_and_the_cell_error(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("x: int = 1  # a number")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError(f'bad value {x}')")]
+    nbformat.write(nb, tmp_path / "notebooks" / "broken.ipynb")
+    with pytest.raises(book.NotebookExecutionError, match=r"notebook broken failed in cell .*ValueError: bad value 3"):
+        book.execute_notebook("broken", {"x": 3}, root=tmp_path)
+    assert not (tmp_path / "book" / "executed" / "broken.ipynb").exists()
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail("headless Chromium is needed for this test (Debian: apt-get install chromium; .ci/run installs it)")
+
+
+def _offline_prefix() -> list[str]:
+    """Run the browser in a new network namespace when the system allows it (root, unshare)."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        return [unshare, "-n"]
+    return []
+
+
+def _browse(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
+    profile.mkdir()
+    command = [*_offline_prefix(), _chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": str(profile)})
+
+
+def test_browser_typesets_math_and_shows_tables_offline(built_book, tmp_path):
+    from PIL import Image, ImageStat
+
+    root, _ = built_book
+    html = root / "_build" / "html"
+    method = (html / "book" / "method.html").as_uri()
+    table = (html / "book" / "executed" / "04-table-4-branches.html").as_uri()
+
+    dom = _browse(["--virtual-time-budget=15000", "--dump-dom", method], tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<mjx-container") >= 5, "MathJax did not typeset the equations of the method page"
+    assert "$$" not in re.sub(r"<script.*?</script>", "", dom.stdout, flags=re.S)
+
+    table_dom = _browse(["--virtual-time-budget=10000", "--dump-dom", table], tmp_path)
+    assert "measured on synthetic (tiny)" in table_dom.stdout
+    assert "paper: Market-1501" in table_dom.stdout
+
+    shots = {}
+    for name, url in (("equations", method), ("table", table)):
+        path = tmp_path / f"{name}.png"
+        shot = _browse(["--virtual-time-budget=15000", "--window-size=1280,1600", f"--screenshot={path}", url],
+                       tmp_path)
+        assert shot.returncode == 0 and path.is_file(), shot.stderr[-2000:]
+        shots[name] = path
+    artifacts = os.environ.get("MMHPN_BOOK_SCREENSHOTS")
+    for name, path in shots.items():
+        image = Image.open(path).convert("L")
+        assert image.size == (1280, 1600)
+        # a rendered page, not a blank or error page: plenty of ink and contrast
+        assert ImageStat.Stat(image).stddev[0] > 20, f"the {name} screenshot looks blank"
+        if artifacts:
+            Path(artifacts).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, Path(artifacts) / path.name)
