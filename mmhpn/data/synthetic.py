@@ -498,7 +498,6 @@ def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float
     style = ident.hair_style
     if style == "long":  # hair falls behind the shoulders
         draw.rectangle([cx - head_w * 0.6, y_head + head_h * 0.3, cx + head_w * 0.6, top + 0.24 * u], fill=hair)
-    face_visible = view != "back"
     if view == "back" and style in ("short", "long"):
         draw.ellipse(head_box, fill=hair)
     else:
@@ -511,8 +510,6 @@ def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float
                 draw.rectangle(box, fill=hair)
             draw.pieslice([head_box[0] - 0.5, y_head - 0.5, head_box[2] + 0.5, y_head + head_h * 0.9], 180, 360,
                           fill=hair)
-        elif face_visible and style == "bald":
-            pass
     if style == "hat":
         hat = c(ident.hat_color)
         draw.rectangle([cx - head_w * 0.85, y_head + head_h * 0.18, cx + head_w * 0.85, y_head + head_h * 0.3],
