@@ -25,6 +25,8 @@ from mmhpn.data.pipeline import (
     build_eval_loader,
     build_train_loader,
     build_transforms,
+    collate_batch,
+    decode_image,
     sample_grid,
 )
 from mmhpn.data.synthetic import PRESETS as SYNTHETIC_PRESETS
@@ -44,7 +46,9 @@ __all__ = [
     "build_eval_loader",
     "build_train_loader",
     "build_transforms",
+    "collate_batch",
     "count_unmatched_queries",
+    "decode_image",
     "ensure_synthetic",
     "generate",
     "load_dataset",

@@ -334,7 +334,7 @@ def load_dataset(name: str, root: str | os.PathLike, **opts) -> ReIDDataset:
     """
     key = name.lower().replace("_", "-")
     aliases = {"market": "market1501", "market-1501": "market1501", "duke": "dukemtmc-reid",
-               "dukemtmcreid": "dukemtmc-reid", "cuhk03": "cuhk03-np"}
+               "dukemtmcreid": "dukemtmc-reid"}
     key = aliases.get(key, key)
     if key not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
