@@ -98,8 +98,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     inputs.add_argument("--height", type=int, default=None, help="input height in pixels")
     inputs.add_argument("--width", type=int, default=None, help="input width in pixels")
     inputs.add_argument("--batch-size", type=int, default=None, help="batch size (global, over all processes)")
-    inputs.add_argument("--sampler", default=None, choices=["random", "pk"],
-                        help="random = plain shuffling (paper); pk = identity-balanced P x K batches")
+    inputs.add_argument("--sampler", default=None, choices=["shuffle", "pk"],
+                        help="shuffle = plain shuffling (paper); pk = identity-balanced P x K batches")
     inputs.add_argument("--num-instances", type=int, default=None, help="K, images per identity for --sampler pk")
     inputs.add_argument("--epochs", type=int, default=None, help="number of epochs")
     inputs.add_argument("--lr", type=float, default=None, help="initial learning rate (SGD)")
@@ -120,9 +120,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     machine.add_argument("--eval-every", type=int, default=None, help="also evaluate every N epochs (0 = only at the end)")
     machine.add_argument("--eval-flip", action=argparse.BooleanOptionalAction, default=None,
                          help="average the features of each test image and its mirror image")
-    machine.add_argument("--eval-protocol", default=None, choices=["toolbox", "market"],
-                         help="toolbox = AP as in the PyTorch re-ID toolboxes; market = the official Market-1501 code")
+    machine.add_argument("--eval-protocol", default=None, choices=["toolbox", "market1501-official"],
+                         help="toolbox = AP as in the PyTorch re-ID toolboxes; market1501-official = "
+                              "the official Market-1501 code (trapezoid AP, id -1 junk)")
     machine.add_argument("--num-workers", type=int, default=None, help="data loader worker processes")
+    machine.add_argument("--cache-images", action=argparse.BooleanOptionalAction, default=None,
+                         help="decode the training images once into memory (faster epochs, same results)")
     machine.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=_train_command)
 
@@ -142,7 +145,7 @@ _TRAIN_OPTION_FIELDS = (
     "pooling", "pretrained", "loss", "gammas", "single_stripe", "height", "width", "batch_size", "sampler",
     "num_instances", "epochs", "lr", "lr_decay_epochs", "lr_decay_factor", "momentum", "weight_decay", "seed",
     "precision", "deterministic", "channels_last", "eval_every", "eval_flip", "eval_protocol", "num_workers",
-    "device",
+    "cache_images", "device",
 )
 
 
@@ -234,8 +237,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action="store_true", help="average the features of each image and its mirror image")
     p.add_argument("--rerank", action="store_true",
                    help="k-reciprocal re-ranking (Zhong et al. 2017); the paper reports none")
-    p.add_argument("--protocol", default="toolbox", choices=["toolbox", "market"],
-                   help="toolbox = AP as in the PyTorch re-ID toolboxes; market = the official Market-1501 code")
+    p.add_argument("--protocol", default="toolbox", choices=["toolbox", "market1501-official"],
+                   help="toolbox = AP as in the PyTorch re-ID toolboxes; market1501-official = "
+                        "the official Market-1501 code (trapezoid AP, id -1 junk)")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
     p.add_argument("--precision", default="fp32", choices=["auto", "bf16", "fp16", "fp32"],
                    help="autocast precision of feature extraction")

@@ -57,11 +57,12 @@ MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FORMAT = 1
+RESUME_KEYS = ("epoch", "optimizer", "history", "rng")  # what checkpoint.pt has beyond model.pt
 
 LOSSES = ("softmax", "psl")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-SAMPLERS = ("random", "pk")
-EVAL_PROTOCOLS = ("toolbox", "market")
+SAMPLERS = ("shuffle", "pk")  # mmhpn.data: plain shuffling (paper) or P x K identity batches
+EVAL_PROTOCOLS = ("toolbox", "market1501-official")  # mmhpn.evaluation.PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,11 @@ class TrainConfig:
     Fields left out of `config_hash` (they do not change the trained weights or the final
     metrics): ``profile`` and ``name`` (labels), ``data_root`` (where the data lives, not
     which data: a dataset is identified by ``dataset`` and, for synthetic data, by
-    ``synthetic_preset`` and ``synthetic_seed``), ``device``, ``num_workers`` and
-    ``eval_every`` (intermediate evaluations run under a forked RNG and only add columns
-    to the history). Fields that cannot matter for a setting are also normalised away:
+    ``synthetic_preset`` and ``synthetic_seed``), ``device``, ``num_workers``,
+    ``cache_images`` (the cached pipeline gives identical tensors) and ``eval_every``
+    (intermediate evaluations run under a forked RNG and only add columns to the history). Fields that cannot matter for a setting are also normalised away:
     the synthetic preset/seed for real datasets, the PSL gammas/single-stripe rule for the
-    softmax loss, ``num_instances`` for the plain random sampler. ``precision="auto"`` is
+    softmax loss, ``num_instances`` for the plain shuffling sampler. ``precision="auto"`` is
     hashed as written: it resolves per machine (bf16 where supported), which is recorded
     in ``metrics.json``.
     """
@@ -102,7 +103,7 @@ class TrainConfig:
     height: int = 384
     width: int = 128
     batch_size: int = 64
-    sampler: str = "random"
+    sampler: str = "shuffle"
     num_instances: int = 4
     # schedule: SGD with momentum; lr multiplied by lr_decay_factor at each lr_decay_epochs entry
     epochs: int = 60
@@ -122,6 +123,7 @@ class TrainConfig:
     eval_protocol: str = "toolbox"
     # machine (not hashed)
     num_workers: int = 0
+    cache_images: bool = False  # decode images once into memory (same tensors, faster epochs)
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -186,7 +188,7 @@ class TrainConfig:
             values["synthetic_preset"] = values["synthetic_seed"] = None
         if self.loss == "softmax":
             values["gammas"] = values["single_stripe"] = None
-        if self.sampler == "random":
+        if self.sampler == "shuffle":
             values["num_instances"] = None
         return values
 
@@ -201,7 +203,7 @@ class TrainConfig:
         return "".join(c if c.isalnum() or c in "-_." else "-" for c in raw)
 
 
-UNHASHED_FIELDS = frozenset({"profile", "name", "data_root", "device", "num_workers", "eval_every"})
+UNHASHED_FIELDS = frozenset({"profile", "name", "data_root", "device", "num_workers", "cache_images", "eval_every"})
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -259,19 +261,22 @@ PROFILES: dict[str, dict[str, Any]] = {
         "precision": "auto",
         "num_workers": 2,
     },
-    # Seconds, for tests: the tiny synthetic set, 128x64 inputs (an 8x4 map: 8 stripes fit),
-    # a short schedule. Useful only to check that the machinery works and that loss falls.
+    # Seconds, for tests: the tiny synthetic set, 64x32 inputs (a 4x2 map, so the mmhpn
+    # layout is scaled down to 4/2/2+1 stripes: still four scales at the three taps, so the
+    # PSL's four gammas apply), a short schedule. Only checks that the machinery works.
     "smoke": {
         "dataset": "synthetic",
         "data_root": "data/synthetic-tiny",
         "synthetic_preset": "tiny",
+        "layout": {"conv5_1": (4,), "conv5_2": (2,), "conv5_3": (2, 1)},
         "backbone": "resnet34",
         "pretrained": None,
-        "height": 128,
-        "width": 64,
+        "height": 64,
+        "width": 32,
         "batch_size": 16,
         "epochs": 2,
-        "lr": 0.05,
+        # From random init the summed stripe losses make 0.05 diverge at this batch size.
+        "lr": 0.01,
         "lr_decay_epochs": (2,),
         "precision": "fp32",
         "channels_last": False,
@@ -468,45 +473,49 @@ def load_data(config: TrainConfig):
 
 
 def build_train_loader(config: TrainConfig, records, device: torch.device) -> torch.utils.data.DataLoader:
-    """The training loader: flip-only transform, seeded shuffling, this process's share under DDP.
+    """The training loader from `mmhpn.data`'s pieces: flip-only transform, seeded batches.
 
-    The order of epoch e depends only on ``seed + e`` (see `set_loader_epoch`): the loader's
-    generator (which also seeds the worker processes, hence the random flips) is re-seeded
-    at the start of every epoch.
+    The batches of epoch e depend only on (seed, e): `mmhpn.data`'s batch samplers and
+    torch's `DistributedSampler` are set to the epoch by `set_loader_epoch`, which also
+    re-seeds the loader's generator (it seeds the worker processes, hence their random
+    flips; with ``num_workers=0`` the flips use torch's global RNG, saved in checkpoints).
+    Workers are not kept between epochs, so every epoch's workers start from that seed.
+    Under DDP each process gets 1/world of every epoch through a `DistributedSampler`
+    (plain shuffling only) and ``batch_size / world`` images per step.
     """
-    from mmhpn.data import ImageDataset, build_transforms
+    from mmhpn.data import IdentityBatchSampler, ImageDataset, ShuffleBatchSampler, build_transforms
 
-    dataset = ImageDataset(records, build_transforms(config.height, config.width, train=True))
+    dataset = ImageDataset(records, build_transforms(config.height, config.width, train=True),
+                           cache_images=config.cache_images)
     world = distributed.world_size()
     if config.batch_size % world:
         raise ConfigError(f"batch_size {config.batch_size} is the global batch; it must divide evenly over "
                           f"{world} processes")
-    per_process = config.batch_size // world
-    generator = torch.Generator()
-    if config.sampler == "pk":
-        from mmhpn.data import RandomIdentitySampler
-
-        sampler = RandomIdentitySampler(records, per_process, config.num_instances, generator=generator)
-        if world > 1:
-            raise ConfigError("the pk sampler is not supported with several processes yet; use sampler='random'")
-    elif world > 1:
-        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=distributed.rank(),
-                                                      shuffle=True, seed=config.seed, drop_last=True)
-    else:
-        sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
     if len(dataset) < config.batch_size:
         raise ConfigError(f"the training split has {len(dataset)} images, fewer than one batch ({config.batch_size})")
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=per_process, sampler=sampler, num_workers=config.num_workers,
-        generator=generator, drop_last=True,  # a last batch of 1 would break BatchNorm
-        pin_memory=device.type == "cuda", persistent_workers=False,
-    )
+    common = dict(num_workers=config.num_workers, pin_memory=device.type == "cuda", generator=torch.Generator())
+    if world > 1:
+        if config.sampler != "shuffle":
+            raise ConfigError("with several processes only sampler='shuffle' is supported")
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world, rank=distributed.rank(),
+                                                      shuffle=True, seed=config.seed, drop_last=True)
+        # drop_last: a last batch of 1 would break BatchNorm
+        return torch.utils.data.DataLoader(dataset, batch_size=config.batch_size // world, sampler=sampler,
+                                           drop_last=True, **common)
+    if config.sampler == "pk":
+        batch_sampler = IdentityBatchSampler([r.pid for r in records], config.batch_size, config.num_instances,
+                                             seed=config.seed)
+    else:
+        batch_sampler = ShuffleBatchSampler(len(dataset), config.batch_size, seed=config.seed, drop_last=True)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, **common)
 
 
 def set_loader_epoch(loader: torch.utils.data.DataLoader, config: TrainConfig, epoch: int) -> None:
-    loader.generator.manual_seed(config.seed + epoch)
-    if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
-        loader.sampler.set_epoch(epoch)
+    """Make the next pass over `loader` the batches of `epoch` (see `build_train_loader`)."""
+    loader.generator.manual_seed(config.seed * 100_003 + epoch)
+    sampler = loader.batch_sampler if loader.batch_sampler is not None and hasattr(loader.batch_sampler, "set_epoch") \
+        else loader.sampler
+    sampler.set_epoch(epoch)
 
 
 # ------------------------------------------------------------------------------------------
@@ -515,51 +524,45 @@ def set_loader_epoch(loader: torch.utils.data.DataLoader, config: TrainConfig, e
 def evaluate_model(model: torch.nn.Module, dataset, *, height: int, width: int, batch_size: int = 128,
                    device: torch.device | str = "cpu", num_workers: int = 0, precision: str = "fp32",
                    flip: bool = False, protocol: str = "toolbox", rerank: bool = False,
-                   progress: bool = True) -> dict:
-    """Single-query scores (and Market's multiple query when the dataset has gt_bbox).
+                   channels_last: bool = False, progress: bool = True) -> dict:
+    """Single-query scores, and multiple-query scores when the dataset has gt_bbox images.
 
     Returns a JSON-ready dict: rank1, rank5, rank10, mAP (fractions), num_queries,
-    num_skipped, protocol, dataset, flip, rerank, and "multi_query" (same keys) when scored.
+    num_skipped, protocol, dataset, flip, rerank, and "multi_query" (the same scores, with
+    the query features pooled over each query's gt_bbox images, Market-1501's setting).
     """
-    from mmhpn.data import build_eval_loader
     from mmhpn import evaluation
+    from mmhpn.data import build_eval_loader
 
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
 
     def features(records):
-        loader = build_eval_loader(records, height, width, batch_size, num_workers)
+        loader = build_eval_loader(records, height, width, batch_size, num_workers,
+                                   pin_memory=device.type == "cuda")
         with autocast(device, precision):
-            feats, pids, camids = evaluation.extract_features(model, loader, device, flip=flip, progress=progress)
-        return feats.float(), pids, camids
+            return evaluation.extract_features(model, loader, device, flip=flip, progress=progress,
+                                               channels_last=channels_last)
 
-    # Evaluation must not change the training RNG stream (loaders draw seeds from it).
+    def score(qf, gf, q_pids, g_pids, q_camids, g_camids) -> dict:
+        result = evaluation.evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids,
+                                              protocol=protocol, rerank=rerank)
+        return result.as_dict()
+
+    # Evaluation must not change the training RNG stream (loaders draw their seeds from it).
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         qf, q_pids, q_camids = features(dataset.query)
         gf, g_pids, g_camids = features(dataset.gallery)
-        result = evaluation.evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids,
-                                              protocol=protocol, rerank=rerank)
-        metrics = {**_scores(result), "dataset": dataset.name, "flip": flip, "rerank": rerank}
+        metrics = {**score(qf, gf, q_pids, g_pids, q_camids, g_camids), "dataset": dataset.name,
+                   "flip": flip, "rerank": rerank}
         if dataset.multi_query:
             mf, m_pids, m_camids = features(dataset.multi_query)
-            pooled, p_pids, p_camids = evaluation.pool_multi_query(mf, m_pids, m_camids, q_pids, q_camids)
-            mq = evaluation.evaluate_features(pooled, gf, p_pids, g_pids, p_camids, g_camids,
-                                              protocol=protocol, rerank=rerank)
-            metrics["multi_query"] = _scores(mq)
-    model.train(was_training)
+            try:
+                pooled, p_pids, p_camids = evaluation.pool_multi_query(mf, m_pids, m_camids, q_pids, q_camids)
+            except ConfigError as err:  # some query has no gt_bbox image: say so, keep single query
+                metrics["multi_query"] = {"error": str(err)}
+            else:
+                metrics["multi_query"] = score(pooled, gf, p_pids, g_pids, p_camids, g_camids)
     return metrics
-
-
-def _scores(result) -> dict:
-    cmc = np.asarray(result.cmc, dtype=float)
-
-    def rank(k: int) -> float:
-        return float(cmc[min(k, len(cmc)) - 1])
-
-    return {"rank1": rank(1), "rank5": rank(5), "rank10": rank(10), "mAP": float(result.mAP),
-            "num_queries": int(result.num_queries), "num_skipped": int(getattr(result, "num_skipped", 0)),
-            "protocol": str(result.protocol)}
 
 
 # ------------------------------------------------------------------------------------------
@@ -625,7 +628,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
         write_config(config, run_dir)
     distributed.barrier()
 
-    dataset = load_data(config)
+    # Rank 0 first: it generates missing synthetic data while the others wait.
+    dataset = load_data(config) if is_main else None
+    distributed.barrier()
+    dataset = dataset or load_data(config)
     num_classes = dataset.num_train_pids
     with determinism(config.deterministic):
         seed_everything(config.seed)
@@ -643,6 +649,10 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
         checkpoint_path = run_dir / CHECKPOINT_FILE
         if checkpoint_path.exists():
             state = load_checkpoint(checkpoint_path, config, map_location=device)
+            if any(key not in state for key in RESUME_KEYS):
+                missing = [key for key in RESUME_KEYS if key not in state]
+                raise CheckpointError(f"checkpoint {checkpoint_path} cannot be resumed from: it lacks {missing} "
+                                      "(a model file, not a training checkpoint?)")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             if state.get("scaler"):
@@ -666,7 +676,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
                     scores = evaluate_model(model, dataset, height=config.height, width=config.width,
                                             batch_size=max(config.batch_size, 64), device=device,
                                             num_workers=config.num_workers, precision=precision,
-                                            flip=config.eval_flip, protocol=config.eval_protocol, progress=progress)
+                                            flip=config.eval_flip, protocol=config.eval_protocol,
+                                            channels_last=config.channels_last, progress=progress)
                     row.update({k: scores[k] for k in ("rank1", "rank5", "rank10", "mAP")})
                 distributed.barrier()
             history.append(row)
@@ -690,7 +701,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
                 metrics = evaluate_model(model, dataset, height=config.height, width=config.width,
                                          batch_size=max(config.batch_size, 64), device=device,
                                          num_workers=config.num_workers, precision=precision,
-                                         flip=config.eval_flip, protocol=config.eval_protocol, progress=progress)
+                                         flip=config.eval_flip, protocol=config.eval_protocol,
+                                            channels_last=config.channels_last, progress=progress)
                 metrics.update(precision=precision, device=device.type, world_size=distributed.world_size(),
                                epochs=config.epochs, config_hash=config_hash(config),
                                train_seconds=float(sum(r["seconds"] for r in history)))

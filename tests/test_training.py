@@ -1,0 +1,141 @@
+"""Training engine: configuration, profiles, hashing, schedule, precision, RNG state, a smoke run."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mmhpn.data.synthetic import ensure_synthetic
+from mmhpn.errors import ConfigError
+from mmhpn.training import (
+    PROFILES,
+    TrainConfig,
+    config_hash,
+    cpu_supports_bf16,
+    learning_rate,
+    make_config,
+    resolve_precision,
+    rng_state,
+    set_rng_state,
+    train,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.getbasetemp() / "tiny-synthetic"
+    ensure_synthetic(root, preset="tiny", seed=0)
+    return root
+
+
+def test_paper_profile_is_section_4_2():
+    c = make_config("paper")
+    assert (c.backbone, c.pretrained, c.height, c.width, c.batch_size, c.epochs) == \
+        ("resnet50", "imagenet", 384, 128, 64, 60)
+    assert (c.lr, c.lr_decay_epochs, c.lr_decay_factor, c.momentum, c.weight_decay) == (0.1, (30,), 0.1, 0.9, 5e-4)
+    assert (c.preset, c.pooling, c.sampler) == ("mmhpn", "aps", "shuffle")
+    assert c == TrainConfig()  # the dataclass defaults are the paper's settings
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_profile_builds_and_round_trips_through_json(profile):
+    c = make_config(profile)
+    again = TrainConfig.from_dict(json.loads(json.dumps(c.to_dict())))
+    assert again == c and config_hash(again) == config_hash(c)
+
+
+def test_demo_and_smoke_differ_from_paper_where_documented():
+    demo, smoke = make_config("demo"), make_config("smoke")
+    assert demo.dataset == smoke.dataset == "synthetic" and demo.pretrained is None
+    assert demo.height // 16 >= 12  # tall enough for the 12-stripe point of Figure 5
+    assert smoke.height * smoke.width < demo.height * demo.width
+
+
+def test_make_config_rejects_unknown_fields_naming_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown TrainConfig field\(s\) \['learning_rate'\].*valid fields.*lr"):
+        make_config("smoke", learning_rate=0.1)
+    with pytest.raises(ConfigError, match="unknown profile 'fast'.*demo.*paper.*smoke"):
+        make_config("fast")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("loss", "triplet", "loss must be one of"),
+    ("precision", "int8", "precision must be one of"),
+    ("epochs", 0, "epochs must be a positive integer"),
+    ("batch_size", 2.5, "batch_size must be a positive integer"),
+    ("lr", -0.1, "lr must be a positive number"),
+    ("sampler", "random", "sampler must be one of"),
+    ("lr_decay_epochs", (0,), "lr_decay_epochs must be epoch numbers"),
+])
+def test_bad_values_raise_config_error(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config("smoke", **{field: value})
+
+
+def test_hash_covers_result_fields_only():
+    base = make_config("smoke")
+    for machine_only in ({"device": "cpu"}, {"num_workers": 3}, {"data_root": "/elsewhere"}, {"eval_every": 1},
+                         {"name": "x"}, {"cache_images": True}):
+        assert config_hash(make_config("smoke", **machine_only)) == config_hash(base), machine_only
+    for result_field in ({"lr": 0.02}, {"seed": 1}, {"loss": "psl"}, {"preset": "baseline"}, {"epochs": 3},
+                         {"eval_protocol": "market1501-official"}, {"synthetic_seed": 1}):
+        assert config_hash(make_config("smoke", **result_field)) != config_hash(base), result_field
+    # Settings that cannot matter are normalised away.
+    assert config_hash(make_config("smoke", gammas=(0, 0, 0, 0))) == config_hash(base)  # softmax loss
+    assert config_hash(make_config("smoke", loss="psl", gammas=(0, 0, 0, 0))) != \
+        config_hash(make_config("smoke", loss="psl"))
+    assert config_hash(make_config("paper", synthetic_seed=5)) == config_hash(make_config("paper"))
+
+
+def test_learning_rate_steps_after_epoch_30():
+    c = make_config("paper")
+    lrs = [learning_rate(c, epoch) for epoch in range(60)]  # 0-based epochs
+    assert lrs[:30] == [0.1] * 30
+    assert lrs[30:] == pytest.approx([0.01] * 30)
+
+
+def test_precision_resolution():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_supports_bf16() else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ConfigError, match="fp16"):
+        resolve_precision("fp16", cpu)
+
+
+def test_rng_state_is_weights_only_loadable_and_restores_every_stream(tmp_path):
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    torch.save({"rng": rng_state()}, tmp_path / "rng.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(3))
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True)["rng"])
+    got = (random.random(), np.random.rand(), torch.rand(3))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+def test_smoke_run_learns_and_writes_its_files(tiny_data, tmp_path, capsys):
+    config = make_config("smoke", data_root=str(tiny_data), epochs=3, lr_decay_epochs=(3,), eval_every=2)
+    result = train(config, tmp_path / "run", progress=True)
+    history = result.history
+    assert list(history["epoch"]) == [1, 2, 3]
+    chance = 1 / 16  # the tiny preset has 16 training identities
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    assert history["stripe_acc"].iloc[-1] > 2 * chance
+    # The intermediate evaluation (epoch 2) is in the history; the final one in metrics.json.
+    assert np.isnan(history["rank1"].iloc[0]) and 0 <= history["rank1"].iloc[1] <= 1
+
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["checkpoint.pt", "config.json", "history.csv", "metrics.json", "model.pt"]
+    csv = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert {"epoch", "lr", "loss", "stripe_acc", "seconds", "rank1", "mAP"} <= set(csv.columns)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("rank1", "rank5", "rank10", "mAP"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["rank1"] <= metrics["rank5"] <= metrics["rank10"]
+    assert metrics["protocol"] == "toolbox" and metrics["dataset"] == "synthetic"
+    assert metrics["num_queries"] > 0 and "rank1" in metrics["multi_query"]  # the synthetic set has gt_bbox
+    assert metrics["config_hash"] == config_hash(config)
+    stderr = capsys.readouterr().err
+    assert "epoch 3/3" in stderr and "stripe_acc=" in stderr and "loss=" in stderr  # text progress bars
