@@ -48,8 +48,10 @@ JUNK_PID = -1
 # Market-sized benchmark (a trained model gives ~2%). Both give identical results; the
 # tests force each.
 _DENSE_FRACTION = 0.08
-# Default chunk: about this many distances per block (16 MiB in float32).
-_BLOCK_ELEMENTS = 1 << 22
+# Default chunk: at most this many distances per block (64 MiB in float32). Large blocks
+# matter: each matrix product re-packs the whole gallery, so a product of 250 query rows
+# ran ~1.5x slower per row than one of 1,000 (benchmarks/bench_evaluation.py, 2 cores).
+_BLOCK_ELEMENTS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,10 @@ def _check_options(max_rank, protocol):
         raise ConfigError(f"max_rank must be a positive integer, got {max_rank!r}")
 
 
-def _chunk_rows(chunk_size, num_gallery):
-    if chunk_size is None:
-        return max(1, _BLOCK_ELEMENTS // max(num_gallery, 1))
+def _chunk_rows(chunk_size, num_query, num_gallery):
+    if chunk_size is None:  # equal chunks, none above the block budget
+        most = max(1, _BLOCK_ELEMENTS // max(num_gallery, 1))
+        return math.ceil(num_query / math.ceil(num_query / most))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ConfigError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     return int(chunk_size)
@@ -275,7 +278,7 @@ def evaluate(distmat, query_pids, gallery_pids, query_camids, gallery_camids, ma
     device = dist.device
     q_pids, q_cams = q_pids.to(device), q_cams.to(device)
     keep, gallery = _protocol_gallery(g_pids, g_cams, protocol, device)
-    rows = _chunk_rows(chunk_size, len(g_pids))
+    rows = _chunk_rows(chunk_size, len(q_pids), len(g_pids))
     ap, first = [], []
     for start in range(0, len(q_pids), rows):
         block = dist[start:start + rows]
@@ -348,8 +351,8 @@ def evaluate_features(query_features, gallery_features, query_pids, gallery_pids
     """Distances and scores in one call; features are (images, dims) numpy arrays or tensors.
 
     ``metric="cosine"``: distance ``1 - cos`` on L2-normalised features; ``"euclidean"``:
-    plain Euclidean distance. Queries are processed in chunks of ``chunk_size`` (default:
-    about 4M distances per block), so the full distance matrix is never held unless
+    plain Euclidean distance. Queries are processed in chunks of ``chunk_size`` rows (default:
+    equal chunks of at most 16M distances), so the full distance matrix is never held unless
     ``rerank=True`` (k-reciprocal re-ranking needs query-query and gallery-gallery
     distances too; ``rerank_options`` are passed to `re_ranking`). ``device``: where to
     compute (default: the device of ``query_features``).
@@ -382,7 +385,7 @@ def evaluate_features(query_features, gallery_features, query_pids, gallery_pids
     if keep is not None:
         gf = gf.index_select(0, keep)
     qf, g_term = _prepare(qf, gf, metric)
-    rows = _chunk_rows(chunk_size, len(gf))
+    rows = _chunk_rows(chunk_size, len(qf), len(gf))
     ap, first = [], []
     for start in range(0, len(qf), rows):
         block = _distance_block(qf[start:start + rows], gf, metric, g_term)
