@@ -438,7 +438,9 @@ def load_checkpoint(path: str | os.PathLike, config: TrainConfig | None = None,
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - zip, pickle and EOF errors all mean "unreadable"
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {type(err).__name__}: {err}") from err
+        first_line = (str(err).strip().splitlines() or [""])[0][:200]  # torch's messages run to many lines
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file "
+                              f"({type(err).__name__}: {first_line})") from err
     required = ("format", "config", "config_hash", "num_classes", "model")
     if not isinstance(state, dict) or any(k not in state for k in required):
         raise CheckpointError(f"checkpoint {path} is not an mmhpn checkpoint (expected the keys {list(required)})")
@@ -483,7 +485,7 @@ def build_train_loader(config: TrainConfig, records, device: torch.device) -> to
     Under DDP each process gets 1/world of every epoch through a `DistributedSampler`
     (plain shuffling only) and ``batch_size / world`` images per step.
     """
-    from mmhpn.data import IdentityBatchSampler, ImageDataset, ShuffleBatchSampler, build_transforms
+    from mmhpn.data import IdentityBatchSampler, ImageDataset, ShuffleBatchSampler, build_transforms, collate_batch
 
     dataset = ImageDataset(records, build_transforms(config.height, config.width, train=True),
                            cache_images=config.cache_images)
@@ -493,7 +495,8 @@ def build_train_loader(config: TrainConfig, records, device: torch.device) -> to
                           f"{world} processes")
     if len(dataset) < config.batch_size:
         raise ConfigError(f"the training split has {len(dataset)} images, fewer than one batch ({config.batch_size})")
-    common = dict(num_workers=config.num_workers, pin_memory=device.type == "cuda", generator=torch.Generator())
+    common = dict(num_workers=config.num_workers, pin_memory=device.type == "cuda", generator=torch.Generator(),
+                  collate_fn=collate_batch)
     if world > 1:
         if config.sampler != "shuffle":
             raise ConfigError("with several processes only sampler='shuffle' is supported")
@@ -623,16 +626,16 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     is_main = distributed.is_main_process()
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(config, run_dir)
-    distributed.barrier()
-
-    # Rank 0 first: it generates missing synthetic data while the others wait.
+    # Data first (a wrong dataset leaves no run folder behind). Rank 0 first: it generates
+    # missing synthetic data while the others wait.
     dataset = load_data(config) if is_main else None
     distributed.barrier()
     dataset = dataset or load_data(config)
     num_classes = dataset.num_train_pids
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(config, run_dir)
+    distributed.barrier()
     with determinism(config.deterministic):
         seed_everything(config.seed)
         model = build_model_for(config, num_classes).to(device)
