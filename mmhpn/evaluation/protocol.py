@@ -48,10 +48,13 @@ JUNK_PID = -1
 # Market-sized benchmark (a trained model gives ~2%). Both give identical results; the
 # tests force each.
 _DENSE_FRACTION = 0.08
-# Default chunk: at most this many distances per block (64 MiB in float32). Large blocks
-# matter: each matrix product re-packs the whole gallery, so a product of 250 query rows
-# ran ~1.5x slower per row than one of 1,000 (benchmarks/bench_evaluation.py, 2 cores).
-_BLOCK_ELEMENTS = 1 << 24
+# Block sizes, in distances. The product is taken in blocks of at most _PRODUCT_ELEMENTS
+# (256 MiB in float32: Market-1501's whole 3,368 x 15,913 matrix is one block), because
+# each matrix product re-packs the whole gallery: on the benchmark, products of 250 query
+# rows cost ~1.5x more per row than one product of all rows. Scoring then walks the block
+# in row slices of at most _SCORE_ELEMENTS, which bounds its temporaries.
+_PRODUCT_ELEMENTS = 1 << 26
+_SCORE_ELEMENTS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -119,9 +122,9 @@ def _check_options(max_rank, protocol):
         raise ConfigError(f"max_rank must be a positive integer, got {max_rank!r}")
 
 
-def _chunk_rows(chunk_size, num_query, num_gallery):
-    if chunk_size is None:  # equal chunks, none above the block budget
-        most = max(1, _BLOCK_ELEMENTS // max(num_gallery, 1))
+def _chunk_rows(chunk_size, num_query, num_gallery, budget):
+    if chunk_size is None:  # equal chunks, none above the budget
+        most = max(1, budget // max(num_gallery, 1))
         return math.ceil(num_query / math.ceil(num_query / most))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ConfigError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
@@ -229,7 +232,21 @@ def _query_scores(positions: torch.Tensor, n_match: torch.Tensor, protocol: str)
     return ap.cpu().numpy(), first.cpu().numpy()
 
 
-def _result(ap: np.ndarray, first: np.ndarray, max_rank: int, protocol: str) -> ReIDResult:
+def _score_rows(block, q_pids, q_cams, gallery, protocol, rows):
+    """Per-query scores of a distance block, scored in row slices (views, changed in place)."""
+    ap, first = [], []
+    for start in range(0, len(block), rows):
+        positions, n_match = _score_block(block[start:start + rows], q_pids[start:start + rows],
+                                          q_cams[start:start + rows], gallery)
+        scores = _query_scores(positions, n_match, protocol)
+        ap.append(scores[0])
+        first.append(scores[1])
+    return np.concatenate(ap), np.concatenate(first)
+
+
+def _result(scores: list, max_rank: int, protocol: str) -> ReIDResult:
+    ap = np.concatenate([a for a, _ in scores])
+    first = np.concatenate([f for _, f in scores])
     scored = first >= 0
     num_scored = int(scored.sum())
     if num_scored == 0:
@@ -278,8 +295,8 @@ def evaluate(distmat, query_pids, gallery_pids, query_camids, gallery_camids, ma
     device = dist.device
     q_pids, q_cams = q_pids.to(device), q_cams.to(device)
     keep, gallery = _protocol_gallery(g_pids, g_cams, protocol, device)
-    rows = _chunk_rows(chunk_size, len(q_pids), len(g_pids))
-    ap, first = [], []
+    rows = _chunk_rows(chunk_size, len(q_pids), len(g_pids), _SCORE_ELEMENTS)
+    scores = []
     for start in range(0, len(q_pids), rows):
         block = dist[start:start + rows]
         block = block.index_select(1, keep) if keep is not None else block.clone()
@@ -287,11 +304,9 @@ def evaluate(distmat, query_pids, gallery_pids, query_camids, gallery_camids, ma
             bad = torch.nonzero(~torch.isfinite(block))[0].tolist()
             raise ConfigError(f"distmat holds NaN or infinite distances (first at query {start + bad[0]}); "
                               "expected finite distances")
-        positions, n_match = _score_block(block, q_pids[start:start + rows], q_cams[start:start + rows], gallery)
-        scores = _query_scores(positions, n_match, protocol)
-        ap.append(scores[0])
-        first.append(scores[1])
-    return _result(np.concatenate(ap), np.concatenate(first), int(max_rank), protocol)
+        scores.append(_score_rows(block, q_pids[start:start + rows], q_cams[start:start + rows], gallery,
+                                  protocol, rows))
+    return _result(scores, int(max_rank), protocol)
 
 
 def _features(name: str, values) -> torch.Tensor:
@@ -351,8 +366,9 @@ def evaluate_features(query_features, gallery_features, query_pids, gallery_pids
     """Distances and scores in one call; features are (images, dims) numpy arrays or tensors.
 
     ``metric="cosine"``: distance ``1 - cos`` on L2-normalised features; ``"euclidean"``:
-    plain Euclidean distance. Queries are processed in chunks of ``chunk_size`` rows (default:
-    equal chunks of at most 16M distances), so the full distance matrix is never held unless
+    plain Euclidean distance. The product is taken for ``chunk_size`` queries at a time
+    (default: equal chunks of at most 64M distances, 256 MiB in float32; lower it to save
+    memory on large galleries) and scored in smaller slices, so no larger matrix is held unless
     ``rerank=True`` (k-reciprocal re-ranking needs query-query and gallery-gallery
     distances too; ``rerank_options`` are passed to `re_ranking`). ``device``: where to
     compute (default: the device of ``query_features``).
@@ -385,12 +401,11 @@ def evaluate_features(query_features, gallery_features, query_pids, gallery_pids
     if keep is not None:
         gf = gf.index_select(0, keep)
     qf, g_term = _prepare(qf, gf, metric)
-    rows = _chunk_rows(chunk_size, len(qf), len(gf))
-    ap, first = [], []
+    rows = _chunk_rows(chunk_size, len(qf), len(gf), _PRODUCT_ELEMENTS)
+    score_rows = max(1, _SCORE_ELEMENTS // len(gf))
+    scores = []
     for start in range(0, len(qf), rows):
         block = _distance_block(qf[start:start + rows], gf, metric, g_term)
-        positions, n_match = _score_block(block, q_pids[start:start + rows], q_cams[start:start + rows], gallery)
-        scores = _query_scores(positions, n_match, protocol)
-        ap.append(scores[0])
-        first.append(scores[1])
-    return _result(np.concatenate(ap), np.concatenate(first), int(max_rank), protocol)
+        scores.append(_score_rows(block, q_pids[start:start + rows], q_cams[start:start + rows], gallery,
+                                  protocol, score_rows))
+    return _result(scores, int(max_rank), protocol)
