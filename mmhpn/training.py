@@ -732,8 +732,9 @@ def _train_one_epoch(net, loader, criterion, optimizer, scaler, config: TrainCon
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct stripes, stripes
     images_seen = 0
     started = time.perf_counter()
+    # One bar per epoch, left on screen: the finished bars read as the training log.
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not show_progress,
-               leave=False, dynamic_ncols=True)
+               leave=True, dynamic_ncols=True)
     for step, (images, pids, _camids) in enumerate(bar):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         pids = pids.to(device, non_blocking=True)
