@@ -187,6 +187,12 @@ def test_evaluate_features_cosine_and_euclidean(monkeypatch):
         np.testing.assert_allclose(pairwise_distance(qf, gf, metric).numpy(), distmat, atol=1e-4)
 
 
+def test_scoring_leaves_the_thread_count_alone():
+    threads = torch.get_num_threads()
+    evaluate(DISTMAT, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS)
+    assert torch.get_num_threads() == threads
+
+
 def test_result_is_frozen_and_rank_checks_k():
     result = evaluate(DISTMAT, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, max_rank=3)
     assert isinstance(result, ReIDResult)
