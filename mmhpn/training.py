@@ -671,6 +671,13 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
         elif distributed.world_size() > 1:
             torch.manual_seed(config.seed + distributed.rank())
 
+        def evaluate_now() -> dict:
+            return evaluate_model(model, dataset, height=config.height, width=config.width,
+                                  batch_size=max(config.batch_size, 64), device=device,
+                                  num_workers=config.num_workers, precision=precision, flip=config.eval_flip,
+                                  protocol=config.eval_protocol, channels_last=config.channels_last,
+                                  progress=progress)
+
         net = distributed.wrap_model(model, device)
         loader = build_train_loader(config, dataset.train, device)
         stopped_early = False
@@ -679,11 +686,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
                                    progress and is_main)
             if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
                 if is_main:
-                    scores = evaluate_model(model, dataset, height=config.height, width=config.width,
-                                            batch_size=max(config.batch_size, 64), device=device,
-                                            num_workers=config.num_workers, precision=precision,
-                                            flip=config.eval_flip, protocol=config.eval_protocol,
-                                            channels_last=config.channels_last, progress=progress)
+                    scores = evaluate_now()
                     row.update({k: scores[k] for k in ("rank1", "rank5", "rank10", "mAP")})
                 distributed.barrier()
             history.append(row)
@@ -704,11 +707,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
         metrics: dict = {}
         if not stopped_early:
             if is_main:
-                metrics = evaluate_model(model, dataset, height=config.height, width=config.width,
-                                         batch_size=max(config.batch_size, 64), device=device,
-                                         num_workers=config.num_workers, precision=precision,
-                                         flip=config.eval_flip, protocol=config.eval_protocol,
-                                            channels_last=config.channels_last, progress=progress)
+                metrics = evaluate_now()
                 metrics.update(precision=precision, device=device.type, world_size=distributed.world_size(),
                                epochs=config.epochs, config_hash=config_hash(config),
                                train_seconds=float(sum(r["seconds"] for r in history)))
@@ -762,7 +761,8 @@ def _train_one_epoch(net, loader, criterion, optimizer, scaler, config: TrainCon
         raise ConfigError("the training loader yielded no batch (fewer images than one batch per process?)")
     loss_value = loss_sum / images_total
     if not math.isfinite(loss_value):
-        raise FloatingPointError(f"the training loss became {loss_value} in epoch {epoch + 1}; lower the lr")
+        raise ConfigError(f"training diverged: the loss became {loss_value} in epoch {epoch + 1}; "
+                          f"try a lower lr than {lr}")
     return {"epoch": epoch + 1, "lr": lr, "loss": loss_value, "stripe_acc": correct_sum / stripe_sum,
             "seconds": time.perf_counter() - started, "images": images_total}
 
