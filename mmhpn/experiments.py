@@ -219,6 +219,9 @@ def paper_table(key: str) -> pd.DataFrame:
     long.loc[long["setting"] == "multiple_query", "column"] += " (multiple query)"
     wide = long.pivot_table(index="row", columns=["column", "metric"], values="value", sort=False)
     wide = wide.reindex(order)
+    # dataset by dataset (in the paper's column order), Rank-1 then mAP within each
+    datasets = list(dict.fromkeys(long["column"]))
+    wide = wide[[(c, m) for c in datasets for m in ("rank1", "mAP") if (c, m) in wide.columns]]
     wide.columns = pd.MultiIndex.from_tuples([(f"paper: {c}", m.replace("rank1", "Rank-1")) for c, m in wide.columns])
     return wide
 
