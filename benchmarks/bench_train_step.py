@@ -156,7 +156,8 @@ def main() -> None:
                         help="synthetic preset (default: the profile's on CPU, market-sized on CUDA)")
     parser.add_argument("--precisions", default=None, help="comma-separated (default: fp32,bf16 on CPU, bf16 on CUDA)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per mode and repeat")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before each timing")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps before each timing (default: 1 on CPU, 5 on CUDA: cudnn autotuning)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (the median is reported)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--num-workers", type=int, default=None, help="loader workers (default: the profile's)")
@@ -186,14 +187,20 @@ def main() -> None:
     config = training.make_config(profile, **overrides)
     precisions = (args.precisions or ("bf16" if on_gpu else "fp32,bf16")).split(",")
     steps = args.steps or (30 if on_gpu else 6)
+    warmup = args.warmup if args.warmup is not None else (5 if on_gpu else 1)
 
+    if config.dataset == "synthetic":  # generate with every core first (load_data would use one)
+        from mmhpn.data import ensure_synthetic
+
+        ensure_synthetic(config.data_root, preset=config.synthetic_preset, seed=config.synthetic_seed,
+                         workers=os.cpu_count() or 1, progress=True)
     dataset = training.load_data(config)
     print(f"{config.backbone} {config.preset} {config.height}x{config.width} batch {config.batch_size} on "
           f"{device}; {len(dataset.train)} training images; threads {args.threads}, workers {config.num_workers}")
     results = {}
     for precision in precisions:
         torch.manual_seed(0)
-        r = measure(config, dataset, device, precision, steps, args.warmup, args.repeats)
+        r = measure(config, dataset, device, precision, steps, warmup, args.repeats)
         results[precision] = r
         line = (f"[{precision}] full step {r['mmhpn_full_images_per_s']:.1f} img/s, model only "
                 f"{r['mmhpn_model_images_per_s']:.1f}, bare backbone {r['bare_backbone_images_per_s']:.1f}, "
@@ -214,6 +221,7 @@ def main() -> None:
         "config": config.to_dict(),
         "train_images": len(dataset.train),
         "steps": steps,
+        "warmup": warmup,
         "repeats": args.repeats,
         "results": results,
     }
