@@ -139,3 +139,20 @@ def test_smoke_run_learns_and_writes_its_files(tiny_data, tmp_path, capsys):
     assert metrics["config_hash"] == config_hash(config)
     stderr = capsys.readouterr().err
     assert "epoch 3/3" in stderr and "stripe_acc=" in stderr and "loss=" in stderr  # text progress bars
+
+
+def test_bf16_autocast_step_on_cpu_gives_finite_float32_grads():
+    from mmhpn.losses import build_loss
+    from mmhpn.training import autocast, build_model_for
+
+    config = make_config("smoke", precision="bf16", channels_last=True)
+    model = build_model_for(config, num_classes=16).to(memory_format=torch.channels_last)
+    criterion = build_loss(config.loss)
+    images = torch.randn(4, 3, config.height, config.width).contiguous(memory_format=torch.channels_last)
+    with autocast(torch.device("cpu"), "bf16"):
+        outputs = model(images)
+        loss = criterion(outputs, torch.arange(4))
+    assert outputs[0].dtype == torch.bfloat16 and loss.dtype == torch.float32
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
