@@ -139,6 +139,12 @@ def measure(config, dataset, device, precision, steps, warmup, repeats) -> dict:
     result["runs_images_per_s"] = rates
     result["full_vs_bare"] = result["mmhpn_full_images_per_s"] / result["bare_backbone_images_per_s"]
     result["model_vs_bare"] = result["mmhpn_model_images_per_s"] / result["bare_backbone_images_per_s"]
+    # On a shared machine other processes only ever slow a run down, so the best repeat of
+    # each mode is the least disturbed estimate (as timeit's min); both are reported.
+    best = {name: max(values) for name, values in rates.items()}
+    result["best_images_per_s"] = best
+    result["full_vs_bare_best"] = best["mmhpn_full"] / best["bare_backbone"]
+    result["model_vs_bare_best"] = best["mmhpn_model"] / best["bare_backbone"]
     if peak:
         result["peak_gpu_memory_gib"] = {name: value / 2**30 for name, value in peak.items()}
     epoch_images = len(loader) * config.batch_size
@@ -205,7 +211,9 @@ def main() -> None:
         line = (f"[{precision}] full step {r['mmhpn_full_images_per_s']:.1f} img/s, model only "
                 f"{r['mmhpn_model_images_per_s']:.1f}, bare backbone {r['bare_backbone_images_per_s']:.1f}, "
                 f"pipeline {r['pipeline_images_per_s']:.1f}; full/bare {r['full_vs_bare']:.2f} (target >= 0.85), "
-                f"model/bare {r['model_vs_bare']:.2f}; {config.epochs} epochs ~ {r['projected_schedule_minutes']:.1f} min")
+                f"model/bare {r['model_vs_bare']:.2f} (medians of {args.repeats}); best repeats: full/bare "
+                f"{r['full_vs_bare_best']:.2f}, model/bare {r['model_vs_bare_best']:.2f}; "
+                f"{config.epochs} epochs ~ {r['projected_schedule_minutes']:.1f} min")
         if "peak_gpu_memory_gib" in r:
             line += f"; peak GPU memory {r['peak_gpu_memory_gib']['mmhpn_full']:.2f} GiB"
         print(line, flush=True)

@@ -9,6 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
+from mmhpn.data import load_dataset
 from mmhpn.data.synthetic import ensure_synthetic
 
 
@@ -31,5 +32,6 @@ def test_two_gloo_processes_train_one_run(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and 0 <= metrics["rank1"] <= 1 and 0 <= metrics["mAP"] <= 1
     history = pd.read_csv(run_dir / "history.csv")
-    # The tiny set has 112 training images: each process saw its half, 8 images a step.
-    assert list(history["epoch"]) == [1] and history["images"].iloc[0] == 112
+    # Each process saw its half of the training images, 8 (= 16 / 2) a step, full batches only.
+    num_train = len(load_dataset("synthetic", data, generate=False).train)
+    assert list(history["epoch"]) == [1] and history["images"].iloc[0] == (num_train // 2 // 8) * 8 * 2
