@@ -65,7 +65,7 @@ def shutdown() -> None:
 @contextlib.contextmanager
 def process_group(device: str = "auto"):
     """`with process_group(): ...` - initialise from torchrun's environment, tear down after."""
-    started = init_from_env(device) and True
+    started = not is_enabled() and init_from_env(device)  # tear down only a group we started
     try:
         yield
     finally:
