@@ -244,8 +244,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # set; ResNet-34 (about 3x fewer FLOPs than ResNet-50, layer4 still has the three blocks
     # the taps need) from random init; 192x64 inputs (a 12x4 map, still tall enough for 8
     # and 12 stripes); batch 32; a short schedule with the paper's 10x step decay at 2/3 of
-    # training; a smaller starting lr because there are no pretrained weights to protect but
-    # the batch is half the paper's. The book issue tunes these numbers to its budget.
+    # training; the lr halved with the batch (linear scaling: 0.1 * 32/64). The book issue
+    # tunes these numbers to its budget (mmhpn/book.py may override fields per run).
     "demo": {
         "dataset": "synthetic",
         "data_root": "data/synthetic-demo",
