@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from mmhpn import distributed
 from mmhpn.errors import CheckpointError, ConfigError
+from mmhpn.model import PRESETS as MODEL_PRESETS
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -151,6 +152,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}")
 
         choice("loss", LOSSES)
+        choice("preset", tuple(MODEL_PRESETS))
         choice("precision", PRECISIONS)
         choice("sampler", SAMPLERS)
         choice("eval_protocol", EVAL_PROTOCOLS)
@@ -298,6 +300,10 @@ def make_config(profile: str = "paper", **overrides: Any) -> TrainConfig:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles are {sorted(PROFILES)}")
     _check_field_names(overrides)
     values = {**PROFILES[profile], "profile": profile, **overrides}
+    # A preset asked for by name means that preset's layout, even where the profile sets one
+    # (the smoke profile's scaled-down layout would otherwise silently replace it).
+    if "preset" in overrides and "layout" not in overrides:
+        values["layout"] = None
     return TrainConfig(**values)
 
 

@@ -70,10 +70,18 @@ def test_make_config_rejects_unknown_fields_naming_the_valid_ones():
     ("lr", -0.1, "lr must be a positive number"),
     ("sampler", "random", "sampler must be one of"),
     ("lr_decay_epochs", (0,), "lr_decay_epochs must be epoch numbers"),
+    ("preset", "pcb", "preset must be one of"),
 ])
 def test_bad_values_raise_config_error(field, value, message):
     with pytest.raises(ConfigError, match=message):
         make_config("smoke", **{field: value})
+
+
+def test_a_preset_asked_for_by_name_replaces_the_profiles_layout():
+    assert make_config("smoke").layout is not None
+    assert make_config("smoke", preset="baseline").layout is None
+    kept = make_config("smoke", preset="mmhpn", layout={"conv5_3": (2, 1)})
+    assert kept.layout == {"conv5_3": (2, 1)}
 
 
 def test_hash_covers_result_fields_only():
