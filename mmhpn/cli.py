@@ -13,7 +13,7 @@ from mmhpn.errors import MMHPNError
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    """`mmhpn synth`: owned by the data module (issue 3)."""
+    """`mmhpn synth`: write the synthetic benchmark (mmhpn.data.synthetic)."""
     from mmhpn.data.synthetic import PRESETS, cli_synth
 
     p = sub.add_parser(
@@ -33,7 +33,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    """`mmhpn train`: owned by the training module (issue 5)."""
+    """`mmhpn train`: train, resume or return a finished run (mmhpn.training, mmhpn.runs)."""
     p = sub.add_parser(
         "train",
         help="train a model (or resume it, or return the finished run)",
@@ -215,7 +215,7 @@ def _train_command(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    """`mmhpn evaluate`: owned by the training module (issue 5)."""
+    """`mmhpn evaluate`: score a run folder or checkpoint (mmhpn.evaluation)."""
     p = sub.add_parser(
         "evaluate",
         help="score a run or checkpoint on a dataset",
@@ -288,13 +288,6 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     if args.output:
         Path(args.output).write_text(text + "\n")
     return 0
-
-
-def _not_yet(name: str):
-    def run(args: argparse.Namespace) -> int:
-        raise MMHPNError(f"'mmhpn {name}' is not implemented yet")
-
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
