@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 
 from mmhpn.evaluation import evaluate_features
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 
 def market_like_problem(seed: int = 0, dims: int = 3840, num_ids: int = 750, num_cams: int = 6,
@@ -184,11 +183,7 @@ def main() -> None:
         record.update(naive_loop_extrapolated_s=t_naive, naive_ratio=(t_mm + t_naive) / t_mm,
                       naive_queries=n, naive_agrees=bool(same))
 
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"evaluation-{device.type}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    path = write_result(f"evaluation-{device.type}.json", record)
     memory = record.get("peak_rss_mib", record.get("peak_gpu_memory_mib"))
     naive = f", naive loop {record['naive_ratio']:.1f}x" if "naive_ratio" in record else ""
     print(f"evaluation [{device}, {args.threads} threads]: matmul {t_mm:.2f} s, evaluate_features {t_eval:.2f} s, "

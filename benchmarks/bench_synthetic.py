@@ -14,7 +14,6 @@ summary and writes ``benchmarks/results/synthetic.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -22,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 TARGET_IMAGES_PER_S = 300.0
 
 
@@ -69,8 +69,7 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "synthetic.json").write_text(json.dumps(result, indent=2))
+    write_result("synthetic.json", result)
     print(f"synthetic {args.preset}: {num_images} images, {rate:.0f} images per CPU second end to end on one "
           f"process (runs: {', '.join(f'{r:.0f}' for r in generate_rates)}; wall clock: "
           f"{', '.join(f'{r:.0f}' for r in wall_rates)} images/s); drawing alone {draw_rate:.0f} images/s; "

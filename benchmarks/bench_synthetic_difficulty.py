@@ -23,13 +23,11 @@ Prints the scores and writes ``benchmarks/results/synthetic-difficulty.json``.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 
 CENTRE_BOX = (0.06, 0.94, 0.28, 0.72)  # top, bottom, left, right as fractions of the image
@@ -108,8 +106,7 @@ def main() -> None:
 
     summary = {"preset": args.preset, "seed": args.seed, "root": root,
                "statistics": dataset.statistics().to_dict(orient="index"), "scores": results}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "synthetic-difficulty.json").write_text(json.dumps(summary, indent=2))
+    write_result("synthetic-difficulty.json", summary)
     print(dataset.summary())
     for name, r in results.items():
         print(f"{name:14s} colour histogram: rank-1 {r['rank1']:.3f}  rank-5 {r['rank5']:.3f}  mAP {r['mAP']:.3f}  "

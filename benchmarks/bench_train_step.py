@@ -31,12 +31,10 @@ Writes ``benchmarks/results/train-step-<device>.json``. Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torchvision
@@ -45,7 +43,7 @@ from mmhpn import training
 from mmhpn.losses import build_loss
 from mmhpn.model import BACKBONES
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 
 class BareBackbone(torch.nn.Module):
@@ -233,9 +231,7 @@ def main() -> None:
         "repeats": args.repeats,
         "results": results,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"train-step-{device.type}.json"
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    out = write_result(f"train-step-{device.type}.json", payload)
     print(f"wrote {out}")
 
 

@@ -36,10 +36,13 @@ import time
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from mmhpn.errors import ConfigError, MMHPNError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The book's sources live at the repository root (`_config.yml`, `_toc.yml`, `book/`,
 # `notebooks/`); every path below is relative to a root so that the tests can build a copy.
@@ -49,6 +52,7 @@ EXECUTED = Path("book") / "executed"
 STATIC = Path("book") / "_static"
 HTML = Path("_build") / "html"
 BUILD_LOG = EXECUTED / "build-log.json"
+RUNS = Path("runs")  # the notebooks' default run cache (their `runs_dir` parameter)
 MATHJAX_SPEC = "mathjax@3"
 MATHJAX_ENTRY = Path("mathjax") / "es5" / "tex-svg.js"
 
@@ -406,6 +410,48 @@ def machine_description() -> str:
     return f"{os.cpu_count()} logical CPU(s), {cpu}, {platform.system()} {platform.release()}"
 
 
+# The numbers of a benchmark result that the compute-cost page shows: those with a key (at
+# any nesting level) ending so. Per-repeat lists and the configuration echo stay in the file.
+BENCHMARK_HEADLINE_SUFFIXES = (
+    "images_per_s", "images_per_s_median", "full_vs_bare", "model_vs_bare", "matmul_s", "evaluate_s",
+    "ratio", "peak_rss_mib", "peak_gpu_memory_mib", "peak_gpu_memory_gib", "projected_schedule_minutes",
+    "mAP", "rank1",
+)
+
+
+def benchmark_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The headline numbers of every benchmark result in `folder`, and where each was measured.
+
+    Returns (headlines: benchmark, measurement, value; provenance: benchmark, recorded
+    (UTC), machine, command), both empty when the folder holds no result.
+    """
+    import pandas as pd
+
+    headlines, provenance = [], []
+    for path in sorted(Path(folder).glob("*.json")):
+        data = json.loads(path.read_text())
+        recorded = data.pop("recorded", {})
+        provenance.append({"benchmark": path.stem, "recorded (UTC)": recorded.get("utc", "not recorded"),
+                           "machine": recorded.get("machine", "not recorded"),
+                           "command": recorded.get("command", "not recorded")})
+        flat = pd.json_normalize(data, sep=".").iloc[0]
+        for key, value in flat.items():
+            headline = any(part.endswith(BENCHMARK_HEADLINE_SUFFIXES) for part in key.split("."))
+            if headline and isinstance(value, (int, float)) and not isinstance(value, bool):
+                headlines.append({"benchmark": path.stem, "measurement": key, "value": round(float(value), 3)})
+    return (pd.DataFrame(headlines, columns=["benchmark", "measurement", "value"]),
+            pd.DataFrame(provenance, columns=["benchmark", "recorded (UTC)", "machine", "command"]))
+
+
+def trainings_since(runs_dir: Path, since_epoch_s: float) -> int:
+    """How many runs in `runs_dir` finished at or after `since_epoch_s` (trained, not loaded)."""
+    from mmhpn.runs import FINISHED_FILE
+
+    if not runs_dir.is_dir():
+        return 0
+    return sum(marker.stat().st_mtime >= since_epoch_s for marker in runs_dir.glob(f"*/{FINISHED_FILE}"))
+
+
 def _append_build_log(entry: dict[str, Any], log_path: Path) -> None:
     entries = json.loads(log_path.read_text()) if log_path.is_file() else []
     entries.append(entry)
@@ -418,11 +464,11 @@ def _append_build_log(entry: dict[str, Any], log_path: Path) -> None:
 def run_pipeline(profile: Profile, notebooks: tuple[str, ...] = NOTEBOOK_ORDER,
                  build: bool = True, root: Path = REPO_ROOT) -> dict[str, Any]:
     """Execute the notebooks and build the book; return the timing record it logged."""
-    started = time.perf_counter()
+    started, started_epoch_s = time.perf_counter(), time.time()
     record: dict[str, Any] = {
         "profile": profile.name, "dataset": profile.dataset,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine_description(), "notebooks_s": {}, "complete": False,
+        "machine": machine_description(), "notebooks_s": {}, "trainings": 0, "complete": False,
     }
     ensure_dataset(profile, root)
     record["data_s"] = round(time.perf_counter() - started, 1)
@@ -435,6 +481,7 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] = NOTEBOOK_ORDER,
         params = profile.for_notebook(name)
         params.setdefault("build_timings_path", str(current.relative_to(root)))
         record["notebooks_s"][name] = round(execute_notebook(name, params, root), 1)
+        record["trainings"] = trainings_since(root / RUNS, started_epoch_s)
     if build:
         vendor_mathjax(root / STATIC)
         sphinx_start = time.perf_counter()

@@ -46,7 +46,7 @@ from mmhpn.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, build_transfor
 from mmhpn.data.pipeline import decode_image
 from mmhpn.errors import ConfigError
 from mmhpn.evaluation import PROTOCOLS, evaluate, pairwise_distance
-from mmhpn.evaluation.protocol import JUNK_PID
+from mmhpn.evaluation.protocol import JUNK_PID, label_vector
 from mmhpn.model import TAPS
 
 # seaborn's "colorblind" palette (Okabe-Ito-like), fixed here so figures do not depend on
@@ -420,15 +420,6 @@ def valid_gallery_mask(query_pid: int, query_camid: int, gallery_pids, gallery_c
     return ~junk
 
 
-def _labels_array(name: str, values) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ConfigError(f"{name} must be 1-D (one label per image), got shape {array.shape}")
-    return array.astype(np.int64)
-
-
 def _pick_queries(queries, query_ap: np.ndarray) -> list[tuple[int, str]]:
     """[(query index, why shown)] for queries="auto" (best, median, worst AP) or indices."""
     num_queries = len(query_ap)
@@ -491,8 +482,9 @@ def ranking_table(distmat, query_pids, gallery_pids, query_camids, gallery_camid
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
     distmat = _check_distmat(distmat)
-    q_pids, g_pids = _labels_array("query_pids", query_pids), _labels_array("gallery_pids", gallery_pids)
-    q_cams, g_cams = _labels_array("query_camids", query_camids), _labels_array("gallery_camids", gallery_camids)
+    q_pids, g_pids = label_vector("query_pids", query_pids).numpy(), label_vector("gallery_pids", gallery_pids).numpy()
+    q_cams = label_vector("query_camids", query_camids).numpy()
+    g_cams = label_vector("gallery_camids", gallery_camids).numpy()
     # evaluate() checks the shapes and labels and gives each query's AP (NaN when skipped).
     query_ap = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=1, protocol=protocol).query_ap
     rows = []

@@ -6,9 +6,6 @@ that let shared trainings hit the run cache.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import nbformat
 import papermill
 import pytest

@@ -91,7 +91,8 @@ class ReIDResult:
 # Input checks
 
 
-def _labels(name: str, values) -> torch.Tensor:
+def label_vector(name: str, values) -> torch.Tensor:
+    """`values` as a 1-D int64 tensor of labels; a ConfigError naming `name` if it is not one."""
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     array = np.asarray(values)
@@ -104,8 +105,8 @@ def _labels(name: str, values) -> torch.Tensor:
 
 
 def _check_labels(query_pids, gallery_pids, query_camids, gallery_camids):
-    q_pids, g_pids = _labels("query_pids", query_pids), _labels("gallery_pids", gallery_pids)
-    q_cams, g_cams = _labels("query_camids", query_camids), _labels("gallery_camids", gallery_camids)
+    q_pids, g_pids = label_vector("query_pids", query_pids), label_vector("gallery_pids", gallery_pids)
+    q_cams, g_cams = label_vector("query_camids", query_camids), label_vector("gallery_camids", gallery_camids)
     if len(q_pids) == 0:
         raise ConfigError("empty query: query_pids has length 0; at least one query image is needed")
     if len(g_pids) == 0:
