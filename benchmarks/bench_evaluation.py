@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 
 from mmhpn.evaluation import evaluate_features
 
-from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+from _results import write_result  # benchmarks/ is on sys.path when a script runs
 
 
 def market_like_problem(seed: int = 0, dims: int = 3840, num_ids: int = 750, num_cams: int = 6,
@@ -157,8 +156,8 @@ def main() -> None:
     t_mm, t_eval = statistics.median(mm_times), statistics.median(eval_times)
 
     record = {
-        "device": str(device), "threads": args.threads, "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__, "num_query": len(q_pids), "num_gallery": len(g_pids), "dims": qf.shape[1],
+        "device": str(device), "threads": args.threads,
+        "num_query": len(q_pids), "num_gallery": len(g_pids), "dims": qf.shape[1],
         "repeats": args.repeats, "matmul_s": t_mm, "evaluate_s": t_eval, "ratio": t_eval / t_mm,
         "ratio_per_repeat_median": statistics.median(e / m for e, m in zip(eval_times, mm_times)),
         "matmul_times_s": mm_times, "evaluate_times_s": eval_times, "scores": result.as_dict(),

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+from _results import write_result  # benchmarks/ is on sys.path when a script runs
 
 
 def pipeline_rate(records, height, width, batch_size, batches, workers=0, cache=False) -> float:

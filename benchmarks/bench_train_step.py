@@ -43,7 +43,7 @@ from mmhpn import training
 from mmhpn.losses import build_loss
 from mmhpn.model import BACKBONES
 
-from _results import write_result  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+from _results import write_result  # benchmarks/ is on sys.path when a script runs
 
 
 class BareBackbone(torch.nn.Module):
@@ -220,7 +220,6 @@ def main() -> None:
         "benchmark": "train-step",
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
-        "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "threads": args.threads,
         "cpu_bf16_native": training.cpu_supports_bf16(),
