@@ -1,0 +1,96 @@
+"""Intervals, verdicts and the paper-claim filter, on hand-made per-seed numbers."""
+import math
+
+import pandas as pd
+import pytest
+
+from mmhpn import claims, experiments
+from mmhpn.claims import Claim
+
+
+def results_from(per_seed: dict[str, list[float]]) -> pd.DataFrame:
+    """A run_rows-like frame: one line per (row, seed); rank1 = mAP + 10 for simplicity."""
+    lines = [{"row": row, "seed": seed, "mAP": value, "rank1": value + 10.0, "train_s": 1.0, "run": "nowhere"}
+             for row, values in per_seed.items() for seed, value in enumerate(values)]
+    return pd.DataFrame(lines)
+
+
+def test_t_interval_matches_the_textbook_formula():
+    mean, low, high = claims.t_interval([1.0, 2.0, 3.0])
+    # mean 2, sd 1, n 3, t_{0.975,2} = 4.302653
+    assert mean == pytest.approx(2.0)
+    assert high - mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
+    assert mean - low == pytest.approx(high - mean)
+
+
+def test_one_seed_gives_no_interval_and_an_inconclusive_verdict():
+    mean, low, high = claims.t_interval([1.5])
+    assert mean == 1.5 and math.isnan(low) and math.isnan(high)
+    assert claims.verdict(low, high) == "inconclusive"
+
+
+@pytest.mark.parametrize("better, expected", [
+    ([60.0, 61.0, 62.0], "supported"),       # +10, +10.5, +11 over the worse row
+    ([40.0, 41.0, 42.0], "contradicted"),    # -10, -9.5, -9
+    ([55.0, 45.0, 52.0], "inconclusive"),    # +5, -5.5, +1: the interval contains 0
+])
+def test_each_verdict(better, expected):
+    results = results_from({"A": better, "B": [50.0, 50.5, 51.0]})
+    checked = claims.check_claims(results, [Claim("t", "A", "B", "mAP", "test")])
+    assert list(checked.columns) == list(claims.CLAIM_COLUMNS)
+    line = checked.iloc[0]
+    assert line["verdict"] == expected
+    assert line["n_seeds"] == 3
+    assert line["ci_low"] <= line["mean"] <= line["ci_high"]
+
+
+def test_differences_are_paired_by_seed():
+    results = results_from({"A": [10.0, 20.0, 30.0], "B": [9.0, 19.0, 29.0]})
+    # unpaired, the rows overlap completely; paired, A wins by exactly 1 on every seed
+    diff = claims.paired_differences(results, "A", "B", "mAP")
+    assert diff.tolist() == [1.0, 1.0, 1.0]
+    checked = claims.check_claims(results, [Claim("t", "A", "B", "mAP", "test")])
+    assert checked.iloc[0]["verdict"] == "supported"  # zero spread: the interval is the point +1
+
+
+def test_a_row_that_was_not_trained_is_not_run():
+    results = results_from({"A": [1.0, 2.0]})
+    checked = claims.check_claims(results, [Claim("t", "A", "B", "mAP", "test")])
+    assert checked.iloc[0]["verdict"] == "not run"
+    assert claims.claims_table(checked).iloc[0].iloc[4] == "not run"
+
+
+def test_claims_are_kept_only_where_the_papers_numbers_show_them():
+    # Table 6: APS beats GMP in mAP on Market (83.1 > 82.8) and Duke (74.6 > 74.3) but not on
+    # CUHK03 (64.5 < 64.7); in Rank-1 on Market (94.2 > 93.9) and CUHK03 (68.3 > 67.9), not Duke.
+    found = {c.metric: c.source for c in experiments.paper_claims("table6", [("MMHPN+APS", "MMHPN+GMP")])}
+    assert found["mAP"] == "paper: Market-1501, DukeMTMC-reID"
+    assert found["rank1"] == "paper: Market-1501, CUHK03"
+    # A pair the paper's numbers never show is not a claim at all.
+    assert experiments.paper_claims("table6", [("MMHPN+GAP", "MMHPN+APS")]) == []
+
+
+def test_verdict_sentence_counts():
+    checked = pd.DataFrame({"verdict": ["supported", "supported", "inconclusive"]})
+    assert claims.verdict_sentence(checked) == "2 of 3 are supported; 1 of 3 is inconclusive"
+
+
+def test_records_round_trip(tmp_path):
+    results = results_from({"A": [60.0, 61.0, 62.0], "B": [50.0, 50.5, 51.0]})
+    checked = claims.check_claims(results, [Claim("t", "A", "B", "mAP", "test")])
+    claims.write_records("t", results, checked, tmp_path)
+    read_results, read_claims = claims.read_records(tmp_path)
+    assert list(read_results.columns) == list(claims.RESULT_COLUMNS)
+    assert len(read_results) == 6 and set(read_results["table"]) == {"t"}
+    assert list(read_claims.columns) == list(claims.CLAIM_COLUMNS)
+    assert read_claims.iloc[0]["verdict"] == "supported"
+
+
+def test_every_table_has_claims_and_figure5_cites_the_text():
+    for key in experiments.TABLES:
+        found = experiments.table_claims(key)
+        assert found, key
+        assert all(c.metric in claims.METRICS for c in found)
+    fig5 = experiments.table_claims("figure5")
+    assert {(c.better, c.worse) for c in fig5} == set(experiments.FIGURE5_CLAIMS)
+    assert all(c.source.startswith("paper text") for c in fig5)
