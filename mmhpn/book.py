@@ -52,6 +52,11 @@ EXECUTED = Path("book") / "executed"
 STATIC = Path("book") / "_static"
 HTML = Path("_build") / "html"
 BUILD_LOG = EXECUTED / "build-log.json"
+# Each table notebook saves its per-seed results and checked claims here (`mmhpn.claims`);
+# the build assembles them into RESULTS_CSV and CLAIMS_CSV, the verdicts page reads them.
+RECORDS = EXECUTED / "records"
+RESULTS_CSV = EXECUTED / "results.csv"
+CLAIMS_CSV = EXECUTED / "claims.csv"
 RUNS = Path("runs")  # the notebooks' default run cache (their `runs_dir` parameter)
 MATHJAX_SPEC = "mathjax@3"
 MATHJAX_ENTRY = Path("mathjax") / "es5" / "tex-svg.js"
@@ -70,6 +75,7 @@ NOTEBOOK_ORDER = (
     "08-figure-3-attention",
     "09-figure-4-ranking",
     "03-tables-1-3-comparison",
+    "13-verdicts",
     "11-compute-cost",
 )
 COMPUTE_COST_NOTEBOOK = "11-compute-cost"
@@ -461,6 +467,17 @@ def _append_build_log(entry: dict[str, Any], log_path: Path) -> None:
     os.replace(tmp, log_path)
 
 
+def write_result_tables(root: Path = REPO_ROOT) -> None:
+    """results.csv (one line per table row and seed) and claims.csv (one line per claim) from
+    the records the table notebooks saved: the same numbers their pages show."""
+    from mmhpn.claims import read_records
+    from mmhpn.training import atomic_write_text
+
+    results, checked = read_records(root / RECORDS)
+    atomic_write_text(root / RESULTS_CSV, results.to_csv(index=False))
+    atomic_write_text(root / CLAIMS_CSV, checked.to_csv(index=False))
+
+
 def run_pipeline(profile: Profile, notebooks: tuple[str, ...] = NOTEBOOK_ORDER,
                  build: bool = True, root: Path = REPO_ROOT) -> dict[str, Any]:
     """Execute the notebooks and build the book; return the timing record it logged."""
@@ -474,14 +491,19 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] = NOTEBOOK_ORDER,
     record["data_s"] = round(time.perf_counter() - started, 1)
     # The timings of this build so far are visible to the notebooks that come later.
     current = root / EXECUTED / "build-current.json"
+    if list(notebooks) == list(NOTEBOOK_ORDER):
+        # A complete build starts its claim records afresh (they are derived, never user data).
+        shutil.rmtree(root / RECORDS, ignore_errors=True)
     for name in notebooks:
         current.parent.mkdir(parents=True, exist_ok=True)
         current.write_text(json.dumps(record, indent=2))
         logging.getLogger("mmhpn.book").info("executing %s", name)
         params = profile.for_notebook(name)
         params.setdefault("build_timings_path", str(current.relative_to(root)))
+        params.setdefault("records_dir", str(RECORDS))
         record["notebooks_s"][name] = round(execute_notebook(name, params, root), 1)
         record["trainings"] = trainings_since(root / RUNS, started_epoch_s)
+    write_result_tables(root)
     if build:
         vendor_mathjax(root / STATIC)
         sphinx_start = time.perf_counter()

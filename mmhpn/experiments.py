@@ -307,9 +307,16 @@ def table_claims(key: str) -> list[claims.Claim]:
     return found + claims.stated_claims(key, spec.questions, "not in the paper (ours)")
 
 
-def check_table(key: str, results: pd.DataFrame) -> pd.DataFrame:
-    """`mmhpn.claims.check_claims` for every claim of table `key` (one line per claim and metric)."""
-    return claims.check_claims(results, table_claims(key))
+def check_table(key: str, results: pd.DataFrame, records_dir: str = "") -> pd.DataFrame:
+    """`mmhpn.claims.check_claims` for every claim of table `key` (one line per claim and metric).
+
+    With `records_dir`, the per-seed results and the checked claims are also saved there
+    (`mmhpn.claims.write_records`; the book's results.csv and claims.csv are built from them).
+    """
+    checked = claims.check_claims(results, table_claims(key))
+    if records_dir:
+        claims.write_records(key, results, checked, records_dir)
+    return checked
 
 
 # ---------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from torch import nn
 
@@ -800,6 +801,68 @@ def aps_weight_plot(weights, *, initial: float = 0.5, title: str | None = None,
         ax.set_title(title or "Adaptive Pooling Strategy: learned weight per scale")
     if path is not None:
         save_figure(fig, path, vector=vector)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------
+# Tables and claims
+
+
+def table_bars(results: pd.DataFrame, row_order: Sequence[str], *, title: str, measured_on: str) -> Figure:
+    """Mean mAP and Rank-1 per row (bars) with the seed-to-seed std (error bars).
+
+    `results` is `mmhpn.experiments.run_rows`' frame (columns row, seed, mAP, rank1, percent).
+    """
+    _check_frame(results, ("row", "seed", "mAP", "rank1"), "results")
+    grouped = results.groupby("row", sort=False)[["mAP", "rank1"]]
+    means = grouped.mean().reindex(list(row_order))
+    stds = grouped.std().reindex(means.index).fillna(0)
+    seeds = results["seed"].nunique()
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(7, 0.5 * len(means) + 1.6), layout="constrained")
+        ax = fig.subplots()
+        y = np.arange(len(means))
+        for offset, metric, label, color in ((-0.2, "mAP", "mAP", PALETTE[0]), (0.2, "rank1", "Rank-1", PALETTE[1])):
+            ax.barh(y + offset, means[metric], height=0.38, xerr=stds[metric], color=color, label=label)
+        ax.set_yticks(y, means.index)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"percent, measured on {measured_on} (mean ± std over {seeds} seed{'s' if seeds != 1 else ''})")
+        ax.set_title(title, fontsize=10)
+        ax.legend(loc="lower right")
+    return fig
+
+
+def claims_forest(checked: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Each claim's mean paired difference (pp) with its 95% interval; 0 marked.
+
+    `checked` is `mmhpn.claims.check_claims`' frame. A claim is supported where its whole
+    interval lies right of 0, contradicted where it lies left of it; claims without an
+    interval (one seed) are drawn as a bare dot.
+    """
+    _check_frame(checked, ("better", "worse", "metric", "mean", "ci_low", "ci_high", "verdict"), "checked claims")
+    colors = {"supported": PALETTE[2], "contradicted": PALETTE[3], "inconclusive": PALETTE[6]}
+    labels = [f"{b} > {w} ({'Rank-1' if m == 'rank1' else m})"
+              for b, w, m in zip(checked["better"], checked["worse"], checked["metric"])]
+    if "table" in checked and checked["table"].nunique() > 1:
+        labels = [f"{t}: {label}" for t, label in zip(checked["table"], labels)]
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(7.5, 0.32 * len(checked) + 1.4), layout="constrained")
+        ax = fig.subplots()
+        y = np.arange(len(checked))
+        for i, line in enumerate(checked.itertuples()):
+            color = colors.get(line.verdict, PALETTE[6])
+            if np.isfinite(line.ci_low):
+                ax.hlines(i, line.ci_low, line.ci_high, color=color, linewidth=2.2)
+            ax.plot(line.mean, i, "o", color=color)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        ax.set_xlabel("better − worse, paired by seed (percentage points; mean and 95% interval)")
+        handles = [Line2D([], [], color=c, marker="o", label=v) for v, c in colors.items()]
+        ax.legend(handles=handles, loc="best", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        if title:
+            ax.set_title(title, fontsize=10)
     return fig
 
 

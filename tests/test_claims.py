@@ -94,3 +94,23 @@ def test_every_table_has_claims_and_figure5_cites_the_text():
     fig5 = experiments.table_claims("figure5")
     assert {(c.better, c.worse) for c in fig5} == set(experiments.FIGURE5_CLAIMS)
     assert all(c.source.startswith("paper text") for c in fig5)
+
+
+def test_table_bars_and_claims_forest_draw_every_row_and_claim():
+    from mmhpn import figures
+
+    results = results_from({"A": [60.0, 61.0, 62.0], "B": [50.0, 50.5, 51.0]})
+    fig = figures.table_bars(results, ["A", "B"], title="t", measured_on="synthetic (tiny)")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["A", "B"]
+    checked = claims.check_claims(results, [Claim("t", "A", "B", "mAP", "test"), Claim("t", "B", "A", "rank1", "test")])
+    forest = figures.claims_forest(checked)
+    assert len(forest.axes[0].get_yticklabels()) == 2
+    assert len(forest.axes[0].collections) >= 2  # one interval line per claim
+
+
+def test_check_table_writes_records_only_when_asked(tmp_path):
+    results = results_from({"Baseline": [1.0, 2.0, 3.0], "Baseline+MSM": [2.0, 3.5, 4.0]})
+    experiments.check_table("table4", results)
+    assert not any(tmp_path.iterdir())
+    experiments.check_table("table4", results, records_dir=str(tmp_path / "records"))
+    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["table4.claims.csv", "table4.results.csv"]
