@@ -499,6 +499,8 @@ def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float
         x_hand = x_shoulder + dx
         draw.polygon(_quad(x_shoulder - arm_w / 2, x_shoulder + arm_w / 2, y_shoulder + 0.01 * u, y_hand,
                            x_hand - arm_w / 2, x_hand + arm_w / 2), fill=skin)
+        if ident.upper_pattern == "block":  # a sleeveless colour-block top: its two colours cover equal areas
+            return x_hand, y_hand
         f = (y_elbow_sleeve - y_shoulder) / (y_hand - y_shoulder)
         xs = x_shoulder + dx * f
         draw.polygon(_quad(x_shoulder - arm_w / 2, x_shoulder + arm_w / 2, y_shoulder + 0.01 * u,
@@ -534,15 +536,17 @@ def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float
         draw.polygon(_torso_patch(torso, f0, f1, 0, 1), fill=second)
     elif pattern == "logo" and view == "front":
         draw.polygon(_torso_patch(torso, 0.3, 0.7, 0.2, 0.5), fill=second)
-    elif pattern == "block":  # colour-block top: the lower half of the torso in the second colour
-        draw.polygon(_torso_patch(torso, 0, 1, 0.5, 1), fill=second)
+    elif pattern == "block":  # colour-block top: the lower part in the second colour, split at equal areas
+        a, b = half_hip - half_shoulder, 2 * half_shoulder  # torso width w(f) = b + 2 a f; solve int_0^f w = area/2
+        split = 0.5 if abs(a) < 1e-9 else (-b + np.sqrt(b * b + 2 * a * (a + b))) / (2 * a)
+        draw.polygon(_torso_patch(torso, 0, 1, split, 1), fill=second)
 
     # The band: across the torso, or across each leg (the skirt above its hem); drawn before
     # the bags, which may hide it.
     if ident.detail_height != "none":
         band = c(ident.detail_color)
         y_band = top + DETAIL_HEIGHTS[ident.detail_height] * u
-        half_band = 0.022 * u
+        half_band = 0.03 * u
         if y_band < y_waist:
             fy = (y_band - y_shoulder) / (y_waist - y_shoulder)
             draw.polygon(_torso_patch(torso, 0, 1, fy - half_band / (y_waist - y_shoulder),
