@@ -210,21 +210,33 @@ def main() -> None:
             return (row[key] if key else row)[metric]
         return {str(k): {m: round(value(k, m) - value(1, m), 4) for m in ("rank1", "mAP")} for k in STRIPES[1:]}
 
+    # Full tables as lists of rows (the book's compute-cost page lists only the few headline
+    # numbers, under "headline"); margins are striped minus global (1 stripe), same source.
+    rows = [{"source": src, "stripes": k, "subset": "whole test split", **whole[f"{src}/{k}"]}
+            for src in SOURCES for k in STRIPES]
+    rows += [{"source": src, "stripes": k, "subset": f"pairs {key}", **value}
+             for src in SOURCES for k in STRIPES for key, value in within[f"{src}/{k}"].items()]
+    margins = [{"source": src, "subset": subset, "stripes": int(k), **value}
+               for subset, table, key in (("whole test split", whole, None), ("pairs where", within, "where"),
+                                          ("pairs what", within, "what"))
+               for src in SOURCES for k, value in margin(table, src, key).items()]
+    headline = {
+        "pixels_whole_test_split": {"global": whole["pixels/1"], "8_stripes": whole["pixels/8"]},
+        "pixels_where_pairs": {"global": {m: within["pixels/1"]["where"][m] for m in ("rank1", "mAP")},
+                               "8_stripes": {m: within["pixels/8"]["where"][m] for m in ("rank1", "mAP")}},
+    }
     summary = {
         "preset": args.preset, "seed": args.seed, "root": root,
         "format_version": synthetic.FORMAT_VERSION,
         "statistics": dataset.statistics().to_dict(orient="index"),
         "descriptor": f"joint RGB histogram {1 << BITS}x{1 << BITS}x{1 << BITS}, Hellinger, per stripe, cosine",
         "lookalike_pairs_in_test_split": pair_counts,
-        "whole_test_split": whole,
-        "within_lookalike_pairs": within,
-        "pixels_by_query_occlusion": by_occlusion,
+        "headline": headline,
+        "scores": rows,
+        "margins_striped_minus_global": margins,
+        "pixels_by_query_occlusion": [{"stripes": int(k), "queries": occ, **value[occ]}
+                                      for k, value in by_occlusion.items() for occ in ("occluded", "unoccluded")],
         "conditions": condition_summary,
-        "margins_striped_minus_global": {
-            "whole_test_split": {s: margin(whole, s) for s in SOURCES},
-            "within_where_pairs": {s: margin(within, s, "where") for s in SOURCES},
-            "within_what_pairs": {s: margin(within, s, "what") for s in SOURCES},
-        },
         "seconds": round(time.perf_counter() - start, 1),
     }
     path = write_result("synthetic-phenomenon.json", summary)
