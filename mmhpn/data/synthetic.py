@@ -279,8 +279,9 @@ def lookalike_variant(rng: np.random.Generator, base: Identity, part: str) -> Id
         variant.upper_color, variant.lower_color = base.lower_color, base.upper_color
     elif part == "swap-block":
         variant.upper_color, variant.upper_second = base.upper_second, base.upper_color
-    elif part == "detail-height":  # within the garment it is on, so it covers the same colour: chest <-> belly, thigh <-> shin
-        variant.detail_height = {"chest": "belly", "belly": "chest", "thigh": "shin", "shin": "thigh"}[base.detail_height]
+    elif part == "detail-height":  # moved within its garment, so it covers the same colour
+        variant.detail_height = {"chest": "belly", "belly": "chest", "thigh": "shin", "shin": "thigh"}[
+            base.detail_height]
     else:
         raise ValueError(part)
     return variant
