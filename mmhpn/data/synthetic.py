@@ -13,7 +13,7 @@ What makes it a re-ID problem rather than a colour-matching one:
   WHAT one local part is (hair/hat, shoes, lower garment, bag, or the pattern of the upper
   garment: a small change of colour mass, which a global descriptor barely sees), or only
   WHERE parts are, with exactly the same colours (upper and lower garment colours swapped,
-  the two halves of a colour-block top swapped, a coloured band moved to another height):
+  the two halves of a colour-block top swapped, a coloured band moved within its garment):
   a global (orderless) descriptor cannot separate those at all, a horizontally striped one
   can, the finer the stripes the smaller the displacement it resolves;
 - small details (a narrow coloured band at one of four heights, a chest logo, shoes, a cap);
@@ -71,7 +71,7 @@ class SyntheticConfig:
     gt_bbox_per_query: int = 2  # well-aligned extra images per query (identity, camera)
     num_cameras: int = 6
     min_cameras_per_id: int = 2  # >= 2, so every query has a match in another camera
-    lookalike_fraction: float = 0.6  # share of identities that belong to a look-alike group
+    lookalike_fraction: float = 0.6  # look-alike groups per draw: fraction / 2.5 (0.6: ~45% of identities in one)
     position_lookalike_share: float = 0.6  # share of look-alike variants that differ only in WHERE parts are
     identity_stream: int = 0  # identities are drawn from random stream (seed, stream): other streams share none
     occlusion: float = 1.0  # multiplies each camera's occlusion probability
