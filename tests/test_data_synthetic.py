@@ -5,8 +5,9 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from mmhpn.cli import main as cli_main
 from mmhpn.data import count_unmatched_queries, load_market_layout
@@ -42,6 +43,7 @@ def test_layout_images_distractors_junk(tiny):
         assert image.format == "JPEG" and image.size == (64, 128) and image.mode == "RGB"
     marker = json.loads((tiny / synthetic.MARKER_NAME).read_text())
     assert marker["seed"] == 7 and marker["preset"] == "tiny"
+    assert marker["format_version"] == synthetic.FORMAT_VERSION == synthetic.SYNTHETIC_FORMAT_VERSION
     assert marker["num_images"] == sum(1 for p in tiny.rglob("*.jpg"))
 
 
@@ -69,13 +71,23 @@ def test_market_sized_plan_matches_market_split_sizes():
     assert len({job[1] for job in plan.jobs if job[0].startswith("bounding_box_train")}) == 751
 
 
+PART_FIELDS = {
+    "hair": {"hair_style", "hat_color"}, "shoes": {"shoe_color"}, "lower": {"lower_color", "lower_type"},
+    "bag": {"bag_type", "bag_color"}, "upper-pattern": {"upper_pattern"},
+    "swap-upper-lower": {"upper_color", "lower_color"}, "swap-block": {"upper_color", "upper_second"},
+    "detail-height": {"detail_height"},
+}
+
+
+def test_tiny_stays_tiny():
+    plan = synthetic.make_plan(synthetic.make_config("tiny"), seed=0)
+    assert len(plan.jobs) < 400
+
+
 def test_lookalike_groups_differ_in_exactly_one_part():
     config = synthetic.make_config("demo")
     plan = synthetic.make_plan(config, seed=0)
-    part_fields = {
-        "hair": {"hair_style", "hat_color"}, "shoes": {"shoe_color"}, "lower": {"lower_color", "lower_type"},
-        "bag": {"bag_type", "bag_color"}, "upper-pattern": {"upper_pattern"},
-    }
+    part_fields = PART_FIELDS
     groups: dict[int, list] = {}
     for key, ident in plan.identities.items():
         if isinstance(key, int) and ident.group >= 0:
@@ -90,6 +102,69 @@ def test_lookalike_groups_differ_in_exactly_one_part():
             diff = {f.name for f in dataclasses.fields(base)
                     if getattr(base, f.name) != getattr(variant, f.name)} - {"changed_part"}
             assert diff and diff <= part_fields[variant.changed_part], (variant.changed_part, diff)
+    kinds = {ident.changed_part for ident in plan.identities.values()}
+    assert set(synthetic.POSITION_PARTS) | set(synthetic.LOOKALIKE_PARTS) <= kinds
+
+
+def _front_drawing(ident) -> np.ndarray:
+    """The person drawn cleanly from the front on black, as one integer colour code per pixel."""
+    image = Image.new("RGB", (64, 128), (0, 0, 0))
+    synthetic.draw_person(ImageDraw.Draw(image), ident, "front", 32, 6, 116, np.random.default_rng(0))
+    a = np.asarray(image).astype(np.int64)
+    return (a[..., 0] << 16) | (a[..., 1] << 8) | a[..., 2]
+
+
+def test_position_lookalikes_have_the_same_colours_at_other_heights():
+    """Pairs that differ only in where parts are: same colours, so a global colour histogram barely
+    changes, while per-stripe histograms change several times more."""
+    plan = synthetic.make_plan(synthetic.make_config("tiny"), seed=0)
+    people = {pid: ident for pid, ident in plan.identities.items() if isinstance(pid, int)}
+    pairs = [(next(b for b in people.values() if b.group == v.group and not b.changed_part), v)
+             for v in people.values() if v.changed_part in synthetic.POSITION_PARTS]
+    assert len(pairs) >= 3
+    for base, variant in pairs:
+        diff = {f.name for f in dataclasses.fields(base) if getattr(base, f.name) != getattr(variant, f.name)}
+        assert diff - {"changed_part"} <= PART_FIELDS[variant.changed_part]
+        colours = ("upper_color", "upper_second", "lower_color", "detail_color")
+        assert sorted(getattr(base, c) for c in colours) == sorted(getattr(variant, c) for c in colours)
+        a, b = _front_drawing(base), _front_drawing(variant)
+        codes = np.union1d(np.unique(a), np.unique(b))
+        codes = codes[codes != 0]
+
+        def histogram(x, rows=slice(None)):
+            return np.array([(x[rows] == code).sum() for code in codes], dtype=float)
+
+        pixels = histogram(a).sum()
+        global_change = np.abs(histogram(a) - histogram(b)).sum() / pixels
+        striped_change = sum(np.abs(histogram(a, slice(r, r + 16)) - histogram(b, slice(r, r + 16))).sum()
+                             for r in range(0, 128, 16)) / pixels
+        assert striped_change > 1.8 * global_change and striped_change > 0.15, \
+            (variant.changed_part, global_change, striped_change)
+
+
+def test_render_info_describes_the_image_without_changing_it():
+    plan = synthetic.make_plan(synthetic.make_config("tiny"), seed=3)
+    for index in range(0, len(plan.jobs), 17):
+        info: dict = {}
+        with_info = synthetic.render_job(plan, index, info)
+        assert with_info.tobytes() == synthetic.render_job(plan, index).tobytes()
+        assert info["mask"].shape == (128, 64) and info["view"] in synthetic.VIEWS
+        if plan.jobs[index][4] in ("person", "gt") and info["occluder"] is None:
+            assert info["mask"].mean() > 0.1  # the person is there
+        if plan.jobs[index][4] == "gt":
+            assert info["shift"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_pretrain_set_shares_no_identity_with_the_test_split():
+    demo = synthetic.make_plan(synthetic.make_config("demo"), seed=0)
+    pretrain = synthetic.make_plan(synthetic.make_config("pretrain"), seed=0)
+    assert pretrain.config.identity_stream != demo.config.identity_stream
+    assert synthetic.check_disjoint_identities(pretrain, demo) == len(pretrain.identities) > 1000
+    # Drawn from the same identity stream (same seed), the check catches the shared people,
+    # even with other sizes of the non-identity parts.
+    same_stream = synthetic.make_plan(synthetic.make_config("tiny", num_junk=0, num_distractors=3), seed=0)
+    with pytest.raises(DatasetError, match="shares 16 people with the evaluation test split"):
+        synthetic.check_disjoint_identities(same_stream, synthetic.make_plan(synthetic.make_config("tiny"), seed=0))
 
 
 def test_config_errors():
@@ -116,16 +191,33 @@ def test_ensure_synthetic_reuses_finished_and_refuses_others(tmp_path, monkeypat
         synthetic.ensure_synthetic(root, "tiny", seed=1, num_junk=0)
 
 
-def test_dataset_of_an_older_generator_is_redrawn(tmp_path):
+def test_dataset_of_an_older_generator_is_moved_aside_and_redrawn(tmp_path, capsys):
     root = synthetic.ensure_synthetic(tmp_path / "syn", "tiny", seed=1)
     digest = tree_digest(root)
     marker = json.loads((root / synthetic.MARKER_NAME).read_text())
-    marker["format_version"] = synthetic.FORMAT_VERSION - 1
+    old = synthetic.FORMAT_VERSION - 1
+    marker["format_version"] = old
     (root / synthetic.MARKER_NAME).write_text(json.dumps(marker))
     (root / "query" / "0001_c1s1_000001_00.jpg").write_bytes(b"stale")
+    (root / "my-notes.txt").write_text("mine")  # user data is never deleted
+    capsys.readouterr()
     assert synthetic.ensure_synthetic(root, "tiny", seed=1) == root
     assert tree_digest(root) == digest and synthetic.read_marker(root)["format_version"] == synthetic.FORMAT_VERSION
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]
+    aside = tmp_path / f"syn.format-{old}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn", aside.name]
+    assert (aside / "my-notes.txt").read_text() == "mine" and synthetic.read_marker(aside)["format_version"] == old
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and f"format {old}" in said[0] and str(aside) in said[0]
+
+
+def test_dataset_of_a_newer_generator_is_refused(tmp_path):
+    root = synthetic.ensure_synthetic(tmp_path / "syn", "tiny", seed=1)
+    marker = json.loads((root / synthetic.MARKER_NAME).read_text())
+    marker["format_version"] = synthetic.FORMAT_VERSION + 1
+    (root / synthetic.MARKER_NAME).write_text(json.dumps(marker))
+    with pytest.raises(DatasetError, match="newer than or unknown"):
+        synthetic.ensure_synthetic(root, "tiny", seed=1)
+    assert synthetic.read_marker(root)["format_version"] == synthetic.FORMAT_VERSION + 1  # untouched
 
 
 def test_interrupted_generation_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):

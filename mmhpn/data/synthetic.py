@@ -9,9 +9,14 @@ What makes it a re-ID problem rather than a colour-matching one:
 - identities are combinations of attributes placed at different body heights: hair or hat
   (top), upper garment colour and pattern (torso), lower garment type and colour (legs),
   shoes (bottom), bag / backpack and the side it is carried on, body build and height;
-- "look-alike" groups: identities that copy a base identity and differ in ONE local part
-  (hair/hat, shoes, lower garment, bag, or the pattern of the upper garment), so a global
-  descriptor confuses them and only a part-level one separates them;
+- "look-alike" groups: identities that copy a base identity and differ in ONE thing. Either
+  WHAT one local part is (hair/hat, shoes, lower garment, bag, or the pattern of the upper
+  garment: a small change of colour mass, which a global descriptor barely sees), or only
+  WHERE parts are, with exactly the same colours (upper and lower garment colours swapped,
+  the two halves of a colour-block top swapped, a coloured band moved within its garment):
+  a global (orderless) descriptor cannot separate those at all, a horizontally striped one
+  can, the finer the stripes the smaller the displacement it resolves;
+- small details (a narrow coloured band at one of four heights, a chest logo, shoes, a cap);
 - cameras differ in background, illumination and colour cast, person scale and vertical
   misalignment of the box (detector jitter), viewpoint (front / back / side: a logo or an open
   jacket is seen only from the front, a backpack mostly from the back), resolution (blur),
@@ -31,6 +36,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +46,12 @@ from PIL import Image, ImageDraw
 
 from mmhpn.errors import ConfigError, DatasetError
 
-FORMAT_VERSION = 2  # bump whenever the drawing changes: a cached dataset of another version is not reused
+# Bump whenever the generator's output changes (drawing, identity sampling, a preset's sizes):
+# it is written into every dataset's marker file, and `ensure_synthetic` never reuses a
+# dataset of another version. 3: position look-alikes, bands, colour-block tops, new demo
+# sizes, the pretrain preset and identity streams.
+FORMAT_VERSION = 3
+SYNTHETIC_FORMAT_VERSION = FORMAT_VERSION  # the same constant under the name other modules import
 MARKER_NAME = "SYNTHETIC_COMPLETE.json"
 
 
@@ -60,7 +71,9 @@ class SyntheticConfig:
     gt_bbox_per_query: int = 2  # well-aligned extra images per query (identity, camera)
     num_cameras: int = 6
     min_cameras_per_id: int = 2  # >= 2, so every query has a match in another camera
-    lookalike_fraction: float = 0.5  # share of identities that belong to a look-alike group
+    lookalike_fraction: float = 0.6  # look-alike groups per draw: fraction / 2.5 (0.6: ~45% of identities in one)
+    position_lookalike_share: float = 0.6  # share of look-alike variants that differ only in WHERE parts are
+    identity_stream: int = 0  # identities are drawn from random stream (seed, stream): other streams share none
     occlusion: float = 1.0  # multiplies each camera's occlusion probability
     camera_variation: float = 1.0  # scales illumination / colour-cast differences, noise and box jitter
     height: int = 128
@@ -80,6 +93,10 @@ class SyntheticConfig:
             raise ConfigError("num_distractors, num_junk and gt_bbox_per_query must be >= 0")
         if not 0.0 <= self.lookalike_fraction <= 1.0 or self.occlusion < 0 or self.camera_variation < 0:
             raise ConfigError("lookalike_fraction must be in [0, 1], occlusion and camera_variation >= 0")
+        if not 0.0 <= self.position_lookalike_share <= 1.0:
+            raise ConfigError("position_lookalike_share must be in [0, 1]")
+        if self.identity_stream < 0:
+            raise ConfigError("identity_stream must be >= 0")
         if self.height < 32 or self.width < 16:
             raise ConfigError("images must be at least 32x16")
 
@@ -89,10 +106,21 @@ PRESETS: dict[str, SyntheticConfig] = {
     "tiny": SyntheticConfig(num_train_ids=16, num_test_ids=16, train_images_per_id=6,
                             gallery_images_per_id=5, num_distractors=12, num_junk=8,
                             gt_bbox_per_query=1),
-    # Sized for the CPU book; the book may override any knob.
-    "demo": SyntheticConfig(num_train_ids=100, num_test_ids=100, train_images_per_id=12,
-                            gallery_images_per_id=8, num_distractors=100, num_junk=50,
-                            gt_bbox_per_query=2),
+    # Sized for the CPU book; the book may override any knob. 300 training identities (the
+    # paper has 751) so that each of 15 stripe classifiers sees hundreds of classes and many
+    # look-alike groups, at ~10 images per identity (~3,000 images: 2.5x the former 1,180, so
+    # an epoch costs 2.5x); 300 test identities (~1,350 queries) so that a comparison's
+    # measurement noise shrinks, with a gallery of ~6 images per identity to keep evaluation cheap.
+    "demo": SyntheticConfig(num_train_ids=300, num_test_ids=300, train_images_per_id=10,
+                            gallery_images_per_id=6, num_distractors=300, num_junk=100,
+                            gt_bbox_per_query=1),
+    # A larger set for pretraining a trunk (a stand-in for ImageNet pretraining): its
+    # identities come from another random stream, so none of them is a demo (or tiny, or
+    # market-sized) identity of the same seed - `check_disjoint_identities` verifies it. Its
+    # small test split only checks the pretrained trunk; fine-tuned rows are scored on demo.
+    "pretrain": SyntheticConfig(num_train_ids=1000, num_test_ids=50, train_images_per_id=10,
+                                gallery_images_per_id=5, num_distractors=50, num_junk=0,
+                                gt_bbox_per_query=0, identity_stream=1),
     # Market-1501's split sizes: 751 / 750 ids, ~12.9k train, ~3.4k query, ~15.9k gallery
     # (13.1k identity images + 2.8k distractors), plus 3.8k junk as in Market.
     "market-sized": SyntheticConfig(num_train_ids=751, num_test_ids=750, train_images_per_id=17.2,
@@ -131,10 +159,17 @@ SKIN_COLORS = [(240, 205, 175), (225, 180, 140), (190, 140, 100), (140, 95, 65),
 BAG_COLORS = [(25, 25, 25), (110, 70, 40), (170, 30, 40), (40, 70, 150), (120, 120, 120), (50, 100, 60),
               (200, 180, 140)]
 HAIR_STYLES = ("short", "long", "bald", "hat", "cap")
-UPPER_PATTERNS = ("solid", "hstripes", "vstripes", "open-jacket", "logo", "checker")
+UPPER_PATTERNS = ("solid", "hstripes", "vstripes", "open-jacket", "logo", "checker", "block")
 LOWER_TYPES = ("trousers", "shorts", "skirt")
 BAG_TYPES = ("none", "backpack", "shoulder-bag", "handbag")
+DETAIL_COLORS = [(230, 40, 40), (250, 200, 20), (40, 200, 220), (245, 245, 245), (30, 170, 60), (200, 60, 200),
+                 (255, 130, 0)]
+# A band (scarf, belt, trim, knee patch) at one of four heights, as fractions of body height.
+DETAIL_HEIGHTS = {"chest": 0.24, "belly": 0.40, "thigh": 0.62, "shin": 0.82}
+# Look-alikes that change WHAT one part is (its colour mass changes a little) ...
 LOOKALIKE_PARTS = ("hair", "shoes", "lower", "bag", "upper-pattern")
+# ... and look-alikes that change only WHERE parts are: the same colours, at other heights.
+POSITION_PARTS = ("swap-upper-lower", "swap-block", "detail-height")
 VIEWS = ("front", "back", "left", "right")
 
 
@@ -158,6 +193,8 @@ class Identity:
     bag_type: str
     bag_color: tuple
     bag_side: int  # -1: carried on the person's right, +1: left
+    detail_height: str  # "none" or a key of DETAIL_HEIGHTS: where a narrow coloured band is
+    detail_color: tuple
     group: int = -1  # look-alike group number, -1 for none
     changed_part: str = ""  # the one part that differs from the group's base identity
 
@@ -188,7 +225,7 @@ def random_identity(rng: np.random.Generator) -> Identity:
         hat_color=_jitter_color(rng, _pick(rng, BAG_COLORS)),
         upper_color=_jitter_color(rng, upper),
         upper_second=_jitter_color(rng, second),
-        upper_pattern=_pick(rng, UPPER_PATTERNS, [4, 1.5, 1, 1.5, 1.5, 1]),
+        upper_pattern=_pick(rng, UPPER_PATTERNS, [4, 1.5, 1, 1.5, 1.5, 1, 1.5]),
         long_sleeves=bool(rng.random() < 0.6),
         lower_type=_pick(rng, LOWER_TYPES, [6, 2, 1.5]),
         lower_color=_jitter_color(rng, _pick(rng, LOWER_COLORS, LOWER_WEIGHTS)),
@@ -196,7 +233,23 @@ def random_identity(rng: np.random.Generator) -> Identity:
         bag_type=_pick(rng, BAG_TYPES, [3, 2, 1.5, 1]),
         bag_color=_jitter_color(rng, _pick(rng, BAG_COLORS)),
         bag_side=int(rng.choice([-1, 1])),
+        detail_height=_pick(rng, ("none",) + tuple(DETAIL_HEIGHTS), [4, 1, 1, 1, 1]),
+        detail_color=_jitter_color(rng, _pick(rng, DETAIL_COLORS), 10),
     )
+
+
+def _far(a, b, threshold: int = 90) -> bool:
+    return int(np.abs(np.subtract(a, b)).sum()) > threshold
+
+
+def prepare_base(rng: np.random.Generator, base: Identity, part: str) -> None:
+    """Make `base` able to carry the position variant `part` (in place, before any variant is made)."""
+    if part == "swap-upper-lower" and not _far(base.upper_color, base.lower_color):
+        base.lower_color = _jitter_color(rng, _pick(rng, [c for c in LOWER_COLORS if _far(c, base.upper_color)]))
+    elif part == "swap-block":
+        base.upper_pattern = "block"
+    elif part == "detail-height" and base.detail_height == "none":
+        base.detail_height = _pick(rng, tuple(DETAIL_HEIGHTS))
 
 
 def lookalike_variant(rng: np.random.Generator, base: Identity, part: str) -> Identity:
@@ -221,14 +274,27 @@ def lookalike_variant(rng: np.random.Generator, base: Identity, part: str) -> Id
         variant.bag_color = other.bag_color
     elif part == "upper-pattern":
         variant.upper_pattern = _pick(rng, [p for p in UPPER_PATTERNS if p != base.upper_pattern])
+    # Position variants: the same colours, at other heights (`prepare_base` made them possible).
+    elif part == "swap-upper-lower":
+        variant.upper_color, variant.lower_color = base.lower_color, base.upper_color
+    elif part == "swap-block":
+        variant.upper_color, variant.upper_second = base.upper_second, base.upper_color
+    elif part == "detail-height":  # moved within its garment, so it covers the same colour
+        variant.detail_height = {"chest": "belly", "belly": "chest", "thigh": "shin", "shin": "thigh"}[
+            base.detail_height]
     else:
         raise ValueError(part)
     return variant
 
 
 def make_identities(rng: np.random.Generator, count: int, lookalike_fraction: float,
-                    first_group: int = 0) -> list[Identity]:
-    """`count` identities, about `lookalike_fraction` of them in look-alike groups of 2-3."""
+                    first_group: int = 0, position_share: float = 0.5) -> list[Identity]:
+    """`count` identities, about `lookalike_fraction` of them in look-alike groups of 2-3.
+
+    Each variant of a group's base differs from it in one part: with probability
+    `position_share` only in where parts are (POSITION_PARTS), otherwise in what one
+    part is (LOOKALIKE_PARTS); the variants of one group differ in different parts.
+    """
     identities: list[Identity] = []
     group = first_group
     while len(identities) < count:
@@ -237,9 +303,14 @@ def make_identities(rng: np.random.Generator, count: int, lookalike_fraction: fl
             size = min(int(rng.integers(2, 4)), count - len(identities))
             base.group = group
             members = [base]
-            parts = rng.permutation(len(LOOKALIKE_PARTS))
-            for k in range(size - 1):
-                members.append(lookalike_variant(rng, base, LOOKALIKE_PARTS[parts[k]]))
+            what = [LOOKALIKE_PARTS[k] for k in rng.permutation(len(LOOKALIKE_PARTS))]
+            where = [POSITION_PARTS[k] for k in rng.permutation(len(POSITION_PARTS))]
+            parts = [(where if rng.random() < position_share else what).pop() for _ in range(size - 1)]
+            for part in parts:
+                if part in POSITION_PARTS:
+                    prepare_base(rng, base, part)
+            for part in parts:
+                members.append(lookalike_variant(rng, base, part))
             identities.extend(members)
             group += 1
         else:
@@ -359,10 +430,11 @@ def _torso_patch(t, fx0, fx1, fy0, fy1):
 
 
 def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float, top: float,
-                height: float, rng: np.random.Generator, tint: tuple = (0, 0, 0)) -> None:
+                height: float, rng: np.random.Generator, tint: tuple = (0, 0, 0), solid: tuple | None = None) -> None:
     """Draw one pedestrian, feet at top + height, seen from `view` (front, back, left, right).
 
     `tint` is a small per-image colour offset (clothes under slightly different light).
+    `solid`: draw every part in this one colour (a silhouette, for the person's pixel mask).
     """
     u = height * ident.stature
     top = top + (height - u)  # shorter people: feet stay on the ground line
@@ -371,6 +443,8 @@ def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float
     facing = -1 if view == "left" else 1  # side views: the direction the person walks
 
     def c(color):
+        if solid is not None:
+            return solid
         return tuple(int(min(255, max(0, v + d))) for v, d in zip(color, tint))
 
     skin, upper, second = c(ident.skin), c(ident.upper_color), c(ident.upper_second)
@@ -426,6 +500,8 @@ def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float
         x_hand = x_shoulder + dx
         draw.polygon(_quad(x_shoulder - arm_w / 2, x_shoulder + arm_w / 2, y_shoulder + 0.01 * u, y_hand,
                            x_hand - arm_w / 2, x_hand + arm_w / 2), fill=skin)
+        if ident.upper_pattern == "block":  # a sleeveless colour-block top: its two colours cover equal areas
+            return x_hand, y_hand
         f = (y_elbow_sleeve - y_shoulder) / (y_hand - y_shoulder)
         xs = x_shoulder + dx * f
         draw.polygon(_quad(x_shoulder - arm_w / 2, x_shoulder + arm_w / 2, y_shoulder + 0.01 * u,
@@ -461,6 +537,31 @@ def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float
         draw.polygon(_torso_patch(torso, f0, f1, 0, 1), fill=second)
     elif pattern == "logo" and view == "front":
         draw.polygon(_torso_patch(torso, 0.3, 0.7, 0.2, 0.5), fill=second)
+    elif pattern == "block":  # colour-block top: the lower part in the second colour, split at equal areas
+        a, b = half_hip - half_shoulder, 2 * half_shoulder  # torso width w(f) = b + 2 a f; solve int_0^f w = area/2
+        split = 0.5 if abs(a) < 1e-9 else (-b + np.sqrt(b * b + 2 * a * (a + b))) / (2 * a)
+        draw.polygon(_torso_patch(torso, 0, 1, split, 1), fill=second)
+
+    # The band: across the torso, or across each leg (the skirt above its hem); drawn before
+    # the bags, which may hide it.
+    if ident.detail_height != "none":
+        band = c(ident.detail_color)
+        y_band = top + DETAIL_HEIGHTS[ident.detail_height] * u
+        half_band = 0.03 * u
+        if y_band < y_waist:
+            fy = (y_band - y_shoulder) / (y_waist - y_shoulder)
+            draw.polygon(_torso_patch(torso, 0, 1, fy - half_band / (y_waist - y_shoulder),
+                                      fy + half_band / (y_waist - y_shoulder)), fill=band)
+        elif ident.lower_type == "skirt" and y_band < hem:
+            f = (y_band - (y_waist - 0.02 * u)) / (hem - y_waist + 0.02 * u)
+            half = half_hip * (1 + 0.5 * f)
+            draw.rectangle([cx - half, y_band - half_band, cx + half, y_band + half_band], fill=band)
+        else:
+            f = (y_band - y_waist) / (y_foot - y_waist)
+            for hip_x, foot_x in leg_centers:
+                x = hip_x + (foot_x - hip_x) * f
+                half = (leg_w / 2 + (leg_w * 0.4 - leg_w / 2) * f) * 1.05
+                draw.rectangle([x - half, y_band - half_band, x + half, y_band + half_band], fill=band)
 
     # Bags that lie over the torso.
     if ident.bag_type == "backpack" and view == "back":
@@ -529,15 +630,19 @@ def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float
                            fill=hat)
 
 
-def _draw_occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, h: int, w: int, scene_rng) -> None:
-    """Something between the camera and the person: a parked object, a pole or a passer-by."""
+def _draw_occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, h: int, w: int, scene_rng,
+                   solid: tuple | None = None) -> str:
+    """Something between the camera and the person: a parked object, a pole or a passer-by (returned)."""
     kind = _pick(rng, ("object", "pole", "person"), [3, 1, 2])
     color = _jitter_color(rng, _pick(rng, BAG_COLORS + UPPER_COLORS), 20)
+    if solid is not None:
+        color = solid
     if kind == "object":  # car, bench, bin: hides the legs and shoes, sometimes the bag
         y0 = h * rng.uniform(0.55, 0.8)
         x0 = w * rng.uniform(-0.5, 0.3)
         draw.rectangle([x0, y0, x0 + w * rng.uniform(0.7, 1.5), h], fill=color)
-        draw.rectangle([x0, y0, x0 + w * rng.uniform(0.5, 1.2), y0 + h * 0.04], fill=_jitter_color(rng, color, 40))
+        draw.rectangle([x0, y0, x0 + w * rng.uniform(0.5, 1.2), y0 + h * 0.04],
+                       fill=solid or _jitter_color(rng, color, 40))
     elif kind == "pole":
         x = w * rng.uniform(0.15, 0.85)
         draw.rectangle([x - w * 0.08, 0, x + w * 0.08, h], fill=color)
@@ -545,16 +650,28 @@ def _draw_occluder(draw: ImageDraw.ImageDraw, rng: np.random.Generator, h: int, 
         other = random_identity(scene_rng)
         cx = w * (0.5 + rng.choice([-1, 1]) * rng.uniform(0.55, 0.8))
         ph = h * rng.uniform(0.85, 1.0)
-        draw_person(draw, other, _pick(rng, VIEWS), cx, h - ph * 0.98, ph, rng)
+        draw_person(draw, other, _pick(rng, VIEWS), cx, h - ph * 0.98, ph, rng, solid=solid)
+    return kind
+
+
+def _copy_rng(rng: np.random.Generator) -> np.random.Generator:
+    copy = np.random.Generator(type(rng.bit_generator)())
+    copy.bit_generator.state = rng.bit_generator.state
+    return copy
 
 
 def render_image(ident: Identity | None, camera: Camera, rng: np.random.Generator, config: SyntheticConfig,
-                 kind: str = "person") -> Image.Image:
+                 kind: str = "person", info: dict | None = None) -> Image.Image:
     """One bounding-box image of `ident` seen by `camera`.
 
     kind: "person" (detector box: scale and vertical jitter), "gt" (hand-drawn, well aligned
     box), "distractor" (someone else, or a bad detection) or "junk" (a box that barely
     contains its person).
+    info: if a dict, it receives how the image was taken (for benchmarks; the image is the
+    same): "view", "shift" (the person's vertical offset from the box centre, a fraction of
+    the box height), "person_top" / "person_bottom" (rows, fractions of the box height),
+    "occluder" (None, "object", "pole" or "person") and "mask" (bool array, height x width:
+    the pixels where the person is visible).
     """
     rh, rw = camera.render_size
     bg = camera.backgrounds[int(rng.integers(len(camera.backgrounds)))]
@@ -577,10 +694,25 @@ def render_image(ident: Identity | None, camera: Camera, rng: np.random.Generato
         top += rng.choice([-1, 1]) * rh * rng.uniform(0.2, 0.4)
     view = VIEWS[int(rng.choice(4, p=camera.view_probs))]
     tint = tuple(int(v) for v in rng.integers(-8, 9, size=3))
+    if info is not None:  # the same drawing again, as a silhouette, from the same random state
+        mask_img = Image.new("RGB", (rw, rh), (0, 0, 0))
+        mask_draw = ImageDraw.Draw(mask_img)
+        draw_person(mask_draw, ident, view, cx, top, ph, _copy_rng(rng), tint, solid=(255, 255, 255))
     draw_person(draw, ident, view, cx, top, ph, rng, tint)
+    occluder = None
     if kind in ("person", "distractor") and rng.random() < camera.occlusion_prob:
-        _draw_occluder(draw, rng, rh, rw, rng)
+        if info is not None:
+            occluder_rng = _copy_rng(rng)
+            _draw_occluder(mask_draw, occluder_rng, rh, rw, occluder_rng, solid=(0, 0, 0))
+        occluder = _draw_occluder(draw, rng, rh, rw, rng)
 
+    if info is not None:
+        stature = ident.stature if ident is not None else 1.0
+        if camera.resolution != 1.0:
+            mask_img = mask_img.resize((config.width, config.height), Image.NEAREST)
+        info.update(view=view, occluder=occluder, shift=float((top + ph / 2) / rh - 0.5),
+                    person_top=float((top + ph * (1 - stature)) / rh), person_bottom=float((top + ph) / rh),
+                    mask=np.asarray(mask_img)[..., 0] > 127)
     if camera.resolution != 1.0:
         img = img.resize((config.width, config.height), Image.BILINEAR)
     # Illumination and colour cast: one table lookup per channel value (R at 0, G at 256, B at 512).
@@ -601,6 +733,8 @@ class Plan:
     identities: dict  # pid -> Identity (train, test, and one per distractor image)
     cameras: list
     jobs: list  # (relative path, pid, identity key, camera index, kind)
+    train_pids: list = field(default_factory=list)
+    test_pids: list = field(default_factory=list)
 
 
 def _cameras_for(rng: np.random.Generator, config: SyntheticConfig) -> np.ndarray:
@@ -622,9 +756,13 @@ def _spread(rng: np.random.Generator, total: int, cams: np.ndarray) -> dict:
 def make_plan(config: SyntheticConfig, seed: int) -> Plan:
     rng = np.random.default_rng([seed, 0])
     cameras = make_cameras(np.random.default_rng([seed, 1]), config)
-    id_rng = np.random.default_rng([seed, 2])
-    train_ids = make_identities(id_rng, config.num_train_ids, config.lookalike_fraction)
-    test_ids = make_identities(id_rng, config.num_test_ids, config.lookalike_fraction, first_group=10_000)
+    # Identities (and distractors) come from their own stream: another identity_stream draws
+    # other people with the same cameras (the pretrain preset).
+    id_rng = np.random.default_rng([seed, 2, config.identity_stream])
+    train_ids = make_identities(id_rng, config.num_train_ids, config.lookalike_fraction,
+                                position_share=config.position_lookalike_share)
+    test_ids = make_identities(id_rng, config.num_test_ids, config.lookalike_fraction, first_group=10_000,
+                               position_share=config.position_lookalike_share)
 
     # Market-style ids: train and test interleaved in 0001..N, never the same person in both.
     total = config.num_train_ids + config.num_test_ids
@@ -674,13 +812,42 @@ def make_plan(config: SyntheticConfig, seed: int) -> Plan:
         pid = test_pids[int(rng.integers(len(test_pids)))]
         cam = int(rng.integers(config.num_cameras))
         jobs.append((f"bounding_box_test/{name(-1, cam, 3)}", -1, pid, cam, "junk"))
-    return Plan(config=config, seed=seed, identities=identities, cameras=cameras, jobs=jobs)
+    return Plan(config=config, seed=seed, identities=identities, cameras=cameras, jobs=jobs,
+                train_pids=train_pids, test_pids=test_pids)
 
 
-def render_job(plan: Plan, index: int) -> Image.Image:
+def render_job(plan: Plan, index: int, info: dict | None = None) -> Image.Image:
+    """The image of job `index` (`info`: see `render_image`)."""
     path, pid, key, cam, kind = plan.jobs[index]
     rng = np.random.default_rng([plan.seed, 3, index])
-    return render_image(plan.identities[key], plan.cameras[cam], rng, plan.config, kind)
+    return render_image(plan.identities[key], plan.cameras[cam], rng, plan.config, kind, info=info)
+
+
+def appearance(ident: Identity) -> tuple:
+    """What a person looks like: every attribute but the look-alike bookkeeping (group, changed part)."""
+    return tuple((f.name, getattr(ident, f.name)) for f in dataclasses.fields(Identity)
+                 if f.name not in ("group", "changed_part"))
+
+
+def check_disjoint_identities(pretrain: Plan, evaluation: Plan) -> int:
+    """Check that no person of `pretrain` (any split, distractors included) is a test identity of `evaluation`.
+
+    Identities are compared by their whole appearance (`appearance`), not by their ids (the
+    ids of two datasets are unrelated). Returns the number of pretraining people checked;
+    raises DatasetError naming the shared ones, e.g. when both were drawn from the same
+    identity stream and seed.
+    """
+    test_people = {appearance(evaluation.identities[pid]): pid for pid in evaluation.test_pids}
+    shared = sorted({(key, test_people[appearance(ident)]) for key, ident in pretrain.identities.items()
+                     if appearance(ident) in test_people}, key=str)
+    if shared:
+        listed = ", ".join(f"{a} = test id {b:04d}" for a, b in shared[:5])
+        raise DatasetError(
+            f"the pretraining set shares {len(shared)} people with the evaluation test split ({listed}); "
+            f"draw it from another identity_stream (pretrain uses {pretrain.config.identity_stream}, "
+            f"evaluation {evaluation.config.identity_stream})"
+        )
+    return len(pretrain.identities)
 
 
 def _write_jobs(plan: Plan, out: Path, indices) -> None:
@@ -789,10 +956,12 @@ def ensure_synthetic(root: str | os.PathLike, preset: str = "demo", seed: int = 
                      progress: bool = False, **knobs) -> Path:
     """`root` holding the synthetic dataset (preset, seed, knobs); generated only if absent.
 
-    A finished dataset is recognised by its marker file. One written by an older version of
-    the generator (another `FORMAT_VERSION`) is redrawn in place: the new one is written
-    beside it and swapped in. One made with other settings is an error (never silently
-    reused or deleted), as is a non-empty folder without a marker.
+    A finished dataset is recognised by its marker file. One that the generator wrote itself
+    in an older format (marker with a smaller `format_version`) is moved aside to a sibling
+    folder ``<root>.format-<old>`` (never deleted: it may hold files of yours) and a new one
+    is drawn in its place, said in one line on stderr. One of a newer format, or made with
+    other settings, is an error (never silently reused or deleted), as is a non-empty folder
+    without a marker.
     """
     root = Path(root)
     config = make_config(preset, **knobs)
@@ -805,8 +974,12 @@ def ensure_synthetic(root: str | os.PathLike, preset: str = "demo", seed: int = 
             marker = read_marker(root)
             if marker is None:
                 raise
-    if marker.get("format_version") != FORMAT_VERSION:
-        return _redraw(root, preset, seed, workers, progress, knobs)
+    version = marker.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DatasetError(f"{root} holds a synthetic dataset of format {version!r}, newer than or unknown to this "
+                           f"generator (format {FORMAT_VERSION}); use another folder or update mmhpn")
+    if version < FORMAT_VERSION:
+        return _redraw(root, preset, seed, workers, progress, knobs, version)
     wanted = _marker_payload(config, seed, preset)
     if (marker.get("seed"), marker.get("config")) != (wanted["seed"], wanted["config"]):
         raise DatasetError(
@@ -816,15 +989,23 @@ def ensure_synthetic(root: str | os.PathLike, preset: str = "demo", seed: int = 
     return root
 
 
-def _redraw(root: Path, preset: str, seed: int, workers: int, progress: bool, knobs: dict) -> Path:
-    """Replace the finished dataset `root` (older generator) by a new drawing, never leaving none."""
+def _redraw(root: Path, preset: str, seed: int, workers: int, progress: bool, knobs: dict,
+            old_version: int) -> Path:
+    """Move the finished dataset `root` of an older format aside and draw a new one in its place.
+
+    The new one is drawn first beside it, so an interruption leaves the old one in place.
+    """
     stamp = f"{os.getpid()}-{time.time_ns()}"
     fresh = generate(root.parent / f".{root.name}.new-{stamp}", preset, seed, workers=workers, progress=progress,
                      **knobs)
-    old = root.parent / f".{root.name}.old-{stamp}"
+    old = root.parent / f"{root.name}.format-{old_version}"
+    if old.exists():
+        old = root.parent / f"{root.name}.format-{old_version}-{stamp}"
     os.replace(root, old)
     os.replace(fresh, root)
-    shutil.rmtree(old, ignore_errors=True)
+    print(f"mmhpn: {root} was drawn by synthetic format {old_version}, this generator draws format "
+          f"{FORMAT_VERSION}: moved it to {old} (delete it when no longer needed) and drew a new one in its place",
+          file=sys.stderr)
     return root
 
 
