@@ -185,6 +185,16 @@ def figure5_rows(stripe_counts: Iterable[int] = FIGURE5_STRIPES) -> tuple[Row, .
     return tuple(rows)
 
 
+def row_layout(row: Row) -> dict[str, tuple[int, ...]]:
+    """The {tap: stripe counts} a row trains: its own layout, else its preset's."""
+    from mmhpn.model import PRESETS
+
+    layout = row.overrides.get("layout")
+    if layout is None:
+        return dict(PRESETS[row.overrides.get("preset", "mmhpn")])
+    return {tap: tuple(counts) if isinstance(counts, (list, tuple)) else (counts,) for tap, counts in layout.items()}
+
+
 def get_table(key: str) -> TableSpec:
     if key not in TABLES:
         raise ConfigError(f"unknown table {key!r}; known tables: {sorted(TABLES)}")
@@ -273,10 +283,12 @@ def run_rows(rows: Sequence[Row], profile: str, seeds: Sequence[int], runs_dir: 
                 "rank1": 100.0 * float(run.metrics["rank1"]),
                 "mAP": 100.0 * float(run.metrics["mAP"]),
                 "protocol": run.metrics.get("protocol", ""),
-                "scale_weights": ", ".join(f"{w:.3f}" for w in config.scale_weights) if config.scale_weights else "",
                 "trained_now": bool(run.trained_now),
                 "train_s": float(run.history["seconds"].sum()) if "seconds" in run.history else np.nan,
                 "run": str(run.path),
+                # only rows trained with constant scale weights (the PSL control) get this column
+                **({"scale_weights": ", ".join(f"{w:.3f}" for w in config.scale_weights)}
+                   if config.scale_weights else {}),
             })
     return pd.DataFrame.from_records(records)
 

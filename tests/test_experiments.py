@@ -107,7 +107,8 @@ def test_the_control_row_is_derived_from_the_psl_run_of_the_same_seed(monkeypatc
     controls = [c for c in trained if c.loss == "weighted_softmax"]
     assert [c.scale_weights for c in controls] == [(0.5,) * 4, (0.6,) * 4]
     assert [c.preset for c in controls] == ["mmhpn", "mmhpn"] and {c.pooling for c in controls} == {"aps"}
-    assert list(results["scale_weights"]) == ["", "", "0.500, 0.500, 0.500, 0.500", "0.600, 0.600, 0.600, 0.600"]
+    assert list(results["scale_weights"].fillna("")) == ["", "", "0.500, 0.500, 0.500, 0.500",
+                                                          "0.600, 0.600, 0.600, 0.600"]
     # in the table, the PSL row comes first; alone, the control cannot run
     labels = [r.label for r in spec.rows]
     assert labels.index("MMHPN+PSL") < labels.index(experiments.PSL_CONTROL_LABEL)
@@ -153,3 +154,10 @@ def test_one_training_epoch_logs_the_psl_factors_the_control_then_uses(monkeypat
     weights = experiments.psl_scale_weights(pd.DataFrame([row]))
     control_row, _ = one_epoch(build_loss("weighted_softmax", scale_weights=weights, num_scales=4))
     assert not any(c.startswith("psl_factor_") for c in control_row)
+
+
+def test_row_layout_resolves_presets_and_explicit_layouts():
+    rows = experiments.get_table("layouts").rows
+    assert experiments.row_layout(rows[0]) == NEW_MMHPN_LAYOUT
+    assert experiments.row_layout(rows[1]) == {"conv5_1": (8,), "conv5_2": (4, 2), "conv5_3": (1,)}
+    assert experiments.row_layout(rows[3]) == {"conv5_3": (8, 4, 2, 1)}
