@@ -26,9 +26,10 @@ Decisions that the rows encode (the book's reproduction notes explain them):
   constant mean PSL factor of that scale measured over the PSL run of the same seed
   (`psl_scale_weights`); `run_rows` trains the PSL row first and derives the control from it.
 * The "layouts" table (not in the paper) trains four placements of the same 15 stripes
-  (8, 4, 2, 1) with Table 6's APS + softmax recipe: the text's reading (the preset), 8 | 4, 2
-  | 1, the previous preset 8 | 4 | 2, 1, and all at conv5_3 (MHPM). Its first and last rows
-  are Table 6's APS row and Table 4's MHPM layout with APS.
+  with Table 6's APS + softmax recipe: the text's reading (the preset, ``8, 4 | 2 | 1``),
+  ``8 | 4, 2 | 1``, the previous preset ``8 | 4 | 2, 1`` and all four at conv5_3 (Table 4's
+  MHPM layout, here with APS). Its first row is Table 6's APS row (one training). The
+  paper claims nothing here; the table's `questions` are ours.
 
 `summarize` turns the per-seed metrics into mean +/- std and puts the paper's numbers
 beside them (from `paper_table`, transcribed in ``mmhpn/resources/paper_tables.csv``);
