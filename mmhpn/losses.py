@@ -20,7 +20,9 @@ and the modulating factor shrinks the loss of the easy ones. Choices the paper l
 * One gamma per scale. The paper sets "0.3, 0.5, 1.5, 2.0 respectively" right after listing
   the scales as "8, 4, 2 and 1 stripe(s) respectively", so we give 0.3 to the 8-stripe scale,
   0.5 to the 4-stripe scale, 1.5 to the 2-stripe scale and 2.0 to the 1-stripe scale
-  (`PAPER_GAMMAS`, in the `mmhpn` preset's scale order).
+  (`PAPER_GAMMAS`, in the `mmhpn` preset's scale order: conv5_1's 8 and 4 stripes, conv5_2's 2,
+  conv5_3's 1). Gammas follow the scales, not the taps: any layout listing its scales as
+  8, 4, 2, 1 (the ``mhpm`` preset too) gets the same gammas.
 * A single-stripe scale has q = 1, so the literal formula gives it a zero loss for any
   gamma > 0 and the global stripe would never be trained. `single_stripe` picks the rule:
   ``"ce"`` (default) - plain softmax loss for such scales (factor 1; gamma unused);
