@@ -58,8 +58,8 @@ def test_layout_override_and_twelve_stripes():
     model.train()
     out = model(torch.randn(2, 3, 192, 64))
     assert [o.shape for o in out] == [torch.Size([2, 12, 4])]
-    table5 = build_model(4, backbone="resnet34", layout={"conv5_2": 4, "conv5_3": (2, 1)})
-    assert [s.stripes for s in table5.scales] == [4, 2, 1]
+    table5 = build_model(4, backbone="resnet34", layout={"conv5_1": 4, "conv5_2": (2,), "conv5_3": 1})
+    assert [(s.tap, s.stripes) for s in table5.scales] == [("conv5_1", 4), ("conv5_2", 2), ("conv5_3", 1)]
 
 
 def test_too_many_stripes_for_the_input_height_is_a_clear_error():
