@@ -71,6 +71,7 @@ NOTEBOOK_ORDER = (
     "05-table-5-body-parts",
     "06-table-6-pooling",
     "07-table-7-psl",
+    "12-layouts",
     "10-figure-5-body-scales",
     "08-figure-3-attention",
     "09-figure-4-ranking",

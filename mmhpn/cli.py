@@ -60,8 +60,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     where = p.add_argument_group("profile and run folder")
     where.add_argument("--profile", default="paper", choices=_profiles(),
-                       help="base settings: paper = Sec. 4.2 (ImageNet ResNet-50, 384x128, 60 epochs), "
-                            "demo = the book's CPU settings on synthetic data, smoke = seconds, for tests")
+                       help="base settings: paper = Sec. 4.2 (ImageNet ResNet-50, 384x128, 60 epochs, the PSL with "
+                            "the paper's gammas; precision is ours: bf16 autocast where supported, see "
+                            "--precision), demo = the book's CPU settings on synthetic data, smoke = seconds, "
+                            "for tests")
     where.add_argument("--run-dir", default=None,
                        help="run folder (default: RUNS_DIR/<name>-<first 12 digits of the config hash>)")
     where.add_argument("--runs-dir", default="runs", help="parent of the default run folders")
@@ -87,12 +89,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                             "a path to a ResNet state_dict, or 'none' for random init")
 
     loss = p.add_argument_group("loss")
-    loss.add_argument("--loss", default=None, choices=["softmax", "psl"],
-                      help="softmax = Eq. 3; psl = the Part Sensitive Loss, Eq. 5")
+    loss.add_argument("--loss", default=None, choices=["softmax", "psl", "weighted_softmax"],
+                      help="softmax = Eq. 3; psl = the Part Sensitive Loss, Eq. 5 (the paper profile's); "
+                           "weighted_softmax = Eq. 3 with one constant per scale (--scale-weights; ours, a "
+                           "control for the PSL)")
     loss.add_argument("--gammas", type=_float_list, default=None,
                       help="PSL gammas, one per scale in the model's order, comma-separated, e.g. 0.3,0.5,1.5,2")
     loss.add_argument("--single-stripe", default=None, choices=["ce", "literal", "focal"],
                       help="PSL rule for one-stripe scales (see mmhpn.losses)")
+    loss.add_argument("--scale-weights", type=_float_list, default=None,
+                      help="weighted_softmax: one constant per scale in the model's order, comma-separated")
 
     inputs = p.add_argument_group("input and schedule")
     inputs.add_argument("--height", type=int, default=None, help="input height in pixels")
@@ -112,7 +118,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     machine = p.add_argument_group("reproducibility, speed and evaluation")
     machine.add_argument("--seed", type=int, default=None, help="random seed")
     machine.add_argument("--precision", default=None, choices=["auto", "bf16", "fp16", "fp32"],
-                         help="auto = bf16 autocast where the CPU/GPU supports it, fp16 on older GPUs, else fp32")
+                         help="auto = bf16 autocast where the CPU/GPU supports it, fp16 on older GPUs, else fp32 "
+                              "(ours: the paper states no precision; fp32 is the closest match)")
     machine.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
                          help="deterministic kernels (slower; resumed runs then match uninterrupted ones on CPU)")
     machine.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
@@ -142,7 +149,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 # TrainConfig fields that `mmhpn train` sets from options of the same name.
 _TRAIN_OPTION_FIELDS = (
     "name", "dataset", "data_root", "synthetic_preset", "synthetic_seed", "preset", "layout", "backbone",
-    "pooling", "pretrained", "loss", "gammas", "single_stripe", "height", "width", "batch_size", "sampler",
+    "pooling", "pretrained", "loss", "gammas", "single_stripe", "scale_weights", "height", "width", "batch_size", "sampler",
     "num_instances", "epochs", "lr", "lr_decay_epochs", "lr_decay_factor", "momentum", "weight_decay", "seed",
     "precision", "deterministic", "channels_last", "eval_every", "eval_flip", "eval_protocol", "num_workers",
     "cache_images", "device",

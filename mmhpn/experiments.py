@@ -13,14 +13,23 @@ Decisions that the rows encode (the book's reproduction notes explain them):
   the paper (93.6 / 82.3 on Market-1501), so the ablations were run before APS and PSL.
 * Table 6 varies the pooling of the full layout with the softmax loss; its APS row is
   Table 7's softmax row.
-* Table 5's rows 1, 1+2 and 1+2+4 grow the `mmhpn` layout from the global branch outward:
-  1 = ``conv5_3: 1`` (the baseline), 1+2 = ``conv5_3: 2, 1``, 1+2+4 adds ``conv5_2: 4``,
-  1+2+4+8 adds ``conv5_1: 8`` (= the ``mmhpn`` preset).
+* Table 5's rows 1, 1+2 and 1+2+4 grow the `mmhpn` layout from the global branch outward,
+  each new scale at the tap the preset gives it: 1 = ``conv5_3: 1`` (the baseline),
+  1+2 adds ``conv5_2: 2``, 1+2+4 adds ``conv5_1: 4``, 1+2+4+8 adds ``conv5_1: 8``
+  (= the ``mmhpn`` preset, ``conv5_1: 8, 4 | conv5_2: 2 | conv5_3: 1``).
 * Figure 5 pools 1, 2, 4, 8 or 12 stripes from the final layer only (a single-scale
   MHPM, GAP, softmax); its 1-stripe point is the baseline.
 * Table 7 compares the softmax loss with the PSL (paper gammas, single-stripe scales
   trained with the plain softmax loss, ``single_stripe="ce"``) and shows the other two
-  single-stripe rules: ``literal`` (the global stripe gets no loss) and ``focal``.
+  single-stripe rules: ``literal`` (the global stripe gets no loss) and ``focal``. A control
+  row not in the paper, ``weighted_softmax``, multiplies each scale's softmax loss by the
+  constant mean PSL factor of that scale measured over the PSL run of the same seed
+  (`psl_scale_weights`); `run_rows` trains the PSL row first and derives the control from it.
+* The "layouts" table (not in the paper) trains four placements of the same 15 stripes
+  with Table 6's APS + softmax recipe: the text's reading (the preset, ``8, 4 | 2 | 1``),
+  ``8 | 4, 2 | 1``, the previous preset ``8 | 4 | 2, 1`` and all four at conv5_3 (Table 4's
+  MHPM layout, here with APS). Its first row is Table 6's APS row (one training). The
+  paper claims nothing here; the table's `questions` are ours.
 
 `summarize` turns the per-seed metrics into mean +/- std and puts the paper's numbers
 beside them (from `paper_table`, transcribed in ``mmhpn/resources/paper_tables.csv``);
@@ -48,14 +57,23 @@ MMHPN_GAP: dict[str, Any] = {"preset": "mmhpn", "pooling": "avg", "loss": "softm
 MMHPN_GMP: dict[str, Any] = {"preset": "mmhpn", "pooling": "max", "loss": "softmax"}
 MMHPN_APS: dict[str, Any] = {"preset": "mmhpn", "pooling": "aps", "loss": "softmax"}
 MMHPN_PSL: dict[str, Any] = {"preset": "mmhpn", "pooling": "aps", "loss": "psl", "single_stripe": "ce"}
+# The control's fields; its scale_weights come from the PSL run (`Row.scale_weights_from`).
+MMHPN_PSL_CONTROL: dict[str, Any] = {"preset": "mmhpn", "pooling": "aps", "loss": "weighted_softmax"}
+PSL_CONTROL_LABEL = "MMHPN+softmax × mean PSL factors (control, not in the paper)"
 
 
 @dataclass(frozen=True)
 class Row:
-    """One row of a table: its label as in the paper and the TrainConfig fields it sets."""
+    """One row of a table: its label as in the paper and the TrainConfig fields it sets.
+
+    `scale_weights_from` names an earlier PSL row of the same table: this row's
+    ``scale_weights`` are that row's mean PSL factors, measured per seed on the finished
+    PSL run (`psl_scale_weights`). Such a row can only be run after that one.
+    """
 
     label: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    scale_weights_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,8 +86,10 @@ class TableSpec:
     # (better, worse) row-label pairs whose order the paper claims; checked per metric where
     # the paper's own numbers show it (`paper_claims`).
     claims: tuple[tuple[str, str], ...] = ()
-    # (first, second) pairs we compare although the paper does not (controls, the layout table).
+    # (better, worse) pairs *we* ask about, not claimed by the paper (same check as claims).
     questions: tuple[tuple[str, str], ...] = ()
+    # False for our own tables: no paper numbers, no paper claims (summarize with key=None).
+    in_paper: bool = True
 
     def row(self, label: str) -> Row:
         for row in self.rows:
@@ -96,8 +116,9 @@ TABLES: dict[str, TableSpec] = {
         caption="Table 5: effectiveness of the number of body parts (scales)",
         rows=(
             Row("1", BASELINE),
-            Row("1+2", {"preset": "mmhpn", "layout": {"conv5_3": (2, 1)}, "pooling": "avg", "loss": "softmax"}),
-            Row("1+2+4", {"preset": "mmhpn", "layout": {"conv5_2": (4,), "conv5_3": (2, 1)},
+            Row("1+2", {"preset": "mmhpn", "layout": {"conv5_2": (2,), "conv5_3": (1,)},
+                        "pooling": "avg", "loss": "softmax"}),
+            Row("1+2+4", {"preset": "mmhpn", "layout": {"conv5_1": (4,), "conv5_2": (2,), "conv5_3": (1,)},
                           "pooling": "avg", "loss": "softmax"}),
             Row("1+2+4+8", MMHPN_GAP),
         ),
@@ -123,8 +144,34 @@ TABLES: dict[str, TableSpec] = {
                 {"preset": "mmhpn", "pooling": "aps", "loss": "psl", "single_stripe": "literal"}),
             Row("MMHPN+PSL (focal on single stripes)",
                 {"preset": "mmhpn", "pooling": "aps", "loss": "psl", "single_stripe": "focal"}),
+            Row(PSL_CONTROL_LABEL, MMHPN_PSL_CONTROL, scale_weights_from="MMHPN+PSL"),
         ),
         claims=(("MMHPN+PSL", "MMHPN+softmax"),),
+        # Is the PSL more than a constant re-weighting of the scales? (ours, not the paper's)
+        questions=(("MMHPN+PSL", PSL_CONTROL_LABEL),),
+    ),
+    # Not in the paper: which tap carries which scale. Same 15 stripes, same recipe as
+    # Table 6's APS row (APS + softmax: the pooling the paper's model uses, without the PSL,
+    # whose gammas are tied to the scale order, not to the taps). The first row *is* that
+    # row, so the run cache trains it once.
+    "layouts": TableSpec(
+        key="layouts",
+        caption="Not in the paper: which tap carries which scale (the same 15 stripes, APS + softmax)",
+        in_paper=False,
+        rows=(
+            Row("8, 4 | 2 | 1 (the text's reading)", MMHPN_APS),
+            Row("8 | 4, 2 | 1", {"preset": "mmhpn", "layout": {"conv5_1": (8,), "conv5_2": (4, 2), "conv5_3": (1,)},
+                                 "pooling": "aps", "loss": "softmax"}),
+            Row("8 | 4 | 2, 1 (the previous preset)",
+                {"preset": "mmhpn", "layout": {"conv5_1": (8,), "conv5_2": (4,), "conv5_3": (2, 1)},
+                 "pooling": "aps", "loss": "softmax"}),
+            Row("all at conv5_3 (MHPM)", {"preset": "mhpm", "pooling": "aps", "loss": "softmax"}),
+        ),
+        # The paper claims nothing here; our questions, "does the text's reading beat this
+        # alternative?", are checked with the same machinery as the paper's claims.
+        questions=(("8, 4 | 2 | 1 (the text's reading)", "8 | 4, 2 | 1"),
+                   ("8, 4 | 2 | 1 (the text's reading)", "8 | 4 | 2, 1 (the previous preset)"),
+                   ("8, 4 | 2 | 1 (the text's reading)", "all at conv5_3 (MHPM)")),
     ),
 }
 
@@ -148,6 +195,16 @@ def figure5_rows(stripe_counts: Iterable[int] = FIGURE5_STRIPES) -> tuple[Row, .
     return tuple(rows)
 
 
+def row_layout(row: Row) -> dict[str, tuple[int, ...]]:
+    """The {tap: stripe counts} a row trains: its own layout, else its preset's."""
+    from mmhpn.model import PRESETS
+
+    layout = row.overrides.get("layout")
+    if layout is None:
+        return dict(PRESETS[row.overrides.get("preset", "mmhpn")])
+    return {tap: tuple(counts) if isinstance(counts, (list, tuple)) else (counts,) for tap, counts in layout.items()}
+
+
 def get_table(key: str) -> TableSpec:
     if key not in TABLES:
         raise ConfigError(f"unknown table {key!r}; known tables: {sorted(TABLES)}")
@@ -158,11 +215,47 @@ def get_table(key: str) -> TableSpec:
 # training
 
 
-def row_config(row: Row, profile: str, seed: int, **common: Any):
-    """The TrainConfig of one row and seed: profile, then the caller's common fields, then the row's."""
+PSL_FACTOR_PREFIX = "psl_factor_"  # history.csv columns written by the training loop for the PSL
+
+
+def psl_scale_weights(history: pd.DataFrame, decimals: int = 6) -> tuple[float, ...]:
+    """Each scale's mean PSL modulating factor over a whole training run, in scale order.
+
+    `history` is a PSL run's per-epoch history: ``psl_factor_<i>`` is the image-weighted
+    mean over that epoch's steps of scale i's batch-mean factor, ``images`` the epoch's
+    training images. The result is the image-weighted mean over epochs, i.e. the mean over
+    every training step weighted by its batch size: the factor averaged over all the
+    (image, stripe) pairs the run trained on. Rounded to `decimals` so the constants read
+    well in a config file (they are hashed as written).
+    """
+    columns = sorted((c for c in history.columns if str(c).startswith(PSL_FACTOR_PREFIX)),
+                     key=lambda c: int(str(c)[len(PSL_FACTOR_PREFIX):]))
+    if not columns:
+        raise ConfigError("the history has no psl_factor_<i> columns: it is not a PSL run's, or the run was "
+                          "trained before the training loop logged the PSL factors (delete it to retrain)")
+    if "images" not in history.columns or len(history) == 0:
+        raise ConfigError("the history needs an 'images' column and at least one epoch to weight the PSL factors")
+    images = history["images"].astype(float)
+    factors = history[columns].astype(float)
+    if factors.isna().any().any() or (images <= 0).any():
+        raise ConfigError("the PSL factors of some epoch are missing or the epoch saw no images")
+    means = (factors.mul(images, axis=0).sum() / images.sum()).tolist()
+    return tuple(round(float(m), decimals) for m in means)
+
+
+def row_config(row: Row, profile: str, seed: int, scale_weights: Sequence[float] | None = None, **common: Any):
+    """The TrainConfig of one row and seed: profile, then the caller's common fields, then the row's.
+
+    A row with `Row.scale_weights_from` needs `scale_weights` (see `psl_scale_weights`).
+    """
     from mmhpn.training import make_config
 
     overrides = {**common, **row.overrides, "seed": int(seed)}
+    if row.scale_weights_from is not None:
+        if scale_weights is None:
+            raise ConfigError(f"row {row.label!r} takes its scale weights from row {row.scale_weights_from!r}: "
+                              "pass scale_weights (psl_scale_weights of that row's run, same seed)")
+        overrides["scale_weights"] = tuple(float(w) for w in scale_weights)
     # A row named by its preset means that preset's layout, even if the profile sets a layout.
     if "preset" in row.overrides and "layout" not in row.overrides:
         overrides["layout"] = None
@@ -181,11 +274,19 @@ def run_rows(rows: Sequence[Row], profile: str, seeds: Sequence[int], runs_dir: 
 
     if not seeds:
         raise ConfigError("seeds must name at least one seed")
-    records = []
+    records, finished = [], {}
     for row in rows:
         for seed in seeds:
-            config = row_config(row, profile, seed, **common)
+            weights = None
+            if row.scale_weights_from is not None:
+                source = finished.get((row.scale_weights_from, int(seed)))
+                if source is None:
+                    raise ConfigError(f"row {row.label!r} needs the run of row {row.scale_weights_from!r} "
+                                      f"(seed {seed}) first: put that row earlier in the same call")
+                weights = psl_scale_weights(source.history)
+            config = row_config(row, profile, seed, scale_weights=weights, **common)
             run = train_or_load(config, runs_dir=runs_dir, progress=progress)
+            finished[(row.label, int(seed))] = run
             records.append({
                 "row": row.label,
                 "seed": int(seed),
@@ -195,6 +296,9 @@ def run_rows(rows: Sequence[Row], profile: str, seeds: Sequence[int], runs_dir: 
                 "trained_now": bool(run.trained_now),
                 "train_s": float(run.history["seconds"].sum()) if "seconds" in run.history else np.nan,
                 "run": str(run.path),
+                # only rows trained with constant scale weights (the PSL control) get this column
+                **({"scale_weights": ", ".join(f"{w:.3f}" for w in config.scale_weights)}
+                   if config.scale_weights else {}),
             })
     return pd.DataFrame.from_records(records)
 

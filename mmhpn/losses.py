@@ -20,7 +20,9 @@ and the modulating factor shrinks the loss of the easy ones. Choices the paper l
 * One gamma per scale. The paper sets "0.3, 0.5, 1.5, 2.0 respectively" right after listing
   the scales as "8, 4, 2 and 1 stripe(s) respectively", so we give 0.3 to the 8-stripe scale,
   0.5 to the 4-stripe scale, 1.5 to the 2-stripe scale and 2.0 to the 1-stripe scale
-  (`PAPER_GAMMAS`, in the `mmhpn` preset's scale order).
+  (`PAPER_GAMMAS`, in the `mmhpn` preset's scale order: conv5_1's 8 and 4 stripes, conv5_2's 2,
+  conv5_3's 1). Gammas follow the scales, not the taps: any layout listing its scales as
+  8, 4, 2, 1 (the ``mhpm`` preset too) gets the same gammas.
 * A single-stripe scale has q = 1, so the literal formula gives it a zero loss for any
   gamma > 0 and the global stripe would never be trained. `single_stripe` picks the rule:
   ``"ce"`` (default) - plain softmax loss for such scales (factor 1; gamma unused);
@@ -30,9 +32,21 @@ and the modulating factor shrinks the loss of the easy ones. Choices the paper l
   e / (e + P - 1): the down-weighting is gentler than the paper's worked examples suggest.
 
 With every gamma 0 the PSL equals the softmax loss exactly, whatever the rule.
+
+The PSL records, after each forward pass, the batch's mean modulating factor per scale
+(`PartSensitiveLoss.last_mean_factors`, the mean over images and that scale's stripes);
+the training loop logs it per epoch (``psl_factor_<i>`` in ``history.csv``).
+
+Weighted softmax loss (ours, a control for the PSL; not in the paper):
+``L = -(1/M) * sum_{b, i, j} w_i * log p_bij`` with one *constant* ``w_i`` per scale. With
+``w_i`` set to the mean PSL factor of scale i measured over a PSL training run
+(`mmhpn.experiments.psl_scale_weights`), it re-weights the scales as the PSL does on
+average, without the PSL's per-stripe, per-image focusing: if the PSL beats it, the gain
+comes from the focusing, not from re-weighting the scales.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -63,11 +77,30 @@ def _stripe_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 
 
 class StripeCrossEntropy(nn.Module):
-    """Eq. 3: the sum over all stripes of their softmax losses, averaged over the batch."""
+    """Eq. 3: the sum over all stripes of their softmax losses, averaged over the batch.
+
+    With `scale_weights` (one non-negative constant per scale, in the model's scale order)
+    each scale's softmax loss is multiplied by its constant: the weighted softmax control.
+    """
+
+    def __init__(self, scale_weights: Sequence[float] | None = None):
+        super().__init__()
+        if scale_weights is not None:
+            scale_weights = tuple(float(w) for w in scale_weights)
+            if not scale_weights or any(not math.isfinite(w) or w < 0 for w in scale_weights):
+                raise ConfigError(f"scale_weights must be a non-empty sequence of finite non-negative numbers, "
+                                  f"got {scale_weights}")
+        self.scale_weights = scale_weights
 
     def forward(self, outputs: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
         _check_outputs(outputs, targets)
-        total = sum(-_stripe_log_probs(logits, targets).sum() for logits in outputs)
+        weights = self.scale_weights
+        if weights is None:
+            weights = (1.0,) * len(outputs)
+        elif len(weights) != len(outputs):
+            raise ConfigError(f"the weighted softmax loss has {len(weights)} scale weights {weights} but the model "
+                              f"has {len(outputs)} scales; give one weight per scale, in the model's scale order")
+        total = sum(-w * _stripe_log_probs(logits, targets).sum() for logits, w in zip(outputs, weights))
         return total / targets.shape[0]
 
 
@@ -92,6 +125,8 @@ class PartSensitiveLoss(nn.Module):
         self.gammas = gammas
         self.single_stripe = single_stripe
         self.detach_weight = detach_weight
+        # (num_scales,) mean modulating factor of the last batch per scale, detached (see docstring)
+        self.last_mean_factors: torch.Tensor | None = None
 
     def stripe_weights(self, log_p: torch.Tensor, gamma: float) -> torch.Tensor:
         """The modulating factor (batch, stripes) of one scale, given its log p (batch, stripes)."""
@@ -111,28 +146,42 @@ class PartSensitiveLoss(nn.Module):
             raise ConfigError(f"PartSensitiveLoss has {len(self.gammas)} gammas {self.gammas} but the model "
                               f"has {len(outputs)} scales; give one gamma per scale, in the model's scale order")
         total = 0.0
+        mean_factors = []
         for logits, gamma in zip(outputs, self.gammas):
             log_p = _stripe_log_probs(logits, targets)
             if gamma == 0:  # exactly the softmax loss (0 ** 0 == 1 even where q == 1)
                 total = total - log_p.sum()
+                mean_factors.append(torch.ones((), device=log_p.device))
             else:
-                total = total - (self.stripe_weights(log_p, gamma) * log_p).sum()
+                weight = self.stripe_weights(log_p, gamma)
+                total = total - (weight * log_p).sum()
+                mean_factors.append(weight.detach().mean())
+        self.last_mean_factors = torch.stack(mean_factors)
         return total / targets.shape[0]
 
 
 def build_loss(name: str, gammas: Sequence[float] | None = None, single_stripe: str = "ce",
-               num_scales: int | None = None) -> nn.Module:
-    """``"softmax"`` -> `StripeCrossEntropy`; ``"psl"`` -> `PartSensitiveLoss`.
+               num_scales: int | None = None, scale_weights: Sequence[float] | None = None) -> nn.Module:
+    """``"softmax"`` -> `StripeCrossEntropy`; ``"psl"`` -> `PartSensitiveLoss`;
+    ``"weighted_softmax"`` -> `StripeCrossEntropy` with one constant weight per scale.
 
     With ``gammas=None`` the PSL uses `PAPER_GAMMAS`, which fit four scales (the ``mmhpn`` and
     ``mhpm`` presets); other layouts must pass their own gammas (checked against `num_scales`).
+    ``scale_weights`` (weighted softmax only) are checked against `num_scales` the same way.
     """
     if name == "softmax":
         return StripeCrossEntropy()
+    if name == "weighted_softmax":
+        if scale_weights is None:
+            raise ConfigError("loss 'weighted_softmax' needs scale_weights, one constant per scale")
+        if num_scales is not None and len(scale_weights) != num_scales:
+            raise ConfigError(f"loss 'weighted_softmax' needs one scale weight per scale: the model has "
+                              f"{num_scales} scales, got scale_weights {tuple(scale_weights)}")
+        return StripeCrossEntropy(scale_weights)
     if name == "psl":
         gammas = PAPER_GAMMAS if gammas is None else tuple(gammas)
         if num_scales is not None and len(gammas) != num_scales:
             raise ConfigError(f"loss 'psl' needs one gamma per scale: the model has {num_scales} scales, "
                               f"got gammas {tuple(gammas)}")
         return PartSensitiveLoss(gammas, single_stripe=single_stripe)
-    raise ConfigError(f"unknown loss {name!r}; valid losses are ['softmax', 'psl']")
+    raise ConfigError(f"unknown loss {name!r}; valid losses are ['softmax', 'psl', 'weighted_softmax']")

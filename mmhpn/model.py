@@ -3,8 +3,12 @@
 One file a reader can hold in their head. The pieces, in forward order:
 
 * `ResNet trunk` - a torchvision ResNet whose last stage (`layer4`, the paper's res_conv5)
-  has three blocks; global pooling and FC removed, and the first block of `layer4`
-  given stride 1 (the paper calls it "res_conv4_1"), so a 384x128 image gives a 24x8 map.
+  has three blocks; global pooling and FC removed, and the first block of `layer4` given
+  stride 1, so a 384x128 image gives a 24x8 map (1/16, as Sec. 3.2.1 states). Which block
+  gets stride 1 is our reading: the paper says "the stride of the res_conv4_1 block is set
+  to 1", which in its own naming (res_conv5_x = layer4's blocks) would be layer3's first
+  block; we follow the common last-stride choice (PCB, MGN: layer4's first block), which
+  gives the 1/16 map the paper states (see the book's reproduction notes).
 * `taps` - the outputs of the three `layer4` blocks, named as in the paper:
   ``conv5_1``, ``conv5_2``, ``conv5_3``.
 * a `layout` - which stripe counts are pooled at which tap. Each (tap, stripe count) pair
@@ -16,15 +20,21 @@ One file a reader can hold in their head. The pieces, in forward order:
   baseline   conv5_3: 1                                       256
   msm        conv5_1: 1, conv5_2: 1, conv5_3: 1               768
   mhpm       conv5_3: 8, 4, 2, 1                              3840
-  mmhpn      conv5_1: 8, conv5_2: 4, conv5_3: 2, 1            3840
+  mmhpn      conv5_1: 8, 4, conv5_2: 2, conv5_3: 1            3840
   =========  ===============================================  ==========
 
-  The ``mmhpn`` layout is our reading of Sec. 3.2: the two mid-level (local) branches after
-  res_conv5_1 and res_conv5_2 carry "8, 4 and 2 stripes" and the global branch after
-  res_conv5_3 carries "the complete feature map". Two mid-level taps cannot carry three
-  scales alone, so the 2-stripe scale sits with the global 1-stripe scale at conv5_3; the
-  finest scale sits at the earliest tap, as Sec. 3.2.2 says small parts learn mid-level
-  details. The paper never states the mapping explicitly (see the book's reproduction notes).
+  The ``mmhpn`` layout is our reading of Sec. 3.2, which never states the mapping
+  explicitly. The text says the local (mid-level) branches after res_conv5_1 and
+  res_conv5_2 carry the "8, 4 and 2 stripes" and that "the global branch contains the
+  complete feature map without any partition information" (Sec. 3.2.2): so conv5_3 pools
+  the single stripe only. Sharing one APS weight per branch failed "due to the obvious
+  difference of stripe scale in the upper branch" (Sec. 3.2.3): so one mid-level branch,
+  the upper one, carries two scales. Which two is not stated; with small parts learning
+  "mid-level details" (Sec. 3.2.2), the two finest scales (8 and 4) sit at the earliest
+  tap, conv5_1, and the 2-stripe scale at conv5_2. The scales stay in the order 8, 4, 2, 1,
+  the order in which Sec. 4.2 lists the PSL's gammas (see `mmhpn.losses`). The book's
+  reproduction notes give the reasoning, and its "which tap carries which scale" page
+  trains the other readings.
 * per scale, `StripeHeads`: pooling of each horizontal stripe (GAP, GMP or APS), then a
   non-shared 1x1 convolution to 256 channels + BatchNorm + ReLU per stripe, then a
   non-shared linear classifier per stripe.
@@ -67,7 +77,7 @@ PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
     "baseline": {"conv5_3": (1,)},
     "msm": {"conv5_1": (1,), "conv5_2": (1,), "conv5_3": (1,)},
     "mhpm": {"conv5_3": (8, 4, 2, 1)},
-    "mmhpn": {"conv5_1": (8,), "conv5_2": (4,), "conv5_3": (2, 1)},
+    "mmhpn": {"conv5_1": (8, 4), "conv5_2": (2,), "conv5_3": (1,)},
 }
 
 # name -> (torchvision constructor, weights enum, channels out of layer4)
@@ -259,7 +269,11 @@ class MMHPN(nn.Module):
 
 
 def _set_first_block_stride_to_one(block: nn.Module) -> None:
-    """Give layer4's first block stride 1 (both its strided conv and its shortcut)."""
+    """Give layer4's first block stride 1 (both its strided conv and its shortcut).
+
+    Our reading of the paper's "res_conv4_1 block" (the common last-stride choice; see the
+    module docstring): it gives the 1/16 map Sec. 3.2.1 states.
+    """
     for conv in (getattr(block, "conv1", None), getattr(block, "conv2", None)):
         if conv is not None and conv.stride == (2, 2):
             conv.stride = (1, 1)
@@ -272,7 +286,9 @@ def load_pretrained_backbone(model: MMHPN, pretrained: str | os.PathLike) -> Non
 
     ``"imagenet"`` reads torchvision's file from the torch hub cache
     (``$TORCH_HOME/hub/checkpoints/``) if it is there; a path reads a local state_dict
-    (a torchvision ResNet's, with or without its ``fc`` weights).
+    (a torchvision ResNet's, with or without its ``fc`` weights, with or without BatchNorm's
+    ``num_batches_tracked`` buffers). A file missing any real weight or buffer (conv/BN
+    weights, BN running statistics) or holding a mis-shaped one is refused.
     """
     _, weights, _ = BACKBONES[model.backbone_name]
     if pretrained == "imagenet":
@@ -305,7 +321,10 @@ def load_pretrained_backbone(model: MMHPN, pretrained: str | os.PathLike) -> Non
         key = key.replace("bn1.", "stem.1.", 1) if key.startswith("bn1.") else key
         renamed[key] = value
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("heads.")}
-    missing = sorted(set(own) - set(renamed))
+    # BatchNorm's `num_batches_tracked` counters are not weights: files saved before torch
+    # 0.4.1 (torchvision's original resnet50-19c8e357.pth, copies kept by older re-ID code)
+    # lack them, and torch itself loads such files. They stay at the model's own value (0).
+    missing = sorted(k for k in set(own) - set(renamed) if not k.endswith(".num_batches_tracked"))
     # The trunk's layer4 blocks after the model's last tap were dropped; their weights are not needed.
     dropped = tuple(f"layer4.{i}." for i in range(model.last_tap_index + 1, len(TAPS)))
     unexpected = sorted(k for k in set(renamed) - set(own) if not k.startswith(dropped))

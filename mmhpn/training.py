@@ -60,7 +60,7 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_FORMAT = 1
 RESUME_KEYS = ("epoch", "optimizer", "history", "rng")  # what checkpoint.pt has beyond model.pt
 
-LOSSES = ("softmax", "psl")
+LOSSES = ("softmax", "psl", "weighted_softmax")  # mmhpn.losses.build_loss
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SAMPLERS = ("shuffle", "pk")  # mmhpn.data: plain shuffling (paper) or P x K identity batches
 EVAL_PROTOCOLS = ("toolbox", "market1501-official")  # mmhpn.evaluation.PROTOCOLS
@@ -68,7 +68,9 @@ EVAL_PROTOCOLS = ("toolbox", "market1501-official")  # mmhpn.evaluation.PROTOCOL
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on. The defaults are the paper's Sec. 4.2 settings.
+    """Everything a training run depends on. The defaults are the paper's Sec. 4.2 settings,
+    except the loss: the default is the plain softmax loss, and the ``paper`` profile sets the
+    PSL with the paper's gammas (the paper's headline model).
 
     Fields left out of `config_hash` (they do not change the trained weights or the final
     metrics): ``profile`` and ``name`` (labels), ``data_root`` (where the data lives, not
@@ -77,7 +79,10 @@ class TrainConfig:
     ``cache_images`` (the cached pipeline gives identical tensors) and ``eval_every``
     (intermediate evaluations run under a forked RNG and only add columns to the history). Fields that cannot matter for a setting are also normalised away:
     the synthetic preset/seed for real datasets, the PSL gammas/single-stripe rule for the
-    softmax loss, ``num_instances`` for the plain shuffling sampler. ``precision="auto"`` is
+    other losses, ``scale_weights`` for losses other than ``weighted_softmax``,
+    ``num_instances`` for the plain shuffling sampler. The layout is hashed *resolved* (a
+    preset's layout when ``layout`` is None), so a run is never matched by a preset's name
+    alone. ``precision="auto"`` is
     hashed as written: it resolves per machine (bf16 where supported), which is recorded
     in ``metrics.json``.
     """
@@ -100,6 +105,7 @@ class TrainConfig:
     loss: str = "softmax"
     gammas: tuple | None = (0.3, 0.5, 1.5, 2.0)
     single_stripe: str = "ce"
+    scale_weights: tuple | None = None  # loss "weighted_softmax": one constant per scale
     # input and sampling
     height: int = 384
     width: int = 128
@@ -132,6 +138,8 @@ class TrainConfig:
         object.__setattr__(self, "lr_decay_epochs", tuple(int(e) for e in self.lr_decay_epochs))
         if self.gammas is not None:
             object.__setattr__(self, "gammas", tuple(float(g) for g in self.gammas))
+        if self.scale_weights is not None:
+            object.__setattr__(self, "scale_weights", tuple(float(w) for w in self.scale_weights))
         if self.layout is not None:
             if not isinstance(self.layout, dict):
                 raise ConfigError(f"layout must be a dict {{tap: stripe counts}} or None, got {self.layout!r}")
@@ -168,6 +176,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a non-negative number, got {getattr(self, name)!r}")
         if any(e < 1 for e in self.lr_decay_epochs):
             raise ConfigError(f"lr_decay_epochs must be epoch numbers >= 1, got {list(self.lr_decay_epochs)}")
+        if self.loss == "weighted_softmax" and (
+                not self.scale_weights or not all(math.isfinite(w) and w >= 0 for w in self.scale_weights)):
+            raise ConfigError(f"loss 'weighted_softmax' needs scale_weights, one finite non-negative number per "
+                              f"scale, got {self.scale_weights!r}")
         if self.sampler == "pk" and self.batch_size % self.num_instances:
             raise ConfigError(f"the pk sampler needs batch_size ({self.batch_size}) to be a multiple of "
                               f"num_instances ({self.num_instances})")
@@ -186,10 +198,16 @@ class TrainConfig:
     def hashed_fields(self) -> dict:
         """The fields `config_hash` covers, with settings that cannot matter normalised away."""
         values = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_FIELDS}
+        # The model depends on the resolved layout, not on a preset's name: a preset whose
+        # layout changes (mmhpn did) must not be served runs trained under the old one.
+        if self.layout is None:
+            values["layout"] = {tap: list(counts) for tap, counts in MODEL_PRESETS[self.preset].items()}
         if self.dataset != "synthetic":
             values["synthetic_preset"] = values["synthetic_seed"] = None
-        if self.loss == "softmax":
+        if self.loss != "psl":
             values["gammas"] = values["single_stripe"] = None
+        if self.loss != "weighted_softmax":
+            values.pop("scale_weights")  # left out, so adding the field changed no other hash
         if self.sampler == "shuffle":
             values["num_instances"] = None
         return values
@@ -238,8 +256,12 @@ def _check_field_names(values: dict) -> None:
 
 PROFILES: dict[str, dict[str, Any]] = {
     # Sec. 4.2 literally: ImageNet-pretrained ResNet-50, 384x128, batch 64, 60 epochs,
-    # SGD momentum 0.9, weight decay 5e-4, lr 0.1 then 0.01 after epoch 30, flip only.
-    "paper": {},
+    # SGD momentum 0.9, weight decay 5e-4, lr 0.1 then 0.01 after epoch 30, flip only; the
+    # paper's headline model: MMHPN + APS trained with the PSL and the gammas of Sec. 4.2.
+    # Precision is ours: "auto" trains under bf16 autocast where the CPU/GPU supports it
+    # (fp16 + gradient scaling on older GPUs); the paper says nothing about precision
+    # (presumably fp32). Use --precision fp32 for the closest match.
+    "paper": {"loss": "psl"},
     # The book's CPU settings on the synthetic demo data (`make book`'s default). Why they
     # differ from `paper`: the book trains 14 configurations x 2 seeds on a 2-core CPU within
     # 30 minutes, and ImageNet weights cannot be downloaded on the build machines. So: the
@@ -267,14 +289,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         "num_workers": 0,
         "cache_images": True,
     },
-    # Seconds, for tests: the tiny synthetic set, 64x32 inputs (a 4x2 map, so the mmhpn
-    # layout is scaled down to 4/2/2+1 stripes: still four scales at the three taps, so the
-    # PSL's four gammas apply), a short schedule. Only checks that the machinery works.
+    # Seconds, for tests: the tiny synthetic set, 64x32 inputs (a 4x2 map: 8 stripes do not
+    # fit), a short schedule. The mmhpn layout is scaled down to 4, 3 | 2 | 1 stripes: the
+    # same shape as the preset's 8, 4 | 2 | 1 (two finer scales at conv5_1, one at conv5_2,
+    # the whole map alone at conv5_3), four distinct stripe counts in decreasing order, so
+    # the PSL's four gammas apply as they do to the preset. Only checks the machinery.
     "smoke": {
         "dataset": "synthetic",
         "data_root": "data/synthetic-tiny",
         "synthetic_preset": "tiny",
-        "layout": {"conv5_1": (4,), "conv5_2": (2,), "conv5_3": (2, 1)},
+        "layout": {"conv5_1": (4, 3), "conv5_2": (2,), "conv5_3": (1,)},
         "backbone": "resnet34",
         "pretrained": None,
         "height": 64,
@@ -656,7 +680,8 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         from mmhpn.losses import build_loss
 
-        criterion = build_loss(config.loss, config.gammas, config.single_stripe, num_scales=len(model.scales))
+        criterion = build_loss(config.loss, config.gammas, config.single_stripe, num_scales=len(model.scales),
+                               scale_weights=config.scale_weights)
 
         start_epoch, history = 0, []
         checkpoint_path = run_dir / CHECKPOINT_FILE
@@ -736,6 +761,7 @@ def _train_one_epoch(net, loader, criterion, optimizer, scaler, config: TrainCon
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     # Sums kept on the device and read every few steps: .item() every step would stall a GPU.
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct stripes, stripes
+    factor_sums = None  # PSL only: per scale, the sum over images of the batch-mean modulating factor
     images_seen = 0
     started = time.perf_counter()
     # One bar per epoch, left on screen: the finished bars read as the training log.
@@ -756,6 +782,10 @@ def _train_one_epoch(net, loader, criterion, optimizer, scaler, config: TrainCon
             stripes = sum(out.shape[1] for out in outputs) * pids.shape[0]
             totals += torch.stack([loss.detach().double() * pids.shape[0], correct.double(),
                                    torch.tensor(float(stripes), dtype=torch.float64, device=device)])
+            factors = getattr(criterion, "last_mean_factors", None)
+            if factors is not None:
+                batch_factors = factors.double() * pids.shape[0]
+                factor_sums = batch_factors if factor_sums is None else factor_sums + batch_factors
         images_seen += pids.shape[0]
         if show_progress and (step % 10 == 0 or step == len(loader) - 1):
             loss_sum, correct_sum, stripe_sum = totals.tolist()
@@ -770,8 +800,12 @@ def _train_one_epoch(net, loader, criterion, optimizer, scaler, config: TrainCon
     if not math.isfinite(loss_value):
         raise ConfigError(f"training diverged: the loss became {loss_value} in epoch {epoch + 1}; "
                           f"try a lower lr than {lr}")
-    return {"epoch": epoch + 1, "lr": lr, "loss": loss_value, "stripe_acc": correct_sum / stripe_sum,
-            "seconds": time.perf_counter() - started, "images": images_total}
+    row = {"epoch": epoch + 1, "lr": lr, "loss": loss_value, "stripe_acc": correct_sum / stripe_sum,
+           "seconds": time.perf_counter() - started, "images": images_total}
+    if factor_sums is not None:  # psl_factor_<i>: image-weighted mean over the epoch's steps
+        factor_sums = distributed.all_reduce_sum(factor_sums)
+        row.update({f"psl_factor_{i}": value / images_total for i, value in enumerate(factor_sums.tolist())})
+    return row
 
 
 def _checkpoint_state(config, num_classes, model, optimizer, scaler, epochs_done, history) -> dict:

@@ -101,3 +101,37 @@ def test_loss_errors():
         build_loss("psl", num_scales=3)
     assert isinstance(build_loss("psl", gammas=(1, 1, 1), num_scales=3), PartSensitiveLoss)
     assert math.isclose(sum(PAPER_GAMMAS), 4.3)
+
+
+def test_psl_records_each_scales_mean_modulating_factor():
+    outputs, targets = _outputs(), torch.tensor([0, 1, 2, 3])
+    loss = PartSensitiveLoss(PAPER_GAMMAS)
+    loss(outputs, targets)
+    expected = []
+    for logits, gamma in zip(outputs, PAPER_GAMMAS):
+        p = torch.softmax(logits.detach(), dim=2).gather(2, targets.view(-1, 1, 1).expand(-1, logits.shape[1], 1))[..., 0]
+        # one stripe with the default "ce" rule: factor 1; else (1 - q) ** gamma, q over the scale's stripes
+        factor = torch.ones_like(p) if p.shape[1] == 1 else (1 - torch.softmax(p, dim=1)) ** gamma
+        expected.append(factor.mean())
+    assert torch.allclose(loss.last_mean_factors, torch.stack(expected))
+    assert not loss.last_mean_factors.requires_grad
+    zero = PartSensitiveLoss((0, 0, 0, 0))
+    zero(outputs, targets)
+    assert torch.equal(zero.last_mean_factors, torch.ones(4))
+
+
+def test_weighted_softmax_multiplies_each_scales_softmax_loss_by_its_constant():
+    outputs, targets = _outputs(), torch.tensor([0, 1, 2, 3])
+    weights = (0.9, 0.7, 0.4, 1.0)
+    by_hand = sum(w * StripeCrossEntropy()([logits], targets) for logits, w in zip(outputs, weights))
+    got = build_loss("weighted_softmax", scale_weights=weights, num_scales=4)(outputs, targets)
+    assert torch.allclose(got, by_hand)
+    assert torch.equal(StripeCrossEntropy((1, 1, 1, 1))(outputs, targets), StripeCrossEntropy()(outputs, targets))
+    with pytest.raises(ConfigError, match="needs scale_weights"):
+        build_loss("weighted_softmax")
+    with pytest.raises(ConfigError, match="one scale weight per scale"):
+        build_loss("weighted_softmax", scale_weights=(1.0, 1.0), num_scales=4)
+    with pytest.raises(ConfigError, match="2 scale weights"):
+        StripeCrossEntropy((1.0, 1.0))(outputs, targets)
+    with pytest.raises(ConfigError, match="finite non-negative"):
+        StripeCrossEntropy((1.0, -0.5))

@@ -34,9 +34,13 @@ def test_preset_shapes_train_and_eval(preset):
 
 
 def test_mmhpn_layout_puts_scales_at_the_documented_taps():
+    # Sec. 3.2.2: the global branch (conv5_3) holds the whole map only; Sec. 3.2.3: the
+    # upper branch carries two scales. Scale order 8, 4, 2, 1 = the order of PAPER_GAMMAS.
+    assert PRESETS["mmhpn"] == {"conv5_1": (8, 4), "conv5_2": (2,), "conv5_3": (1,)}
     model = build_model(5, backbone="resnet34")
     assert [(s.tap, s.stripes) for s in model.scales] == [
-        ("conv5_1", 8), ("conv5_2", 4), ("conv5_3", 2), ("conv5_3", 1)]
+        ("conv5_1", 8), ("conv5_1", 4), ("conv5_2", 2), ("conv5_3", 1)]
+    assert model.embedding_dim == 15 * 256 == 3840
 
 
 @pytest.mark.parametrize("backbone,channels", [("resnet50", 2048), ("resnet34", 512)])
@@ -54,8 +58,8 @@ def test_layout_override_and_twelve_stripes():
     model.train()
     out = model(torch.randn(2, 3, 192, 64))
     assert [o.shape for o in out] == [torch.Size([2, 12, 4])]
-    table5 = build_model(4, backbone="resnet34", layout={"conv5_2": 4, "conv5_3": (2, 1)})
-    assert [s.stripes for s in table5.scales] == [4, 2, 1]
+    table5 = build_model(4, backbone="resnet34", layout={"conv5_1": 4, "conv5_2": (2,), "conv5_3": 1})
+    assert [(s.tap, s.stripes) for s in table5.scales] == [("conv5_1", 4), ("conv5_2", 2), ("conv5_3", 1)]
 
 
 def test_too_many_stripes_for_the_input_height_is_a_clear_error():
@@ -94,7 +98,7 @@ def test_aps_weight_is_one_per_scale_and_shared_by_its_stripes():
     model = build_model(4, backbone="resnet34")
     aps = [name for name, _ in model.named_parameters() if "aps_logit" in name]
     assert len(aps) == len(model.scales) == 4
-    assert model.aps_weights() == {"conv5_1/8": 0.5, "conv5_2/4": 0.5, "conv5_3/2": 0.5, "conv5_3/1": 0.5}
+    assert model.aps_weights() == {"conv5_1/8": 0.5, "conv5_1/4": 0.5, "conv5_2/2": 0.5, "conv5_3/1": 0.5}
     assert build_model(4, backbone="resnet34", pooling="max").aps_weights()["conv5_1/8"] == 0.0
 
 
@@ -175,3 +179,42 @@ def test_bad_pretrained_files(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="could not read"):
         build_model(5, backbone="resnet34", pretrained=garbage)
+
+
+def _strip(state, prefix_or_suffix):
+    return {k: v for k, v in state.items() if not (k.endswith(prefix_or_suffix) or k.startswith(prefix_or_suffix))}
+
+
+@pytest.mark.parametrize("keep_fc", [True, False])
+def test_state_dict_without_num_batches_tracked_is_loaded(tmp_path, keep_fc):
+    # Files saved before BatchNorm had the counter (torchvision's resnet50-19c8e357.pth).
+    torch.manual_seed(2)
+    reference = torchvision.models.resnet34(weights=None)
+    state = _strip(reference.state_dict(), "num_batches_tracked")
+    assert not any(k.endswith("num_batches_tracked") for k in state)
+    if not keep_fc:
+        state = _strip(state, "fc.")
+    path = tmp_path / "old-resnet34.pth"
+    torch.save(state, path)
+    model = build_model(5, backbone="resnet34", pretrained=path)
+    assert torch.equal(model.layer2[0].conv1.weight, reference.layer2[0].conv1.weight)
+    assert torch.equal(model.layer4[0].bn1.running_var, reference.layer4[0].bn1.running_var)
+
+
+def test_state_dict_missing_a_real_weight_or_misshaped_is_refused(tmp_path):
+    state = _strip(torchvision.models.resnet34(weights=None).state_dict(), "num_batches_tracked")
+    missing = dict(state)
+    del missing["layer3.1.conv2.weight"]
+    torch.save(missing, tmp_path / "missing.pth")
+    with pytest.raises(ConfigError, match="missing.*layer3.1.conv2.weight"):
+        build_model(5, backbone="resnet34", pretrained=tmp_path / "missing.pth")
+    no_stats = dict(state)
+    del no_stats["bn1.running_mean"]
+    torch.save(no_stats, tmp_path / "no-stats.pth")
+    with pytest.raises(ConfigError, match="missing.*stem.1.running_mean"):
+        build_model(5, backbone="resnet34", pretrained=tmp_path / "no-stats.pth")
+    misshaped = dict(state)
+    misshaped["layer2.0.conv1.weight"] = torch.zeros(128, 64, 1, 1)
+    torch.save(misshaped, tmp_path / "misshaped.pth")
+    with pytest.raises(ConfigError, match="layer2.0.conv1.weight has shape"):
+        build_model(5, backbone="resnet34", pretrained=tmp_path / "misshaped.pth")

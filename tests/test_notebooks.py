@@ -110,14 +110,16 @@ def test_shared_rows_hash_identically_across_tables():
     from mmhpn.training import config_hash
 
     def h(row):
-        return config_hash(experiments.row_config(row, "smoke", 0, dataset="synthetic", data_root="d"))
+        weights = (0.9, 0.8, 0.5, 1.0) if row.scale_weights_from else None  # the PSL control's, made up
+        return config_hash(experiments.row_config(row, "smoke", 0, scale_weights=weights, dataset="synthetic",
+                                                  data_root="d"))
 
     t = experiments.TABLES
     assert h(t["table4"].rows[-1]) == h(t["table5"].rows[-1]) == h(t["table6"].rows[0])
     assert h(t["table4"].rows[0]) == h(t["table5"].rows[0]) == h(experiments.figure5_rows([1])[0])
-    assert h(t["table6"].rows[2]) == h(t["table7"].rows[0])
+    assert h(t["table6"].rows[2]) == h(t["table7"].rows[0]) == h(t["layouts"].rows[0])
     unique = {h(r) for spec in t.values() for r in spec.rows} | {h(r) for r in experiments.figure5_rows()}
-    assert len(unique) == 15
+    assert len(unique) == 19
     # a preset row keeps its preset's layout even when the profile sets another layout
     config = experiments.row_config(t["table4"].rows[1], "smoke", 0)
     assert config.layout is None and config.preset == "msm"
@@ -128,6 +130,8 @@ def test_paper_numbers_are_complete_and_sourced():
     assert set(numbers["table"]) == {f"table{i}" for i in range(1, 8)}
     assert numbers["source"].str.startswith("MMHPN paper Table").all()
     for key, spec in experiments.TABLES.items():
+        if not spec.in_paper:
+            continue
         paper_rows = list(experiments.paper_table(key).index)
         assert paper_rows == [r.label for r in spec.rows if r.label in paper_rows]
     t1 = experiments.paper_table("table1")

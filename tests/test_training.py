@@ -38,7 +38,8 @@ def test_paper_profile_is_section_4_2():
         ("resnet50", "imagenet", 384, 128, 64, 60)
     assert (c.lr, c.lr_decay_epochs, c.lr_decay_factor, c.momentum, c.weight_decay) == (0.1, (30,), 0.1, 0.9, 5e-4)
     assert (c.preset, c.pooling, c.sampler) == ("mmhpn", "aps", "shuffle")
-    assert c == TrainConfig()  # the dataclass defaults are the paper's settings
+    # the dataclass defaults are the paper's settings; the profile adds the headline model's PSL
+    assert c.loss == "psl" and c.gammas == (0.3, 0.5, 1.5, 2.0) and c == TrainConfig(loss="psl")
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))

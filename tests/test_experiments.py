@@ -1,0 +1,163 @@
+"""The tables' rows: resolved layouts, the PSL control's constants, and what the run hash covers."""
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from mmhpn import experiments
+from mmhpn.errors import ConfigError
+from mmhpn.model import PRESETS
+from mmhpn.training import config_hash, make_config
+
+OLD_MMHPN_LAYOUT = {"conv5_1": (8,), "conv5_2": (4,), "conv5_3": (2, 1)}
+NEW_MMHPN_LAYOUT = {"conv5_1": (8, 4), "conv5_2": (2,), "conv5_3": (1,)}
+
+
+def _resolved(config):
+    return config.layout if config.layout is not None else PRESETS[config.preset]
+
+
+def test_table5_grows_the_mmhpn_layout_one_scale_at_a_time():
+    rows = experiments.get_table("table5").rows
+    layouts = [_resolved(experiments.row_config(row, "paper", 0)) for row in rows]
+    assert layouts == [
+        {"conv5_3": (1,)},
+        {"conv5_2": (2,), "conv5_3": (1,)},
+        {"conv5_1": (4,), "conv5_2": (2,), "conv5_3": (1,)},
+        NEW_MMHPN_LAYOUT,
+    ]
+    # each row adds one scale at the tap the mmhpn preset gives it
+    for smaller, larger in zip(layouts, layouts[1:]):
+        for tap, counts in smaller.items():
+            assert set(counts) <= set(larger[tap])
+            assert set(counts) <= set(NEW_MMHPN_LAYOUT[tap])
+
+
+def test_layouts_table_places_the_same_15_stripes_four_ways():
+    spec = experiments.get_table("layouts")
+    assert not spec.in_paper and spec.claims == () and len(spec.questions) == 3
+    layouts = [_resolved(experiments.row_config(row, "demo", 0)) for row in spec.rows]
+    assert layouts[0] == NEW_MMHPN_LAYOUT and layouts[2] == OLD_MMHPN_LAYOUT
+    assert layouts[3] == {"conv5_3": (8, 4, 2, 1)}
+    for layout in layouts:
+        assert sorted(c for counts in layout.values() for c in counts) == [1, 2, 4, 8]
+    assert len({str(layout) for layout in layouts}) == 4
+    configs = [experiments.row_config(row, "demo", 0) for row in spec.rows]
+    assert {(c.pooling, c.loss) for c in configs} == {("aps", "softmax")}
+    # the text's reading is Table 6's APS row: trained once through the run cache
+    assert config_hash(configs[0]) == config_hash(experiments.row_config(experiments.get_table("table6").rows[2],
+                                                                         "demo", 0))
+    for better, worse in spec.questions:
+        spec.row(better), spec.row(worse)
+
+
+def test_hash_covers_the_resolved_layout_not_the_presets_name():
+    by_name = make_config("paper", preset="mmhpn")
+    assert by_name.layout is None
+    assert config_hash(by_name) == config_hash(make_config("paper", preset="mmhpn", layout=NEW_MMHPN_LAYOUT))
+    assert config_hash(by_name) != config_hash(make_config("paper", preset="mmhpn", layout=OLD_MMHPN_LAYOUT))
+    assert by_name.hashed_fields()["layout"] == {tap: list(c) for tap, c in NEW_MMHPN_LAYOUT.items()}
+    # an explicit layout is hashed as written
+    explicit = make_config("paper", preset="baseline", layout={"conv5_3": (4,)})
+    assert explicit.hashed_fields()["layout"] == {"conv5_3": [4]}
+
+
+def test_scale_weights_are_hashed_for_the_weighted_softmax_only():
+    control = make_config("smoke", loss="weighted_softmax", scale_weights=(0.9, 0.8, 0.5, 1.0))
+    other = make_config("smoke", loss="weighted_softmax", scale_weights=(0.9, 0.8, 0.4, 1.0))
+    assert config_hash(control) != config_hash(other)
+    softmax = make_config("smoke")
+    assert "scale_weights" not in softmax.hashed_fields()
+    assert config_hash(softmax) == config_hash(make_config("smoke", scale_weights=(1.0, 2.0)))
+    with pytest.raises(ConfigError, match="weighted_softmax' needs scale_weights"):
+        make_config("smoke", loss="weighted_softmax")
+
+
+def test_psl_scale_weights_are_the_image_weighted_mean_over_training():
+    # two epochs; the second saw three times as many images
+    history = pd.DataFrame({"epoch": [1, 2], "loss": [5.0, 4.0], "images": [100, 300],
+                            "psl_factor_0": [0.90, 0.98], "psl_factor_1": [0.70, 0.74],
+                            "psl_factor_2": [0.50, 0.30], "psl_factor_3": [1.0, 1.0]})
+    weights = experiments.psl_scale_weights(history)
+    assert weights == pytest.approx((0.96, 0.73, 0.35, 1.0))
+    # columns are ordered by scale index, not as text (psl_factor_10 after psl_factor_2)
+    wide = pd.DataFrame({"images": [1], **{f"psl_factor_{i}": [float(i)] for i in (10, 2, 0, 1)}})
+    assert experiments.psl_scale_weights(wide) == (0.0, 1.0, 2.0, 10.0)
+    with pytest.raises(ConfigError, match="no psl_factor"):
+        experiments.psl_scale_weights(history[["epoch", "loss", "images"]])
+
+
+def test_the_control_row_is_derived_from_the_psl_run_of_the_same_seed(monkeypatch):
+    import mmhpn.runs
+
+    trained = []
+
+    def fake_train_or_load(config, runs_dir, progress):
+        trained.append(config)
+        factor = 0.5 + 0.1 * config.seed  # a different PSL history per seed
+        history = pd.DataFrame({"images": [64], "seconds": [1.0], **{f"psl_factor_{i}": [factor] for i in range(4)}})
+        return SimpleNamespace(metrics={"rank1": 0.5, "mAP": 0.4}, trained_now=True, history=history,
+                               path=f"runs/{config.loss}-{config.seed}")
+
+    monkeypatch.setattr(mmhpn.runs, "train_or_load", fake_train_or_load)
+    spec = experiments.get_table("table7")
+    psl, control = spec.row("MMHPN+PSL"), spec.row(experiments.PSL_CONTROL_LABEL)
+    assert control.scale_weights_from == "MMHPN+PSL"
+    results = experiments.run_rows([psl, control], "smoke", [0, 1])
+    controls = [c for c in trained if c.loss == "weighted_softmax"]
+    assert [c.scale_weights for c in controls] == [(0.5,) * 4, (0.6,) * 4]
+    assert [c.preset for c in controls] == ["mmhpn", "mmhpn"] and {c.pooling for c in controls} == {"aps"}
+    assert list(results["scale_weights"].fillna("")) == ["", "", "0.500, 0.500, 0.500, 0.500",
+                                                          "0.600, 0.600, 0.600, 0.600"]
+    # in the table, the PSL row comes first; alone, the control cannot run
+    labels = [r.label for r in spec.rows]
+    assert labels.index("MMHPN+PSL") < labels.index(experiments.PSL_CONTROL_LABEL)
+    with pytest.raises(ConfigError, match="needs the run of row 'MMHPN\\+PSL'"):
+        experiments.run_rows([control], "smoke", [0])
+    with pytest.raises(ConfigError, match="pass scale_weights"):
+        experiments.row_config(control, "smoke", 0)
+
+
+
+def test_one_training_epoch_logs_the_psl_factors_the_control_then_uses(monkeypatch):
+    import torch
+
+    from mmhpn import training
+    from mmhpn.losses import build_loss
+    from mmhpn.model import build_model
+
+    monkeypatch.setattr(training, "set_loader_epoch", lambda loader, config, epoch: None)
+    config = make_config("smoke", loss="psl", device="cpu")
+    gen = torch.Generator().manual_seed(0)
+    # two batches of different sizes: the epoch's factor is their image-weighted mean
+    loader = [(torch.randn(n, 3, 64, 32, generator=gen), torch.arange(n) % 3, torch.zeros(n)) for n in (4, 2)]
+
+    def one_epoch(loss):
+        torch.manual_seed(0)
+        model = build_model(3, backbone="resnet34", layout=config.layout)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: both batches see the same weights
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        return training._train_one_epoch(model, loader, loss, optimizer, scaler, config, 0, torch.device("cpu"),
+                                         "fp32", False), model
+
+    psl = build_loss("psl", num_scales=4)
+    row, model = one_epoch(psl)
+    columns = [f"psl_factor_{i}" for i in range(4)]
+    assert set(columns) <= set(row)
+    expected = torch.zeros(4, dtype=torch.float64)
+    model.train()
+    for images, pids, _ in loader:
+        psl(model(images), pids)
+        expected += psl.last_mean_factors.double() * len(pids)
+    assert [row[c] for c in columns] == pytest.approx((expected / 6).tolist(), rel=1e-4)
+    assert row["psl_factor_3"] == 1.0  # the single stripe, "ce" rule: factor 1
+    weights = experiments.psl_scale_weights(pd.DataFrame([row]))
+    control_row, _ = one_epoch(build_loss("weighted_softmax", scale_weights=weights, num_scales=4))
+    assert not any(c.startswith("psl_factor_") for c in control_row)
+
+
+def test_row_layout_resolves_presets_and_explicit_layouts():
+    rows = experiments.get_table("layouts").rows
+    assert experiments.row_layout(rows[0]) == NEW_MMHPN_LAYOUT
+    assert experiments.row_layout(rows[1]) == {"conv5_1": (8,), "conv5_2": (4, 2), "conv5_3": (1,)}
+    assert experiments.row_layout(rows[3]) == {"conv5_3": (8, 4, 2, 1)}
