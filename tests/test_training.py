@@ -165,3 +165,22 @@ def test_bf16_autocast_step_on_cpu_gives_finite_float32_grads():
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+# Hashes computed on main at 3f3cf11, before the training module was split into config /
+# runtime / checkpoints / loop. A run folder is named by its configuration's hash, so a
+# refactor that changed one would silently orphan every cached run: a change to these
+# values must be a deliberate change of what a configuration means.
+PINNED_HASHES = [
+    ("paper", {}, "4dde738b64c8449a9781fcf565bedc342bf2fc581e629108a7197bfddc04d652"),
+    ("demo", {}, "b2b2daed107e1b2d91e906134edd0a3789852822ba3c158791933801f20ac37a"),
+    ("smoke", {}, "3250fccdc608d780ad836220c3e6ec76e5cd82542b0fc0f1358a76e1276ebfe8"),
+    ("demo", {"preset": "baseline"}, "488c7226ac8bc99499ea4672473ee650f2adb5e50658b0a13c10de2e6059d239"),
+    ("smoke", {"loss": "psl", "sampler": "pk", "layout": {"conv5_3": (2, 1)}, "gammas": (0.1, 0.2, 0.3, 0.4)},
+     "c066d04f067f86a71a9194acff6170fabeb3b297248e14bf16977dcfc6cef4ab"),
+]
+
+
+@pytest.mark.parametrize("profile, overrides, expected", PINNED_HASHES)
+def test_config_hash_is_pinned(profile, overrides, expected):
+    assert config_hash(make_config(profile, **overrides)) == expected
