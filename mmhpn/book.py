@@ -445,7 +445,7 @@ def benchmark_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def trainings_since(runs_dir: Path, since_epoch_s: float) -> int:
     """How many runs in `runs_dir` finished at or after `since_epoch_s` (trained, not loaded)."""
-    from mmhpn.runs import FINISHED_FILE
+    from mmhpn.checkpoints import FINISHED_FILE
 
     if not runs_dir.is_dir():
         return 0

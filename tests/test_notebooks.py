@@ -107,7 +107,7 @@ def test_external_resource_scan_finds_what_a_browser_would_load(tmp_path):
 def test_shared_rows_hash_identically_across_tables():
     """Table 4's last row = Table 5's last = Table 6's first; Table 6's APS = Table 7's softmax;
     Figure 5's one-stripe point = the baseline: one training each through the run cache."""
-    from mmhpn.training import config_hash
+    from mmhpn.config import config_hash
 
     def h(row):
         return config_hash(experiments.row_config(row, "smoke", 0, dataset="synthetic", data_root="d"))

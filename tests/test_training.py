@@ -1,4 +1,4 @@
-"""Training engine: configuration, profiles, hashing, schedule, precision, RNG state, a smoke run."""
+"""Training: configuration, profiles, hashing (pinned), schedule, precision, RNG state, a smoke run."""
 from __future__ import annotations
 
 import json
@@ -11,18 +11,9 @@ import torch
 
 from mmhpn.data.synthetic import ensure_synthetic
 from mmhpn.errors import ConfigError
-from mmhpn.training import (
-    PROFILES,
-    TrainConfig,
-    config_hash,
-    cpu_supports_bf16,
-    learning_rate,
-    make_config,
-    resolve_precision,
-    rng_state,
-    set_rng_state,
-    train,
-)
+from mmhpn.config import PROFILES, TrainConfig, build_model_for, config_hash, make_config
+from mmhpn.runtime import autocast, cpu_supports_bf16, resolve_precision, rng_state, set_rng_state
+from mmhpn.training import learning_rate, train
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +143,6 @@ def test_smoke_run_learns_and_writes_its_files(tiny_data, tmp_path, capsys):
 
 def test_bf16_autocast_step_on_cpu_gives_finite_float32_grads():
     from mmhpn.losses import build_loss
-    from mmhpn.training import autocast, build_model_for
 
     config = make_config("smoke", precision="bf16", channels_last=True)
     model = build_model_for(config, num_classes=16).to(memory_format=torch.channels_last)
