@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from mmhpn.atomic import atomic_path, atomic_write_json
 from mmhpn.errors import ConfigError, MMHPNError
+from mmhpn.provenance import machine_description
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -233,9 +234,8 @@ def _hide_injected_cell(path: Path, params: dict[str, Any]) -> None:
         tags = cell.metadata.get("tags", [])
         if "parameters" in tags and "hide-input" not in tags and "remove-cell" not in tags:
             tags.append("hide-input")
-    tmp = path.with_suffix(".tmp.ipynb")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nbformat.write(nb, str(tmp))
 
 
 def execute_notebook(name: str, params: dict[str, Any], root: Path = REPO_ROOT) -> float:
@@ -398,18 +398,6 @@ def build_html(root: Path = REPO_ROOT) -> Path:
 # the whole pipeline
 
 
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} logical CPU(s), {cpu}, {platform.system()} {platform.release()}"
-
-
 # The numbers of a benchmark result that the compute-cost page shows: those with a key (at
 # any nesting level) ending so. Per-repeat lists and the configuration echo stay in the file.
 BENCHMARK_HEADLINE_SUFFIXES = (
@@ -456,9 +444,7 @@ def _append_build_log(entry: dict[str, Any], log_path: Path) -> None:
     entries = json.loads(log_path.read_text()) if log_path.is_file() else []
     entries.append(entry)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = log_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=2))
-    os.replace(tmp, log_path)
+    atomic_write_json(log_path, entries)
 
 
 def run_pipeline(profile: Profile, notebooks: tuple[str, ...] = NOTEBOOK_ORDER,
