@@ -9,18 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mmhpn.data.synthetic import ensure_synthetic
 from mmhpn.errors import ConfigError
 from mmhpn.config import PROFILES, TrainConfig, build_model_for, config_hash, make_config
 from mmhpn.runtime import autocast, cpu_supports_bf16, resolve_precision, rng_state, set_rng_state
 from mmhpn.training import learning_rate, train
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.getbasetemp() / "tiny-synthetic"
-    ensure_synthetic(root, preset="tiny", seed=0)
-    return root
 
 
 def test_paper_profile_is_section_4_2():
@@ -115,8 +107,8 @@ def test_rng_state_is_weights_only_loadable_and_restores_every_stream(tmp_path):
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
 
 
-def test_smoke_run_learns_and_writes_its_files(tiny_data, tmp_path, capsys):
-    config = make_config("smoke", data_root=str(tiny_data), epochs=3, lr_decay_epochs=(3,), eval_every=2)
+def test_smoke_run_learns_and_writes_its_files(tiny_root, tmp_path, capsys):
+    config = make_config("smoke", data_root=str(tiny_root), epochs=3, lr_decay_epochs=(3,), eval_every=2)
     result = train(config, tmp_path / "run", progress=True)
     history = result.history
     assert list(history["epoch"]) == [1, 2, 3]
