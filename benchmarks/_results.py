@@ -6,12 +6,13 @@ provenance with it.
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from mmhpn.atomic import atomic_write_json
+from mmhpn.provenance import machine_description
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -19,8 +20,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def write_result(filename: str, data: dict[str, Any]) -> Path:
     """Write `data` plus a `recorded` block to `benchmarks/results/<filename>`, atomically."""
     import torch
-
-    from mmhpn.book import machine_description
 
     record = {
         **data,
@@ -33,7 +32,5 @@ def write_result(filename: str, data: dict[str, Any]) -> Path:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / filename
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, record)
     return path

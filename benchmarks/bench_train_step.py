@@ -4,9 +4,9 @@ Modes, measured interleaved (A B C D, A B C D, ...) so that a busy machine slows
 each as images/s over --steps steps after warm-up steps:
 
 * ``mmhpn_full``   - what `mmhpn.training.train` does per step: a batch from the real
-  training loader (`mmhpn.training.build_train_loader`: decode, resize, flip, normalise),
-  copy to the device (channels_last), forward through the trunk and every stripe head,
-  the profile's loss, backward, SGD step;
+  training loader (`mmhpn.training.train_loader`: decode, resize, flip, normalise), copy
+  to the device (channels_last), forward through the trunk and every stripe head, the
+  profile's loss, backward, SGD step;
 * ``mmhpn_model``  - the same step on one pre-loaded batch (no input pipeline);
 * ``bare_backbone`` - the same trunk (torchvision ResNet, layer4 stride 1) + global average
   pooling + one linear classifier + cross-entropy + SGD, on the pre-loaded batch: the
@@ -39,9 +39,12 @@ import time
 import torch
 import torchvision
 
-from mmhpn import training
+from mmhpn.config import PROFILES, build_model_for, make_config
+from mmhpn.data import load_data, set_loader_epoch
 from mmhpn.losses import build_loss
 from mmhpn.model import BACKBONES
+from mmhpn.runtime import autocast, cpu_supports_bf16
+from mmhpn.training import train_loader
 
 from _results import write_result  # benchmarks/ is on sys.path when a script runs
 
@@ -73,7 +76,7 @@ def make_step(model, criterion, config, device, precision):
     def step(images, pids):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         pids = pids.to(device, non_blocking=True)
-        with training.autocast(device, precision):
+        with autocast(device, precision):
             loss = criterion(model(images), pids)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -85,7 +88,7 @@ def make_step(model, criterion, config, device, precision):
 def loader_batches(loader, config):
     epoch = 0
     while True:
-        training.set_loader_epoch(loader, config, epoch)
+        set_loader_epoch(loader, config.seed, epoch)
         for images, pids, _ in loader:
             yield images, pids
         epoch += 1
@@ -107,16 +110,15 @@ def timed(run_one, steps: int, warmup: int, batch_size: int, device) -> float:
 def measure(config, dataset, device, precision, steps, warmup, repeats) -> dict:
     num_classes = dataset.num_train_pids
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    mmhpn = training.build_model_for(config, num_classes, pretrained=False).to(device, memory_format=memory_format)
+    mmhpn = build_model_for(config, num_classes, pretrained=False).to(device, memory_format=memory_format)
     criterion = build_loss(config.loss, config.gammas, config.single_stripe, num_scales=len(mmhpn.scales))
     bare = BareBackbone(config.backbone, num_classes).to(device, memory_format=memory_format)
     mmhpn_step = make_step(mmhpn, criterion, config, device, precision)
     bare_step = make_step(bare, torch.nn.CrossEntropyLoss(), config, device, precision)
 
-    loader = training.build_train_loader(config, dataset.train, device)
-    stream = loader_batches(loader, config)
+    stream = loader_batches(train_loader(config, dataset.train, device), config)
     fixed_images, fixed_pids = next(stream)
-    pipeline_stream = loader_batches(training.build_train_loader(config, dataset.train, device), config)
+    pipeline_stream = loader_batches(train_loader(config, dataset.train, device), config)
 
     modes = {
         "mmhpn_full": lambda: mmhpn_step(*next(stream)),
@@ -153,7 +155,7 @@ def measure(config, dataset, device, precision, steps, warmup, repeats) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--profile", "--preset", default=None, choices=sorted(training.PROFILES),
+    parser.add_argument("--profile", "--preset", default=None, choices=sorted(PROFILES),
                         help="training profile (default: demo on CPU, paper on CUDA)")
     parser.add_argument("--data-root", default=None, help="synthetic data folder (generated if missing)")
     parser.add_argument("--synthetic-preset", default=None,
@@ -188,7 +190,7 @@ def main() -> None:
             overrides["num_workers"] = args.num_workers
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
-    config = training.make_config(profile, **overrides)
+    config = make_config(profile, **overrides)
     precisions = (args.precisions or ("bf16" if on_gpu else "fp32,bf16")).split(",")
     steps = args.steps or (30 if on_gpu else 6)
     warmup = args.warmup if args.warmup is not None else (5 if on_gpu else 1)
@@ -198,7 +200,7 @@ def main() -> None:
 
         ensure_synthetic(config.data_root, preset=config.synthetic_preset, seed=config.synthetic_seed,
                          workers=os.cpu_count() or 1, progress=True)
-    dataset = training.load_data(config)
+    dataset = load_data(config)
     print(f"{config.backbone} {config.preset} {config.height}x{config.width} batch {config.batch_size} on "
           f"{device}; {len(dataset.train)} training images; threads {args.threads}, workers {config.num_workers}")
     results = {}
@@ -222,7 +224,7 @@ def main() -> None:
         "device_name": torch.cuda.get_device_name(device) if on_gpu else platform.processor() or platform.machine(),
         "torchvision": torchvision.__version__,
         "threads": args.threads,
-        "cpu_bf16_native": training.cpu_supports_bf16(),
+        "cpu_bf16_native": cpu_supports_bf16(),
         "config": config.to_dict(),
         "train_images": len(dataset.train),
         "steps": steps,

@@ -3,7 +3,9 @@
 The package is split by concern: `mmhpn.model` (network and Adaptive Pooling Strategy),
 `mmhpn.losses` (stripe softmax and Part Sensitive Loss), `mmhpn.data` (Market-layout
 datasets, the synthetic benchmark, the input pipeline), `mmhpn.evaluation` (CMC/mAP
-protocol), `mmhpn.training` and `mmhpn.runs` (training engine and run cache),
+protocol), `mmhpn.config` (training configuration and profiles), `mmhpn.runtime` (device,
+precision, seeds), `mmhpn.checkpoints` (the files of a run folder), `mmhpn.training` (the
+loop) and `mmhpn.runs` (the run cache),
 `mmhpn.figures` (the paper's figures) and `mmhpn.cli` (the `mmhpn` command).
 """
 from mmhpn.model import MMHPN, PRESETS, build_model

@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from mmhpn.atomic import atomic_path, atomic_write_json
 from mmhpn.errors import ConfigError, MMHPNError
+from mmhpn.provenance import machine_description
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -240,9 +241,8 @@ def _hide_injected_cell(path: Path, params: dict[str, Any]) -> None:
         tags = cell.metadata.get("tags", [])
         if "parameters" in tags and "hide-input" not in tags and "remove-cell" not in tags:
             tags.append("hide-input")
-    tmp = path.with_suffix(".tmp.ipynb")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nbformat.write(nb, str(tmp))
 
 
 def execute_notebook(name: str, params: dict[str, Any], root: Path = REPO_ROOT) -> float:
@@ -405,18 +405,6 @@ def build_html(root: Path = REPO_ROOT) -> Path:
 # the whole pipeline
 
 
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} logical CPU(s), {cpu}, {platform.system()} {platform.release()}"
-
-
 # The numbers of a benchmark result that the compute-cost page shows: those with a key (at
 # any nesting level) ending so. Per-repeat lists and the configuration echo stay in the file.
 BENCHMARK_HEADLINE_SUFFIXES = (
@@ -452,7 +440,7 @@ def benchmark_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def trainings_since(runs_dir: Path, since_epoch_s: float) -> int:
     """How many runs in `runs_dir` finished at or after `since_epoch_s` (trained, not loaded)."""
-    from mmhpn.runs import FINISHED_FILE
+    from mmhpn.checkpoints import FINISHED_FILE
 
     if not runs_dir.is_dir():
         return 0
@@ -463,16 +451,14 @@ def _append_build_log(entry: dict[str, Any], log_path: Path) -> None:
     entries = json.loads(log_path.read_text()) if log_path.is_file() else []
     entries.append(entry)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = log_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=2))
-    os.replace(tmp, log_path)
+    atomic_write_json(log_path, entries)
 
 
 def write_result_tables(root: Path = REPO_ROOT) -> None:
     """results.csv (one line per table row and seed) and claims.csv (one line per claim) from
     the records the table notebooks saved: the same numbers their pages show."""
     from mmhpn.claims import read_records
-    from mmhpn.training import atomic_write_text
+    from mmhpn.atomic import atomic_write_text
 
     results, checked = read_records(root / RECORDS)
     atomic_write_text(root / RESULTS_CSV, results.to_csv(index=False))

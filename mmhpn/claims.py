@@ -194,7 +194,7 @@ def result_records(table: str, results: pd.DataFrame) -> pd.DataFrame:
 
 def write_records(table: str, results: pd.DataFrame, checked: pd.DataFrame, records_dir: str | Path) -> None:
     """Save one table's per-seed results and checked claims under `records_dir`."""
-    from mmhpn.training import atomic_write_text
+    from mmhpn.atomic import atomic_write_text
 
     records_dir = Path(records_dir)
     records_dir.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    """`mmhpn train`: train, resume or return a finished run (mmhpn.training, mmhpn.runs)."""
+    """`mmhpn train`: train, resume or return a finished run (mmhpn.config, mmhpn.training, mmhpn.runs)."""
     p = sub.add_parser(
         "train",
         help="train a model (or resume it, or return the finished run)",
@@ -53,8 +53,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "  mmhpn train --profile demo --loss psl --preset mmhpn\n"
             "  mmhpn train --profile paper --dataset market1501 --data-root data/Market-1501-v15.09.15\n"
             "  torchrun --nproc_per_node=2 -m mmhpn train --profile paper --dataset market1501 --data-root DIR\n"
-            "profile values: see mmhpn.training.PROFILES (python -c 'import mmhpn.training as t; "
-            "print(t.make_config(\"demo\"))')"
+            "profile values: see mmhpn.config.PROFILES (python -c 'import mmhpn.config as c; "
+            "print(c.make_config(\"demo\"))')"
         ),
         formatter_class=_HelpFormatter,
     )
@@ -163,7 +163,7 @@ def _wrap(text: str) -> str:
 
 
 def _profiles() -> list[str]:
-    from mmhpn.training import PROFILES
+    from mmhpn.config import PROFILES
 
     return sorted(PROFILES)
 
@@ -199,8 +199,8 @@ def _train_command(args: argparse.Namespace) -> int:
     import os
 
     from mmhpn import distributed
+    from mmhpn.config import make_config
     from mmhpn.runs import run_dir_for, train_or_load
-    from mmhpn.training import make_config
 
     overrides = {f: getattr(args, f) for f in _TRAIN_OPTION_FIELDS if getattr(args, f) is not None}
     if isinstance(overrides.get("pretrained"), str) and overrides["pretrained"].lower() == "none":
@@ -262,8 +262,10 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from mmhpn.checkpoints import MODEL_FILE, load_model_file
     from mmhpn.data import load_dataset
-    from mmhpn.training import MODEL_FILE, evaluate_model, load_model_file, resolve_device, resolve_precision
+    from mmhpn.evaluation.model import evaluate_model
+    from mmhpn.runtime import resolve_device, resolve_precision
 
     if args.run_dir is not None:
         path = Path(args.run_dir) / MODEL_FILE

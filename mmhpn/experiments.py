@@ -1,7 +1,7 @@
 """The library side of the paper's tables: which models each table trains, and its summary.
 
 Each ablation table (Tables 4-7) and Figure 5 is a list of rows, in the paper's row order;
-a row is a label and the `mmhpn.training.TrainConfig` fields it changes. `run_table` trains
+a row is a label and the `mmhpn.config.TrainConfig` fields it changes. `run_table` trains
 (or loads) every row for every seed through `mmhpn.runs.train_or_load`, so a model shared
 by several tables is trained once: identical configurations hash identically. For that to
 hold, a shared row is spelled the same way everywhere (see `BASELINE`, `MMHPN_GAP`,
@@ -248,7 +248,7 @@ def row_config(row: Row, profile: str, seed: int, scale_weights: Sequence[float]
 
     A row with `Row.scale_weights_from` needs `scale_weights` (see `psl_scale_weights`).
     """
-    from mmhpn.training import make_config
+    from mmhpn.config import make_config
 
     overrides = {**common, **row.overrides, "seed": int(seed)}
     if row.scale_weights_from is not None:
@@ -432,7 +432,7 @@ def common_overrides(dataset: str, data_root: str, device: str, epochs: int = 0,
     """The TrainConfig fields a notebook's parameters set for every row (epochs 0 = profile's).
 
     `overrides` are further TrainConfig fields (e.g. ``{"height": 128}``), checked by
-    `mmhpn.training.make_config` like any other field.
+    `mmhpn.config.make_config` like any other field.
     """
     common: dict[str, Any] = {"dataset": dataset, "data_root": data_root, "device": device}
     if epochs:
@@ -443,7 +443,7 @@ def common_overrides(dataset: str, data_root: str, device: str, epochs: int = 0,
 
 def measured_label(profile: str, **common: Any) -> str:
     """`dataset_label` of the configuration these parameters produce."""
-    from mmhpn.training import make_config
+    from mmhpn.config import make_config
 
     config = make_config(profile, **common)
     return dataset_label(config.dataset, config.synthetic_preset if config.dataset == "synthetic" else None)
@@ -455,7 +455,7 @@ CONFIG_FIELDS = ("dataset", "synthetic_preset", "backbone", "pretrained", "heigh
 
 def config_table(profile: str, **common: Any) -> pd.DataFrame:
     """The training settings every row shares (profile + notebook parameters), one per line."""
-    from mmhpn.training import make_config
+    from mmhpn.config import make_config
 
     config = make_config(profile, **common)
     values = {name: getattr(config, name) for name in CONFIG_FIELDS}

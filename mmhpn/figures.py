@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -43,12 +42,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from torch import nn
 
+from mmhpn.atomic import atomic_path
 from mmhpn.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, build_transforms
 from mmhpn.data.pipeline import decode_image
 from mmhpn.errors import ConfigError
-from mmhpn.evaluation import PROTOCOLS, evaluate, pairwise_distance
-from mmhpn.evaluation.protocol import JUNK_PID, label_vector
-from mmhpn.model import TAPS
+from mmhpn.evaluation import evaluate, pairwise_distance
+from mmhpn.evaluation.protocol import label_vector, valid_gallery_mask
+from mmhpn.model import FEATURE_STRIDE, TAPS
 
 # seaborn's "colorblind" palette (Okabe-Ito-like), fixed here so figures do not depend on
 # global seaborn state. Lines use it in this order.
@@ -313,10 +313,9 @@ def embedding_attention(model: nn.Module, images: torch.Tensor, reference_descri
 
 
 def _feature_rows(height: int) -> int:
-    """Rows of the layer4 map for an input `height` (stem, maxpool, layer2, layer3 halve it, rounding up)."""
-    for _ in range(4):
-        height = (height + 1) // 2
-    return height
+    """Rows of the layer4 map for an input `height`: the trunk's stride, rounding up (each of its
+    four halvings rounds up, and nested ceiling divisions are one ceiling division)."""
+    return -(-height // FEATURE_STRIDE)
 
 
 def stripe_bounds(height: int, stripes: int) -> list[tuple[float, float]]:
@@ -402,23 +401,6 @@ def attention_maps(global_model: nn.Module, part_model: nn.Module, images: torch
 
 # ------------------------------------------------------------------------------------------
 # Figure 4
-
-
-def valid_gallery_mask(query_pid: int, query_camid: int, gallery_pids, gallery_camids,
-                       protocol: str = "toolbox") -> np.ndarray:
-    """Gallery images a query is ranked against, as `mmhpn.evaluation` scores it.
-
-    Same id *and* same camera as the query is junk, removed from that query's ranking; under
-    ``protocol="market1501-official"`` every gallery image with id -1 is junk too.
-    Distractors (id 0) stay, as ordinary negatives.
-    """
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
-    gallery_pids, gallery_camids = np.asarray(gallery_pids), np.asarray(gallery_camids)
-    junk = (gallery_pids == query_pid) & (gallery_camids == query_camid)
-    if protocol == "market1501-official":
-        junk |= gallery_pids == JUNK_PID
-    return ~junk
 
 
 def _pick_queries(queries, query_ap: np.ndarray) -> list[tuple[int, str]]:
@@ -891,15 +873,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, vector: bool = True, vecto
     with matplotlib.rc_context(_STYLE):
         for fmt in formats:
             target = stem.parent / f"{stem.name}.{fmt}"
-            handle, temporary = tempfile.mkstemp(prefix=f".{stem.name}.", suffix=f".{fmt}.tmp", dir=stem.parent)
-            try:
-                with os.fdopen(handle, "wb") as stream:
-                    fig.savefig(stream, format=fmt, dpi=dpi, bbox_inches="tight")
-                os.chmod(temporary, 0o644)  # mkstemp creates 0600; figures are for sharing
-                os.replace(temporary, target)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
-                raise
+            with atomic_path(target) as temporary:
+                fig.savefig(temporary, format=fmt, dpi=dpi, bbox_inches="tight")
             written.append(target)
     return written

@@ -3,20 +3,19 @@
 `train_or_load(config)` is how the book and the command line get a trained model:
 
 * the run folder is ``<runs_dir>/<name>-<hash12>/`` (`run_dir_for`), where ``hash12`` is the
-  first 12 hex digits of `mmhpn.training.config_hash`; an explicit `run_dir` may be given;
+  first 12 hex digits of `mmhpn.config.config_hash`; an explicit `run_dir` may be given;
 * a run is *finished* only when its marker file ``FINISHED`` exists. The marker is written
   last, after ``model.pt``, ``history.csv`` and ``metrics.json``, so a run killed at any
   moment is never mistaken for a finished one;
 * a finished run is returned without training; an unfinished one resumes from its last
   checkpoint (at most one epoch of work is lost); a missing one is trained from scratch.
 
-A run folder holds: ``config.json`` (all fields and the hash), ``checkpoint.pt`` (while
-training; removed once finished), ``history.csv`` (one row per epoch), ``model.pt``
-(weights + configuration), ``metrics.json`` and ``FINISHED``.
+The files of a run folder (``config.json``, ``checkpoint.pt`` while training, ``history.csv``,
+``model.pt``, ``metrics.json``, ``FINISHED``) are described, written and read in
+`mmhpn.checkpoints`.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,22 +24,10 @@ import pandas as pd
 import torch
 
 from mmhpn import distributed
+from mmhpn.checkpoints import FINISHED_FILE, MODEL_FILE, is_finished, load_model_file, mark_finished, read_run_folder
+from mmhpn.config import TrainConfig, config_differences, config_hash
 from mmhpn.errors import CheckpointError
-from mmhpn.training import (
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    HISTORY_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    TrainConfig,
-    atomic_write_text,
-    config_differences,
-    config_hash,
-    load_model_file,
-    train,
-)
-
-FINISHED_FILE = "FINISHED"
+from mmhpn.training import train
 
 
 @dataclass
@@ -64,30 +51,20 @@ def run_dir_for(config: TrainConfig, runs_dir: str | os.PathLike = "runs") -> Pa
     return Path(runs_dir) / f"{config.run_name}-{config_hash(config)[:12]}"
 
 
-def is_finished(run_dir: str | os.PathLike) -> bool:
-    return (Path(run_dir) / FINISHED_FILE).is_file()
-
-
 def load_run(run_dir: str | os.PathLike, config: TrainConfig | None = None) -> Run:
     """Open a finished run folder; with `config`, refuse a folder trained for another one."""
     run_dir = Path(run_dir)
     if not is_finished(run_dir):
         raise CheckpointError(f"{run_dir} is not a finished run (no {FINISHED_FILE} marker); "
                               "train it with `mmhpn train --run-dir` or mmhpn.runs.train_or_load")
-    try:
-        stored = json.loads((run_dir / CONFIG_FILE).read_text())
-        metrics = json.loads((run_dir / METRICS_FILE).read_text())
-        stored_config = TrainConfig.from_dict(stored["config"])
-        history = pd.read_csv(run_dir / HISTORY_FILE)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"run folder {run_dir} is damaged ({type(err).__name__}: {err}); "
-                              "delete it to train again") from err
+    stored, metrics, history = read_run_folder(run_dir)
     if config is not None and stored.get("hash") != config_hash(config):
         diffs = config_differences(stored["config"], config)
         raise CheckpointError(f"run folder {run_dir} holds a run of another configuration ({'; '.join(diffs)})")
     # The stored config carries this machine's data_root/device only if they were the same;
     # a caller's config (same hash) is the more useful one to hand back.
-    return Run(path=run_dir, config=config or stored_config, metrics=metrics, history=history)
+    return Run(path=run_dir, config=config or TrainConfig.from_dict(stored["config"]), metrics=metrics,
+               history=history)
 
 
 def train_or_load(config: TrainConfig, runs_dir: str | os.PathLike = "runs", *,
@@ -107,11 +84,7 @@ def train_or_load(config: TrainConfig, runs_dir: str | os.PathLike = "runs", *,
     if result.stopped_early:
         return None  # interrupted on purpose (testing hook): the run stays unfinished
     if distributed.is_main_process():
-        checkpoint = run_dir / CHECKPOINT_FILE
-        atomic_write_text(run_dir / FINISHED_FILE, f"{config_hash(config)}\n")
-        # The marker is on disk: the resume checkpoint (optimizer state, ~2x the model) is not needed.
-        if checkpoint.exists():
-            checkpoint.unlink()
+        mark_finished(run_dir, config)
     distributed.barrier()
     run = load_run(run_dir, config)
     run.trained_now = True

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from mmhpn import book
+from mmhpn.provenance import machine_description
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,9 +30,9 @@ def test_benchmark_writer_records_when_where_and_how(tmp_path, monkeypatch):
     data = json.loads(path.read_text())
     assert data["ratio"] == 1.5
     assert data["recorded"]["command"] == "python benchmarks/bench_x.py --repeats 2"
-    assert data["recorded"]["machine"] == book.machine_description()
+    assert data["recorded"]["machine"] == machine_description()
     assert time.strptime(data["recorded"]["utc"], "%Y-%m-%dT%H:%M:%SZ")
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["x-cpu.json"]  # no temporary file left
 
 
 def test_benchmark_tables_keep_headlines_and_provenance(tmp_path):

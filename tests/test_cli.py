@@ -6,14 +6,6 @@ import json
 import pytest
 
 from mmhpn.cli import main
-from mmhpn.data.synthetic import ensure_synthetic
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.getbasetemp() / "tiny-synthetic"
-    ensure_synthetic(root, preset="tiny", seed=0)
-    return root
 
 
 def _help(capsys, *argv):
@@ -82,9 +74,9 @@ def test_evaluate_errors_give_one_line(capsys, tmp_path):
     assert "corrupt" in err and str(bad) in err
 
 
-def test_train_then_evaluate_end_to_end(tiny_data, tmp_path, capsys):
+def test_train_then_evaluate_end_to_end(tiny_root, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = ["train", "--profile", "smoke", "--epochs", "1", "--data-root", str(tiny_data), "--run-dir", str(run_dir),
+    argv = ["train", "--profile", "smoke", "--epochs", "1", "--data-root", str(tiny_root), "--run-dir", str(run_dir),
             "--no-progress"]
     assert main(argv) == 0
     assert "trained" in capsys.readouterr().out
@@ -100,7 +92,7 @@ def test_train_then_evaluate_end_to_end(tiny_data, tmp_path, capsys):
     assert scores["rank1"] == pytest.approx(metrics["rank1"]) and scores["mAP"] == pytest.approx(metrics["mAP"])
     assert json.loads(capsys.readouterr().out) == scores
 
-    assert main(["evaluate", "--checkpoint", str(run_dir / "model.pt"), "--data-root", str(tiny_data),
+    assert main(["evaluate", "--checkpoint", str(run_dir / "model.pt"), "--data-root", str(tiny_root),
                  "--protocol", "market1501-official", "--no-progress"]) == 0
     official = json.loads(capsys.readouterr().out)
     assert official["protocol"] == "market1501-official" and 0 <= official["mAP"] <= 1

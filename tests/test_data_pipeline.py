@@ -17,21 +17,13 @@ from mmhpn.data import (
     build_eval_loader,
     build_train_loader,
     build_transforms,
-    load_market_layout,
     sample_grid,
 )
-from mmhpn.data import synthetic
 from mmhpn.errors import ConfigError, DatasetError
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = synthetic.generate(tmp_path_factory.mktemp("syn") / "tiny", "tiny", seed=0)
-    return load_market_layout(root)
-
-
-def test_transforms_resize_normalise_and_flip_only_in_training(tiny):
-    image = Image.open(tiny.query[0].path).convert("RGB")
+def test_transforms_resize_normalise_and_flip_only_in_training(tiny_dataset):
+    image = Image.open(tiny_dataset.query[0].path).convert("RGB")
     eval_tf = build_transforms(96, 32, train=False)
     out = eval_tf(image)
     assert out.shape == (3, 96, 32) and out.dtype == torch.float32
@@ -61,14 +53,14 @@ def test_extra_augmentations_are_opt_in_and_named():
         build_transforms(64, 32, train=False, extra=("random-crop",))
 
 
-def test_image_dataset_items_and_uint8_cache(tiny):
+def test_image_dataset_items_and_uint8_cache(tiny_dataset):
     tf = build_transforms(64, 32, train=False)
-    plain = ImageDataset(tiny.gallery[:5], tf)
-    cached = ImageDataset(tiny.gallery[:5], tf, cache_images=True)
+    plain = ImageDataset(tiny_dataset.gallery[:5], tf)
+    cached = ImageDataset(tiny_dataset.gallery[:5], tf, cache_images=True)
     assert cached.cache[0].dtype == np.uint8 and cached.cache[0].shape == (128, 64, 3)
     for k in range(5):
         image, pid, camid = plain[k]
-        assert (pid, camid) == (tiny.gallery[k].pid, tiny.gallery[k].camid)
+        assert (pid, camid) == (tiny_dataset.gallery[k].pid, tiny_dataset.gallery[k].camid)
         assert torch.equal(image, cached[k][0])  # caching changes nothing but speed
     with pytest.raises(DatasetError, match="no records"):
         ImageDataset([], tf)
@@ -124,30 +116,31 @@ def test_identity_sampler_p_by_k():
         IdentityBatchSampler([0, 1, 2], batch_size=8, num_instances=2)
 
 
-def test_train_and_eval_loaders(tiny):
+def test_train_and_eval_loaders(tiny_dataset):
     torch.manual_seed(0)
-    loader = build_train_loader(tiny.train, height=64, width=32, batch_size=8, seed=0)
+    loader = build_train_loader(tiny_dataset.train, height=64, width=32, batch_size=8, seed=0)
     images, pids, camids = next(iter(loader))
     assert images.shape == (8, 3, 64, 32) and pids.dtype == torch.int64
-    assert int(pids.max()) < tiny.num_train_pids and len(loader) == len(tiny.train) // 8
-    pk = build_train_loader(tiny.train, height=64, width=32, batch_size=8, sampler="pk", num_instances=4)
+    assert int(pids.max()) < tiny_dataset.num_train_pids and len(loader) == len(tiny_dataset.train) // 8
+    pk = build_train_loader(tiny_dataset.train, height=64, width=32, batch_size=8, sampler="pk", num_instances=4)
     _, pids, _ = next(iter(pk))
     assert sorted(Counter(pids.tolist()).values()) == [4, 4]
     with pytest.raises(ConfigError, match="unknown sampler"):
-        build_train_loader(tiny.train, sampler="triplet")
-    workers = build_train_loader(tiny.train, height=64, width=32, batch_size=8, num_workers=1, seed=0)
+        build_train_loader(tiny_dataset.train, sampler="triplet")
+    workers = build_train_loader(tiny_dataset.train, height=64, width=32, batch_size=8, num_workers=1, seed=0)
     images_w, pids_w, _ = next(iter(workers))  # same batches from a worker process
     assert images_w.shape == (8, 3, 64, 32)
-    assert pids_w.tolist() == [tiny.train[i].pid for i in next(iter(ShuffleBatchSampler(len(tiny.train), 8)))]
-    eval_loader = build_eval_loader(tiny.query, height=64, width=32, batch_size=16)
+    first_batch = next(iter(ShuffleBatchSampler(len(tiny_dataset.train), 8)))
+    assert pids_w.tolist() == [tiny_dataset.train[i].pid for i in first_batch]
+    eval_loader = build_eval_loader(tiny_dataset.query, height=64, width=32, batch_size=16)
     pids = torch.cat([batch[1] for batch in eval_loader])
-    assert pids.tolist() == [r.pid for r in tiny.query]  # order kept, last partial batch kept
+    assert pids.tolist() == [r.pid for r in tiny_dataset.query]  # order kept, last partial batch kept
 
 
-def test_sample_grid_renders(tiny):
-    grid = sample_grid(tiny, n_ids=3, per_id=4, seed=0)
+def test_sample_grid_renders(tiny_dataset):
+    grid = sample_grid(tiny_dataset, n_ids=3, per_id=4, seed=0)
     assert isinstance(grid, Image.Image) and grid.size == (4 * 64, 3 * (128 + 12))
     pixels = np.asarray(grid)
     assert pixels.std() > 10  # pedestrians, not a blank canvas
-    from_records = sample_grid(tiny.query, n_ids=2, per_id=2, labels=False)
+    from_records = sample_grid(tiny_dataset.query, n_ids=2, per_id=2, labels=False)
     assert from_records.size == (2 * 64, 2 * 128)

@@ -14,43 +14,40 @@ from mmhpn.data import count_unmatched_queries, load_market_layout
 from mmhpn.data import synthetic
 from mmhpn.errors import ConfigError, DatasetError
 
+from conftest import TINY_SEED
+
 
 def tree_digest(root: Path) -> dict:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != synthetic.MARKER_NAME}
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return synthetic.generate(tmp_path_factory.mktemp("syn") / "tiny", "tiny", seed=7)
+def test_same_seed_byte_identical_other_seed_different(tiny_root, tmp_path):
+    again = synthetic.generate(tmp_path / "again", "tiny", seed=TINY_SEED, workers=2)  # processes change nothing
+    assert tree_digest(again) == tree_digest(tiny_root)
+    other = synthetic.generate(tmp_path / "other", "tiny", seed=TINY_SEED + 1)
+    assert tree_digest(other) != tree_digest(tiny_root)
 
 
-def test_same_seed_byte_identical_other_seed_different(tiny, tmp_path):
-    again = synthetic.generate(tmp_path / "again", "tiny", seed=7, workers=2)  # processes change nothing
-    assert tree_digest(again) == tree_digest(tiny)
-    other = synthetic.generate(tmp_path / "other", "tiny", seed=8)
-    assert tree_digest(other) != tree_digest(tiny)
-
-
-def test_layout_images_distractors_junk(tiny):
+def test_layout_images_distractors_junk(tiny_root):
     for folder in ("bounding_box_train", "bounding_box_test", "query", "gt_bbox"):
-        assert any((tiny / folder).iterdir()), folder
+        assert any((tiny_root / folder).iterdir()), folder
     config = synthetic.PRESETS["tiny"]
-    test_files = [p.name for p in (tiny / "bounding_box_test").iterdir()]
+    test_files = [p.name for p in (tiny_root / "bounding_box_test").iterdir()]
     assert sum(n.startswith("-1_") for n in test_files) == config.num_junk
     assert sum(n.startswith("0000_") for n in test_files) == config.num_distractors
-    with Image.open(next((tiny / "query").iterdir())) as image:
+    with Image.open(next((tiny_root / "query").iterdir())) as image:
         assert image.format == "JPEG" and image.size == (64, 128) and image.mode == "RGB"
-    marker = json.loads((tiny / synthetic.MARKER_NAME).read_text())
-    assert marker["seed"] == 7 and marker["preset"] == "tiny"
+    marker = json.loads((tiny_root / synthetic.MARKER_NAME).read_text())
+    assert marker["seed"] == TINY_SEED and marker["preset"] == "tiny"
     assert marker["format_version"] == synthetic.FORMAT_VERSION == synthetic.SYNTHETIC_FORMAT_VERSION
-    assert marker["num_images"] == sum(1 for p in tiny.rglob("*.jpg"))
+    assert marker["num_images"] == sum(1 for p in tiny_root.rglob("*.jpg"))
 
 
-def test_splits_disjoint_and_every_query_matchable(tiny):
+def test_splits_disjoint_and_every_query_matchable(tiny_root):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the loader would warn about unmatched queries
-        ds = load_market_layout(tiny)
+        ds = load_market_layout(tiny_root)
     train_ids = set(ds.train_pid_map)
     test_ids = {r.pid for r in ds.query + ds.gallery} - {0}
     assert train_ids and test_ids and not train_ids & test_ids

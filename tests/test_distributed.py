@@ -10,13 +10,11 @@ import pandas as pd
 import pytest
 
 from mmhpn.data import load_dataset
-from mmhpn.data.synthetic import ensure_synthetic
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_train_one_run(tmp_path):
-    data = tmp_path / "tiny"
-    ensure_synthetic(data, preset="tiny", seed=0)
+def test_two_gloo_processes_train_one_run(tiny_root, tmp_path):
+    data = tiny_root
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "mmhpn", "train", "--profile", "smoke", "--epochs", "1", "--data-root", str(data),

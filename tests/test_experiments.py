@@ -7,7 +7,7 @@ import pytest
 from mmhpn import experiments
 from mmhpn.errors import ConfigError
 from mmhpn.model import PRESETS
-from mmhpn.training import config_hash, make_config
+from mmhpn.config import config_hash, make_config
 
 OLD_MMHPN_LAYOUT = {"conv5_1": (8,), "conv5_2": (4,), "conv5_3": (2, 1)}
 NEW_MMHPN_LAYOUT = {"conv5_1": (8, 4), "conv5_2": (2,), "conv5_3": (1,)}

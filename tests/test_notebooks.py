@@ -107,7 +107,7 @@ def test_external_resource_scan_finds_what_a_browser_would_load(tmp_path):
 def test_shared_rows_hash_identically_across_tables():
     """Table 4's last row = Table 5's last = Table 6's first; Table 6's APS = Table 7's softmax;
     Figure 5's one-stripe point = the baseline: one training each through the run cache."""
-    from mmhpn.training import config_hash
+    from mmhpn.config import config_hash
 
     def h(row):
         weights = (0.9, 0.8, 0.5, 1.0) if row.scale_weights_from else None  # the PSL control's, made up

@@ -8,20 +8,19 @@ import pytest
 import torch
 
 import mmhpn.runs
-import mmhpn.training
-from mmhpn.data.synthetic import ensure_synthetic
+from mmhpn.atomic import atomic_torch_save
+from mmhpn.checkpoints import (CHECKPOINT_FILE, FINISHED_FILE, METRICS_FILE, MODEL_FILE, is_finished,
+                               load_checkpoint)
+from mmhpn.config import config_hash, make_config
 from mmhpn.errors import CheckpointError
-from mmhpn.runs import FINISHED_FILE, is_finished, run_dir_for, train_or_load
-from mmhpn.training import (CHECKPOINT_FILE, METRICS_FILE, MODEL_FILE, atomic_torch_save, config_hash,
-                            load_checkpoint, make_config, train)
+from mmhpn.runs import run_dir_for, train_or_load
+from mmhpn.training import train
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory):
-    root = tmp_path_factory.getbasetemp() / "tiny-synthetic"
-    ensure_synthetic(root, preset="tiny", seed=0)
+def config(tiny_root):
     # fp32 + deterministic: the setting in which a resumed run must match exactly.
-    return make_config("smoke", data_root=str(root), epochs=2, precision="fp32", deterministic=True)
+    return make_config("smoke", data_root=str(tiny_root), epochs=2, precision="fp32", deterministic=True)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +117,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
             handle.write(b"half a checkpoint")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mmhpn.training.torch, "save", killed_while_writing)
+    monkeypatch.setattr(torch, "save", killed_while_writing)
     with pytest.raises(KeyboardInterrupt):
         atomic_torch_save({"epoch": 2}, path)
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""Training engine: configuration, profiles, hashing, schedule, precision, RNG state, a smoke run."""
+"""Training: configuration, profiles, hashing (pinned), schedule, precision, RNG state, a smoke run."""
 from __future__ import annotations
 
 import json
@@ -9,27 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from mmhpn.data.synthetic import ensure_synthetic
 from mmhpn.errors import ConfigError
-from mmhpn.training import (
-    PROFILES,
-    TrainConfig,
-    config_hash,
-    cpu_supports_bf16,
-    learning_rate,
-    make_config,
-    resolve_precision,
-    rng_state,
-    set_rng_state,
-    train,
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.getbasetemp() / "tiny-synthetic"
-    ensure_synthetic(root, preset="tiny", seed=0)
-    return root
+from mmhpn.config import PROFILES, TrainConfig, build_model_for, config_hash, make_config
+from mmhpn.runtime import autocast, cpu_supports_bf16, resolve_precision, rng_state, set_rng_state
+from mmhpn.training import learning_rate, train
 
 
 def test_paper_profile_is_section_4_2():
@@ -125,8 +108,8 @@ def test_rng_state_is_weights_only_loadable_and_restores_every_stream(tmp_path):
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
 
 
-def test_smoke_run_learns_and_writes_its_files(tiny_data, tmp_path, capsys):
-    config = make_config("smoke", data_root=str(tiny_data), epochs=3, lr_decay_epochs=(3,), eval_every=2)
+def test_smoke_run_learns_and_writes_its_files(tiny_root, tmp_path, capsys):
+    config = make_config("smoke", data_root=str(tiny_root), epochs=3, lr_decay_epochs=(3,), eval_every=2)
     result = train(config, tmp_path / "run", progress=True)
     history = result.history
     assert list(history["epoch"]) == [1, 2, 3]
@@ -153,7 +136,6 @@ def test_smoke_run_learns_and_writes_its_files(tiny_data, tmp_path, capsys):
 
 def test_bf16_autocast_step_on_cpu_gives_finite_float32_grads():
     from mmhpn.losses import build_loss
-    from mmhpn.training import autocast, build_model_for
 
     config = make_config("smoke", precision="bf16", channels_last=True)
     model = build_model_for(config, num_classes=16).to(memory_format=torch.channels_last)
@@ -166,3 +148,22 @@ def test_bf16_autocast_step_on_cpu_gives_finite_float32_grads():
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+# Hashes computed on main at 3f3cf11, before the training module was split into config /
+# runtime / checkpoints / loop. A run folder is named by its configuration's hash, so a
+# refactor that changed one would silently orphan every cached run: a change to these
+# values must be a deliberate change of what a configuration means.
+PINNED_HASHES = [
+    ("paper", {}, "4dde738b64c8449a9781fcf565bedc342bf2fc581e629108a7197bfddc04d652"),
+    ("demo", {}, "b2b2daed107e1b2d91e906134edd0a3789852822ba3c158791933801f20ac37a"),
+    ("smoke", {}, "3250fccdc608d780ad836220c3e6ec76e5cd82542b0fc0f1358a76e1276ebfe8"),
+    ("demo", {"preset": "baseline"}, "488c7226ac8bc99499ea4672473ee650f2adb5e50658b0a13c10de2e6059d239"),
+    ("smoke", {"loss": "psl", "sampler": "pk", "layout": {"conv5_3": (2, 1)}, "gammas": (0.1, 0.2, 0.3, 0.4)},
+     "c066d04f067f86a71a9194acff6170fabeb3b297248e14bf16977dcfc6cef4ab"),
+]
+
+
+@pytest.mark.parametrize("profile, overrides, expected", PINNED_HASHES)
+def test_config_hash_is_pinned(profile, overrides, expected):
+    assert config_hash(make_config(profile, **overrides)) == expected

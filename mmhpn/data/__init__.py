@@ -1,16 +1,18 @@
 """Datasets and input pipeline: Market-layout loaders, the synthetic benchmark, loaders.
 
 - `mmhpn.data.market`: records, the Market-1501 file-layout parser, the dataset registry
-  (`load_dataset("market1501" | "dukemtmc-reid" | "cuhk03-np" | "synthetic", root)`).
+  (`load_dataset("market1501" | "dukemtmc-reid" | "cuhk03-np" | "synthetic", root)`), and
+  `load_data(config)`: the dataset a training configuration names.
 - `mmhpn.data.synthetic`: the procedural pedestrian generator (`generate`, `ensure_synthetic`).
-- `mmhpn.data.pipeline`: transforms, `ImageDataset`, samplers, train / eval loaders,
-  `sample_grid` for looking at a dataset.
+- `mmhpn.data.pipeline`: transforms, `ImageDataset`, samplers, the training loader (with
+  `set_loader_epoch`) and the evaluation loader, `sample_grid` for looking at a dataset.
 """
 from mmhpn.data.market import (
     DATASETS,
     ImageRecord,
     ReIDDataset,
     count_unmatched_queries,
+    load_data,
     load_dataset,
     load_market_layout,
     parse_image_name,
@@ -28,6 +30,7 @@ from mmhpn.data.pipeline import (
     collate_batch,
     decode_image,
     sample_grid,
+    set_loader_epoch,
 )
 from mmhpn.data.synthetic import PRESETS as SYNTHETIC_PRESETS
 from mmhpn.data.synthetic import ensure_synthetic, generate
@@ -51,8 +54,10 @@ __all__ = [
     "decode_image",
     "ensure_synthetic",
     "generate",
+    "load_data",
     "load_dataset",
     "load_market_layout",
     "parse_image_name",
     "sample_grid",
+    "set_loader_epoch",
 ]

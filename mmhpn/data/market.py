@@ -1,5 +1,8 @@
 """Market-1501-layout datasets: the one file-name parser and the registry of named datasets.
 
+`load_dataset(name, root)` opens a dataset by registry name; `load_data(config)` opens the
+one a training configuration names.
+
 This module owns reading a re-ID dataset folder into lists of `ImageRecord`s, exactly as the
 community's PyTorch toolboxes (open-reid, torchreid, fast-reid) do, and nothing else: no image
 is decoded here (see `mmhpn.data.pipeline`).
@@ -33,11 +36,14 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import pandas as pd
 
 from mmhpn.errors import ConfigError, DatasetError
+
+if TYPE_CHECKING:  # the data layer reads a configuration's fields, it does not import the config layer
+    from mmhpn.config import TrainConfig
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 SPLIT_FOLDERS = {
@@ -339,3 +345,11 @@ def load_dataset(name: str, root: str | os.PathLike, **opts) -> ReIDDataset:
     if key not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     return DATASETS[key](root, **opts)
+
+
+def load_data(config: TrainConfig) -> ReIDDataset:
+    """The dataset of a training configuration (synthetic data is generated first if missing)."""
+    options: dict = {}
+    if config.dataset == "synthetic":
+        options.update(preset=config.synthetic_preset, seed=config.synthetic_seed)
+    return load_dataset(config.dataset, config.data_root, **options)

@@ -15,7 +15,8 @@ that makes one 384x128 image cost tens of milliseconds instead of about one.
 - `ShuffleBatchSampler` (plain shuffling, the paper's choice) and `IdentityBatchSampler`
   (P identities x K images per batch, an option). Both are deterministic given `seed` and the
   epoch, and have `set_epoch(epoch)` so a resumed training run sees the same batches.
-- `build_train_loader`, `build_eval_loader`, and `sample_grid` to look at a dataset.
+- `build_train_loader` (the one training uses, also under several processes) with
+  `set_loader_epoch`, `build_eval_loader`, and `sample_grid` to look at a dataset.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate, get_worker_info
 from torchvision.transforms import v2
 
 from mmhpn.data.market import ImageRecord
@@ -241,26 +242,55 @@ class IdentityBatchSampler(Sampler[list[int]]):
 
 
 def build_train_loader(records: Sequence[ImageRecord], height: int = 384, width: int = 128,
-                       batch_size: int = 64, sampler: str = "shuffle", num_instances: int = 4,
-                       num_workers: int = 0, seed: int = 0, extra_augment: Sequence[str] = (),
-                       cache_images: bool = False, pin_memory: bool = False) -> DataLoader:
-    """Training loader: `sampler="shuffle"` (paper) or `"pk"` (P = batch_size / num_instances).
+                       batch_size: int = 64, sampler: str = "shuffle", num_instances: int = 4, seed: int = 0,
+                       num_workers: int = 0, cache_images: bool = False, pin_memory: bool = False,
+                       extra_augment: Sequence[str] = (), world_size: int = 1, rank: int = 0) -> DataLoader:
+    """The training loader: flip-only transform (plus any named `extra_augment`), seeded batches.
 
-    The batch sampler is `loader.batch_sampler` (call its `set_epoch` when resuming). Random
-    flips use the loader's generator (seeded by `seed`) for workers, torch's global RNG
-    when `num_workers=0`.
+    `sampler="shuffle"` (the paper) or `"pk"` (P = batch_size / num_instances identities).
+    The batches of epoch e depend only on (seed, e): call `set_loader_epoch` before each
+    pass. It sets the batch sampler (or torch's `DistributedSampler`) to the epoch and
+    re-seeds the loader's generator, which seeds the worker processes, hence their random
+    flips; with ``num_workers=0`` the flips use torch's global RNG (which training saves in
+    its checkpoints). Workers are not kept between epochs, so every epoch's workers start
+    from that seed and a resumed run sees the same flips.
+
+    Several processes (`world_size` > 1, this one being `rank`): `batch_size` is the
+    *global* batch; each process gets 1/world of every epoch through a `DistributedSampler`
+    (plain shuffling only) and ``batch_size / world_size`` images per step.
     """
+    if sampler not in ("shuffle", "pk"):
+        raise ConfigError(f"unknown sampler {sampler!r}; expected 'shuffle' or 'pk'")
     dataset = ImageDataset(records, build_transforms(height, width, train=True, extra=extra_augment),
                            cache_images=cache_images)
-    if sampler == "shuffle":
-        batch_sampler = ShuffleBatchSampler(len(dataset), batch_size, seed=seed, drop_last=True)
-    elif sampler == "pk":
+    if batch_size % world_size:
+        raise ConfigError(f"batch_size {batch_size} is the global batch; it must divide evenly over "
+                          f"{world_size} processes")
+    if len(dataset) < batch_size:
+        raise ConfigError(f"the training split has {len(dataset)} images, fewer than one batch ({batch_size})")
+    common = dict(num_workers=num_workers, pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed),
+                  collate_fn=collate_batch)
+    if world_size > 1:
+        if sampler != "shuffle":
+            raise ConfigError("with several processes only sampler='shuffle' is supported")
+        distributed_sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                                 seed=seed, drop_last=True)
+        # drop_last: a last batch of 1 would break BatchNorm
+        return DataLoader(dataset, batch_size=batch_size // world_size, sampler=distributed_sampler,
+                          drop_last=True, **common)
+    if sampler == "pk":
         batch_sampler = IdentityBatchSampler([r.pid for r in records], batch_size, num_instances, seed=seed)
     else:
-        raise ConfigError(f"unknown sampler {sampler!r}; expected 'shuffle' or 'pk'")
-    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, pin_memory=pin_memory,
-                      persistent_workers=num_workers > 0, collate_fn=collate_batch,
-                      generator=torch.Generator().manual_seed(seed))
+        batch_sampler = ShuffleBatchSampler(len(dataset), batch_size, seed=seed, drop_last=True)
+    return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+
+
+def set_loader_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Make the next pass over a `build_train_loader` loader the batches and flips of `epoch`."""
+    loader.generator.manual_seed(seed * 100_003 + epoch)
+    sampler = loader.batch_sampler if loader.batch_sampler is not None and hasattr(loader.batch_sampler, "set_epoch") \
+        else loader.sampler
+    sampler.set_epoch(epoch)
 
 
 def build_eval_loader(records: Sequence[ImageRecord], height: int = 384, width: int = 128,

@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from mmhpn.data.market import JUNK_PID  # the id Market-style file names give junk images
 from mmhpn.errors import ConfigError
 
 PROTOCOLS = ("toolbox", "market1501-official")
 METRICS = ("cosine", "euclidean")
-JUNK_PID = -1
 
 # Above this fraction of "near" images (closer than the farthest true match) a chunk is
 # searched whole instead of compacted first: the two cost the same around 8% on the
@@ -282,6 +282,26 @@ def _result(scores: list, max_rank: int, protocol: str) -> ReIDResult:
     return ReIDResult(cmc=cmc, mAP=float(np.mean(ap[scored])), num_queries=num_scored,
                       num_skipped=int(len(first) - num_scored), protocol=protocol,
                       query_ap=ap, query_first_match=first)
+
+
+def valid_gallery_mask(query_pid: int, query_camid: int, gallery_pids, gallery_camids,
+                       protocol: str = "toolbox") -> np.ndarray:
+    """Gallery images one query is ranked against: the junk rule of the module docstring, per query.
+
+    `evaluate` applies the same rule to blocks of queries at once (`_score_block`,
+    `_protocol_gallery`); this is its one-query form, for showing a ranking (the figures).
+
+    Same id *and* same camera as the query is junk, removed from that query's ranking; under
+    ``protocol="market1501-official"`` every gallery image with id -1 is junk too.
+    Distractors (id 0) stay, as ordinary negatives.
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    gallery_pids, gallery_camids = np.asarray(gallery_pids), np.asarray(gallery_camids)
+    junk = (gallery_pids == query_pid) & (gallery_camids == query_camid)
+    if protocol == "market1501-official":
+        junk |= gallery_pids == JUNK_PID
+    return ~junk
 
 
 def _protocol_gallery(g_pids, g_cams, protocol, device):

@@ -1,0 +1,24 @@
+"""Where a measurement was made: the one description of this machine that every record uses.
+
+The book's build log, the compute-cost page and the benchmark result files all say on what
+machine their numbers were measured, in the same words, so that numbers read back later
+carry their provenance with them.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def machine_description() -> str:
+    """``"<n> logical CPU(s), <CPU model>, <OS> <release>"`` for this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} logical CPU(s), {cpu}, {platform.system()} {platform.release()}"

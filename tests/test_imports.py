@@ -1,0 +1,69 @@
+"""Module structure: every module imports on its own, and no module-level import cycle exists."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "mmhpn"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = sorted(_module_name(p) for p in PACKAGE.rglob("*.py"))
+IMPORTABLE = [m for m in MODULES if m != "mmhpn.__main__"]  # importing __main__ runs the command
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The mmhpn modules `path` imports at module level (function-level imports are deliberate)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mmhpn"):
+            for alias in node.names:  # `from mmhpn import distributed` names a module
+                candidate = f"{node.module}.{alias.name}"
+                found.add(candidate if candidate in MODULES else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("mmhpn"))
+    return found
+
+
+def test_no_module_level_import_cycle():
+    graph = {_module_name(p): _top_level_imports(p) for p in PACKAGE.rglob("*.py")}
+    state: dict[str, str] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for dep in sorted(graph.get(node, ())):
+            if dep == node:
+                continue
+            if state.get(dep) == "open":
+                cycle = stack[stack.index(dep):] + [dep] if dep in stack else [node, dep]
+                pytest.fail("module-level import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_every_module_imports_on_its_own():
+    # One interpreter per module would cost ~2 s each; one interpreter that imports each module
+    # after clearing every mmhpn module from sys.modules tests the same thing.
+    script = (
+        "import importlib, sys\n"
+        f"for name in {IMPORTABLE!r}:\n"
+        "    for loaded in [m for m in sys.modules if m == 'mmhpn' or m.startswith('mmhpn.')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    importlib.import_module(name)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
