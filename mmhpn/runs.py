@@ -6,7 +6,8 @@
   first 12 hex digits of `mmhpn.training.config_hash`; an explicit `run_dir` may be given;
 * a run is *finished* only when its marker file ``FINISHED`` exists. The marker is written
   last, after ``model.pt``, ``history.csv`` and ``metrics.json``, so a run killed at any
-  moment is never mistaken for a finished one;
+  moment is never mistaken for a finished one; the marker records each file's size and
+  sha256 and the code versions (`mmhpn.run_integrity`), checked before a run is reused;
 * a finished run is returned without training; an unfinished one resumes from its last
   checkpoint (at most one epoch of work is lost); a missing one is trained from scratch.
 
@@ -16,6 +17,7 @@ training; removed once finished), ``history.csv`` (one row per epoch), ``model.p
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mmhpn import distributed
+from mmhpn import distributed, run_integrity
 from mmhpn.errors import CheckpointError
 from mmhpn.training import (
     CHECKPOINT_FILE,
@@ -33,14 +35,13 @@ from mmhpn.training import (
     METRICS_FILE,
     MODEL_FILE,
     TrainConfig,
-    atomic_write_text,
     config_differences,
     config_hash,
     load_model_file,
     train,
 )
 
-FINISHED_FILE = "FINISHED"
+FINISHED_FILE = run_integrity.FINISHED_FILE
 
 
 @dataclass
@@ -74,6 +75,7 @@ def load_run(run_dir: str | os.PathLike, config: TrainConfig | None = None) -> R
     if not is_finished(run_dir):
         raise CheckpointError(f"{run_dir} is not a finished run (no {FINISHED_FILE} marker); "
                               "train it with `mmhpn train --run-dir` or mmhpn.runs.train_or_load")
+    run_integrity.check_finished_run(run_dir)  # issue 14: stale version or damaged files -> one line
     try:
         stored = json.loads((run_dir / CONFIG_FILE).read_text())
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
@@ -101,6 +103,17 @@ def train_or_load(config: TrainConfig, runs_dir: str | os.PathLike = "runs", *,
     unfinished and this returns None.
     """
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config, runs_dir)
+    # issue 14: one process per run folder (the others wait, then load); a stale or damaged
+    # folder is moved aside, with one line saying why, before anything reads it.
+    is_main = distributed.is_main_process()
+    with run_integrity.run_lock(run_dir) if is_main else contextlib.nullcontext():
+        if is_main:
+            run_integrity.set_aside_if_unusable(run_dir, config, finished=is_finished(run_dir))
+        distributed.barrier()
+        return _train_or_load_locked(config, run_dir, progress, train_options)
+
+
+def _train_or_load_locked(config: TrainConfig, run_dir: Path, progress: bool, train_options: dict) -> Run | None:
     if is_finished(run_dir):
         return load_run(run_dir, config)
     result = train(config, run_dir, progress=progress, **train_options)
@@ -108,7 +121,7 @@ def train_or_load(config: TrainConfig, runs_dir: str | os.PathLike = "runs", *,
         return None  # interrupted on purpose (testing hook): the run stays unfinished
     if distributed.is_main_process():
         checkpoint = run_dir / CHECKPOINT_FILE
-        atomic_write_text(run_dir / FINISHED_FILE, f"{config_hash(config)}\n")
+        run_integrity.write_finished(run_dir, config)  # issue 14: versions + each file's size and sha256
         # The marker is on disk: the resume checkpoint (optimizer state, ~2x the model) is not needed.
         if checkpoint.exists():
             checkpoint.unlink()

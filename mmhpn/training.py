@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from mmhpn import distributed
+from mmhpn import distributed, versions
 from mmhpn.errors import CheckpointError, ConfigError
 from mmhpn.model import PRESETS as MODEL_PRESETS
 
@@ -192,6 +192,10 @@ class TrainConfig:
             values["gammas"] = values["single_stripe"] = None
         if self.sampler == "shuffle":
             values["num_instances"] = None
+        # issue 14: hash what the code computes too, not only the fields (see mmhpn.versions).
+        values["training_semantics_version"] = versions.TRAINING_SEMANTICS_VERSION
+        values["synthetic_format_version"] = (versions.synthetic_format_version()
+                                              if self.dataset == "synthetic" else None)
         return values
 
     @property
@@ -424,6 +428,9 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except OSError as err:  # issue 14: e.g. a full disk; say which file is still good
+        kept = f"the previous {path} is kept unchanged" if path.exists() else f"no previous {path.name} existed"
+        raise CheckpointError(f"could not write {path} ({err.strerror or err}); {kept}") from err
     finally:
         if tmp.exists():
             tmp.unlink()
