@@ -411,3 +411,16 @@ def test_tool_adds_the_check_cell_after_every_parameters_cell(tmp_path):
         # everything else unchanged, and a second run changes nothing
         assert [c.source for c in after.cells[:index + 1] + after.cells[index + 2:]] == [c.source for c in before.cells]
         assert not add_parameter_check.add_check_cell(after)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_notebooks_defaults_pass_its_own_check(path):
+    """No false alarm: each committed notebook's parameters cell is found and its defaults fit their types."""
+    nb = nbformat.read(path, as_version=4)
+    source = [c.source for c in nb.cells if "parameters" in c.metadata.get("tags", [])][0]
+    namespace: dict = {}
+    exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - the notebook's own parameters cell
+    declared = notebook_params.declared_parameters(source)
+    assert declared and set(declared) <= set(namespace)
+    namespace["In"] = ["", source, notebook_params.CHECK_CELL_SOURCE]
+    notebook_params.check_parameters(namespace)
