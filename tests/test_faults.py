@@ -117,7 +117,11 @@ def killed_then_resumed(tiny_root, tmp_path_factory):
     config = make_config("smoke", data_root=str(tiny_root), epochs=2)
     run_dir = folder / "run"
     child = _start_child(folder, config, run_dir, "kill-after-epoch-1")
-    _wait_for(folder / "epoch-1-saved", child)
+    try:
+        _wait_for(folder / "epoch-1-saved", child)
+    finally:
+        if child.poll() is None and not (folder / "epoch-1-saved").exists():
+            child.kill()
     lock = FileLock(str(run_integrity.lock_path(run_dir)))
     try:
         lock.acquire(timeout=0.2)
@@ -159,13 +163,23 @@ def test_two_processes_on_one_configuration_train_once(tiny_root, tmp_path):
     config = make_config("smoke", data_root=str(tiny_root), epochs=1)
     run_dir = run_dir_for(config, tmp_path / "runs")
     first = _start_child(tmp_path, config, run_dir, "hold-until-go")
-    _wait_for(tmp_path / "training", first)  # the first holds the lock, mid-training
-    second = _start_child(tmp_path, config, run_dir, "plain")
-    # Let the first finish only once the second says it is waiting for the lock.
-    waiting_line = second.stdout.readline()
-    assert "waiting for another process working on" in waiting_line and str(run_dir) in waiting_line
-    (tmp_path / "go").touch()
-    (result_1, _), (result_2, output_2) = _result(first), _result(second)
+    second = None
+    try:
+        _wait_for(tmp_path / "training", first)  # the first holds the lock, mid-training
+        second = _start_child(tmp_path, config, run_dir, "plain")
+        # Let the first finish only once the second says it is waiting for the lock.
+        seen = []
+        while not any("waiting for another process" in line for line in seen):
+            line = second.stdout.readline()
+            assert line, f"the second process ended without waiting for the lock:\n{''.join(seen)}"
+            seen.append(line)
+        assert str(run_dir) in seen[-1]
+        (tmp_path / "go").touch()
+        (result_1, _), (result_2, output_2) = _result(first), _result(second)
+    finally:
+        for child in (first, second):
+            if child is not None and child.poll() is None:
+                child.kill()
     assert (result_1["trained_now"], result_2["trained_now"]) == (True, False)
     assert result_1["metrics"] == result_2["metrics"] and result_1["path"] == result_2["path"] == str(run_dir)
     assert "Traceback" not in output_2 and is_finished(run_dir)
