@@ -13,8 +13,8 @@
   ``model.pt``), recorded when the run finished.
 * `check_finished_run(run_dir)` - raises `StaleRunError` when the marker records another
   training-semantics or synthetic-format version (or none: a marker written before versions
-  were recorded), and `DamagedRunError` when a recorded file is missing, has another size
-  (truncated) or another sha256. `train_or_load` then moves the folder aside to
+  were recorded), and `DamagedRunError` when the marker is unreadable or a recorded file is
+  missing, has another size (truncated) or another sha256. `train_or_load` then moves the folder aside to
   ``<run_dir>.stale-<time>`` / ``<run_dir>.damaged-<time>`` (`set_aside`; nothing is
   deleted), says so in one line, and trains again.
 
@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -107,23 +108,30 @@ def write_finished(run_dir: Path, config: TrainConfig) -> None:
     atomic_write_text(run_dir / FINISHED_FILE, json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 
-def read_finished(run_dir: Path) -> dict | None:
-    """The marker's content; None for a marker of format 1 (plain text) or an unreadable one."""
+def read_finished(run_dir: Path) -> dict:
+    """The marker's content; StaleRunError for a format-1 marker, DamagedRunError for an unreadable one."""
     try:
-        marker = json.loads((run_dir / FINISHED_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) and marker.get("format") == FINISHED_FORMAT else None
+        text = (run_dir / FINISHED_FILE).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DamagedRunError(f"run folder {run_dir} is damaged: its {FINISHED_FILE} marker cannot be read ({err})")
+    if re.fullmatch(r"[0-9a-f]{64}\s*", text):  # format 1: just the configuration hash
+        raise StaleRunError(f"run folder {run_dir} was finished by an mmhpn that recorded no training-semantics "
+                            f"version (now {versions.TRAINING_SEMANTICS_VERSION}): its results may come from "
+                            "older code")
+    try:
+        marker = json.loads(text)
+    except ValueError:
+        marker = None
+    if not isinstance(marker, dict) or marker.get("format") != FINISHED_FORMAT:
+        raise DamagedRunError(f"run folder {run_dir} is damaged: its {FINISHED_FILE} marker is not a "
+                              f"format-{FINISHED_FORMAT} JSON record")
+    return marker
 
 
 def check_finished_run(run_dir: str | os.PathLike) -> dict:
     """Raise StaleRunError / DamagedRunError (one line naming the folder) unless the finished run is intact."""
     run_dir = Path(run_dir)
     marker = read_finished(run_dir)
-    if marker is None:
-        raise StaleRunError(f"run folder {run_dir} was finished by an mmhpn that recorded no training-semantics "
-                            f"version (now {versions.TRAINING_SEMANTICS_VERSION}): its results may come from "
-                            "older code")
     recorded = marker.get("versions", {})
     now = recorded_versions("synthetic" if recorded.get("synthetic_format") is not None else "")
     for key, label in (("training_semantics", "training-semantics"), ("synthetic_format", "synthetic data format")):

@@ -272,6 +272,9 @@ def test_marker_without_versions_counts_as_stale(killed_then_resumed, tmp_path):
     (run_dir / FINISHED_FILE).write_text(f"{killed_then_resumed['config'].hash}\n")  # the old marker format
     with pytest.raises(StaleRunError, match="recorded no training-semantics version"):
         load_run(run_dir)
+    (run_dir / FINISHED_FILE).write_text('{"format": 2, "files": {"model.p')  # a marker cut short
+    with pytest.raises(DamagedRunError, match="its FINISHED marker is not a format-2 JSON record"):
+        load_run(run_dir)
 
 
 def test_unfinished_run_of_older_code_is_set_aside(tiny_root, tmp_path, monkeypatch, capsys):
