@@ -50,5 +50,12 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """`torch.save` `obj` to `path` atomically (checkpoints, model files)."""
     import torch  # here, not at the top: the other writers serve modules that do not load torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except OSError as err:  # e.g. a full disk: say which file is still good
+        from mmhpn.errors import CheckpointError
+
+        path = Path(path)
+        kept = f"the previous {path} is kept unchanged" if path.exists() else f"no previous {path.name} existed"
+        raise CheckpointError(f"could not write {path} ({err.strerror or err}); {kept}") from err

@@ -12,7 +12,8 @@ A run folder holds
   (`write_model_file`, `load_model_file`);
 * ``metrics.json`` - the final scores and the protocol used (`write_metrics`);
 * ``FINISHED`` - the marker, written last (`mark_finished`, `is_finished`), so a run killed at
-  any moment is never mistaken for a finished one.
+  any moment is never mistaken for a finished one; it records the code versions and every
+  file's size and sha256 (`read_finished`; `mmhpn.run_integrity` checks them).
 
 Every file is written atomically (`mmhpn.atomic`). Torch files are read back with
 ``torch.load(weights_only=True)``; a file made for another configuration is refused with
@@ -20,17 +21,20 @@ the fields that differ.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from mmhpn import distributed
+from mmhpn import distributed, versions
 from mmhpn.atomic import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
 from mmhpn.config import TrainConfig, build_model_for, config_differences, config_hash
-from mmhpn.errors import CheckpointError, ConfigError
+from mmhpn.errors import CheckpointError, ConfigError, DamagedRunError, StaleRunError
 from mmhpn.runtime import rng_state
 
 CONFIG_FILE = "config.json"
@@ -39,6 +43,8 @@ MODEL_FILE = "model.pt"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 FINISHED_FILE = "FINISHED"
+FINISHED_FORMAT = 2  # 1: a text file holding the hash (no versions, no file checksums)
+RECORDED_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE)  # sized and hashed in FINISHED
 CHECKPOINT_FORMAT = 1
 RESUME_KEYS = ("epoch", "optimizer", "history", "rng")  # what checkpoint.pt has beyond model.pt
 
@@ -98,12 +104,52 @@ def write_metrics(metrics: dict, run_dir: Path) -> None:
     atomic_write_json(run_dir / METRICS_FILE, metrics, sort_keys=True)
 
 
+def recorded_versions(dataset: str) -> dict:
+    """The versions of what the code computes that a run of `dataset` depends on."""
+    return {"training_semantics": versions.TRAINING_SEMANTICS_VERSION,
+            "synthetic_format": versions.synthetic_format_version() if dataset == "synthetic" else None}
+
+
+def file_record(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
 def mark_finished(run_dir: Path, config: TrainConfig) -> None:
-    """Write the FINISHED marker (last), then drop the resume checkpoint (~2x the model, no longer needed)."""
-    atomic_write_text(run_dir / FINISHED_FILE, f"{config_hash(config)}\n")
+    """Write the FINISHED marker (last, atomically) with the versions and every file's size and
+    sha256, then drop the resume checkpoint (~2x the model, no longer needed)."""
+    marker = {"format": FINISHED_FORMAT, "config_hash": config_hash(config),
+              "versions": recorded_versions(config.dataset),
+              "files": {name: file_record(run_dir / name) for name in RECORDED_FILES},
+              "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write_text(run_dir / FINISHED_FILE, json.dumps(marker, indent=2, sort_keys=True) + "\n")
     checkpoint = run_dir / CHECKPOINT_FILE
     if checkpoint.exists():
         checkpoint.unlink()
+
+
+def read_finished(run_dir: Path) -> dict:
+    """The marker's content; StaleRunError for a format-1 marker, DamagedRunError for an unreadable one."""
+    try:
+        text = (run_dir / FINISHED_FILE).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DamagedRunError(f"run folder {run_dir} is damaged: its {FINISHED_FILE} marker cannot be read ({err})")
+    if re.fullmatch(r"[0-9a-f]{64}\s*", text):  # format 1: just the configuration hash
+        raise StaleRunError(f"run folder {run_dir} was finished by an mmhpn that recorded no training-semantics "
+                            f"version (now {versions.TRAINING_SEMANTICS_VERSION}): its results may come from "
+                            "older code")
+    try:
+        marker = json.loads(text)
+    except ValueError:
+        marker = None
+    if not isinstance(marker, dict) or marker.get("format") != FINISHED_FORMAT:
+        raise DamagedRunError(f"run folder {run_dir} is damaged: its {FINISHED_FILE} marker is not a "
+                              f"format-{FINISHED_FORMAT} JSON record")
+    return marker
+
 
 
 # ------------------------------------------------------------------------------------------

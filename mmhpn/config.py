@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from mmhpn import versions
 from mmhpn.errors import ConfigError
 from mmhpn.model import PRESETS as MODEL_PRESETS
 from mmhpn.model import build_model
@@ -172,6 +173,10 @@ class TrainConfig:
             values.pop("scale_weights")  # left out, so adding the field changed no other hash
         if self.sampler == "shuffle":
             values["num_instances"] = None
+        # Hash what the code computes too, not only the fields (see mmhpn.versions).
+        values["training_semantics_version"] = versions.TRAINING_SEMANTICS_VERSION
+        values["synthetic_format_version"] = (versions.synthetic_format_version()
+                                              if self.dataset == "synthetic" else None)
         return values
 
     @property

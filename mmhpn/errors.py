@@ -21,3 +21,11 @@ class DatasetError(MMHPNError, ValueError):
 
 class CheckpointError(MMHPNError, RuntimeError):
     """A checkpoint or run folder that is corrupt or belongs to another configuration."""
+
+
+class StaleRunError(CheckpointError):
+    """A run folder made by code that computes something else (older training semantics or data format)."""
+
+
+class DamagedRunError(CheckpointError):
+    """A finished run folder whose files no longer match what was recorded when it finished."""

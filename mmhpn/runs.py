@@ -6,7 +6,10 @@
   first 12 hex digits of `mmhpn.config.config_hash`; an explicit `run_dir` may be given;
 * a run is *finished* only when its marker file ``FINISHED`` exists. The marker is written
   last, after ``model.pt``, ``history.csv`` and ``metrics.json``, so a run killed at any
-  moment is never mistaken for a finished one;
+  moment is never mistaken for a finished one; the marker records each file's size and
+  sha256 and the code versions, checked before a run is reused (`mmhpn.run_integrity`);
+* one process at a time works on a run folder (a lock beside it); a stale or damaged
+  folder is moved aside, never deleted, and trained again;
 * a finished run is returned without training; an unfinished one resumes from its last
   checkpoint (at most one epoch of work is lost); a missing one is trained from scratch.
 
@@ -23,7 +26,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mmhpn import distributed
+import contextlib
+
+from mmhpn import distributed, run_integrity
 from mmhpn.checkpoints import FINISHED_FILE, MODEL_FILE, is_finished, load_model_file, mark_finished, read_run_folder
 from mmhpn.config import TrainConfig, config_differences, config_hash
 from mmhpn.errors import CheckpointError
@@ -57,6 +62,7 @@ def load_run(run_dir: str | os.PathLike, config: TrainConfig | None = None) -> R
     if not is_finished(run_dir):
         raise CheckpointError(f"{run_dir} is not a finished run (no {FINISHED_FILE} marker); "
                               "train it with `mmhpn train --run-dir` or mmhpn.runs.train_or_load")
+    run_integrity.check_finished_run(run_dir)  # a stale version or damaged files: one line
     stored, metrics, history = read_run_folder(run_dir)
     if config is not None and stored.get("hash") != config_hash(config):
         diffs = config_differences(stored["config"], config)
@@ -78,6 +84,17 @@ def train_or_load(config: TrainConfig, runs_dir: str | os.PathLike = "runs", *,
     unfinished and this returns None.
     """
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config, runs_dir)
+    # One process per run folder (the others wait, then load); a stale or damaged folder is
+    # moved aside, with one line saying why, before anything reads it.
+    is_main = distributed.is_main_process()
+    with run_integrity.run_lock(run_dir) if is_main else contextlib.nullcontext():
+        if is_main:
+            run_integrity.set_aside_if_unusable(run_dir, config, finished=is_finished(run_dir))
+        distributed.barrier()
+        return _train_or_load_locked(config, run_dir, progress, train_options)
+
+
+def _train_or_load_locked(config: TrainConfig, run_dir: Path, progress: bool, train_options: dict) -> Run | None:
     if is_finished(run_dir):
         return load_run(run_dir, config)
     result = train(config, run_dir, progress=progress, **train_options)
