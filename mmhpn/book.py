@@ -275,6 +275,52 @@ def execute_notebook(name: str, params: dict[str, Any], root: Path = REPO_ROOT) 
 # step 3: MathJax
 
 
+def _tar_has_data_filter() -> bool:
+    """Whether `tarfile` has extraction filters (Python >= 3.11.4, 3.10.12; PEP 706)."""
+    return hasattr(tarfile, "data_filter")
+
+
+def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
+    """What PEP 706's "data" filter refuses, for Pythons without it: absolute names,
+    names or links leading outside `dest`, devices and FIFOs."""
+    def inside(path: Path) -> bool:
+        return path == dest or dest in path.parents
+
+    name = member.name
+    if name.startswith(("/", "\\")) or Path(name).is_absolute():
+        raise BookBuildError(f"refusing to extract {name!r}: absolute path")
+    if not inside((dest / name).resolve()):
+        raise BookBuildError(f"refusing to extract {name!r}: it would land outside {dest}")
+    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
+        raise BookBuildError(f"refusing to extract {name!r}: device or FIFO")
+    if member.issym() or member.islnk():
+        base = dest if member.islnk() else (dest / name).parent
+        if Path(member.linkname).is_absolute() or not inside((base / member.linkname).resolve()):
+            raise BookBuildError(f"refusing to extract {name!r}: link to {member.linkname!r} outside {dest}")
+
+
+def extract_safely(tar: tarfile.TarFile, dest: Path, members: list[tarfile.TarInfo] | None = None) -> None:
+    """Extract `members` (default: all) under `dest`, refusing anything that escapes it.
+
+    Uses tarfile's "data" filter where Python has it; on older 3.10/3.11 patch releases
+    (Debian 12's 3.11.2) every member is checked the same way first, and permission bits
+    beyond rwx are dropped, as the filter does.
+    """
+    dest = Path(dest).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    members = tar.getmembers() if members is None else members
+    if _tar_has_data_filter():
+        try:
+            tar.extractall(dest, members=members, filter="data")
+        except tarfile.FilterError as err:
+            raise BookBuildError(f"refusing to extract {err.tarinfo.name!r}: {err}") from None
+        return
+    for member in members:
+        _check_member(member, dest)
+        member.mode &= 0o777
+    tar.extractall(dest, members=members)
+
+
 def vendor_mathjax(static_dir: Path = REPO_ROOT / STATIC, spec: str = MATHJAX_SPEC,
                    cache: Path | None = REPO_ROOT / STATIC) -> Path:
     """Copy MathJax 3's es5/ build from the npm package into the book's static files.
@@ -303,7 +349,7 @@ def vendor_mathjax(static_dir: Path = REPO_ROOT / STATIC, spec: str = MATHJAX_SP
         with tarfile.open(tarballs[0]) as tar:
             members = [m for m in tar.getmembers()
                        if m.name.startswith("package/es5/") and (m.isfile() or m.isdir())]
-            tar.extractall(extracted, members=members, filter="data")
+            extract_safely(tar, extracted, members)
         staged = Path(tmp) / "mathjax"
         staged.mkdir()
         shutil.move(str(extracted / "package" / "es5"), staged / "es5")
