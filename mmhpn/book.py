@@ -474,7 +474,6 @@ class _ResourceParser(HTMLParser):
 
 
 def _css_urls(text: str) -> list[str]:
-
     urls = re.findall(r"url\(\s*['\"]?([^'\")]+)['\"]?\s*\)", text)
     urls += re.findall(r"@import\s+['\"]([^'\"]+)['\"]", text)
     return urls
