@@ -86,3 +86,12 @@ def test_the_committed_notebooks_are_unchanged_by_the_filter():
         stripped = subprocess.run([sys.executable, "-m", "nbstripout", "--keep-id"], input=path.read_text(),
                                   capture_output=True, text=True, check=True).stdout
         assert stripped == path.read_text(), f"{path.name} changes under nbstripout --keep-id"
+
+
+def test_the_readme_shows_the_real_make_help_and_a_picture_that_exists():
+    readme = (ROOT / "README.md").read_text()
+    listing = re.search(r"```text\n(.*?)```", readme, flags=re.S).group(1)
+    result = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert listing == result.stdout
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert pictures and all((ROOT / picture).is_file() for picture in pictures)
