@@ -587,6 +587,7 @@ def write_archive(out: Path, root: Path = REPO_ROOT) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     with tarfile.open(partial, "w:gz") as tar:
+        tar.add(html_dir, arcname=ARCHIVE_FOLDER, recursive=False)
         for path in sorted(html_dir.rglob("*")):
             tar.add(path, arcname=f"{ARCHIVE_FOLDER}/{path.relative_to(html_dir)}", recursive=False)
     os.replace(partial, out)
