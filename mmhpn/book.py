@@ -7,10 +7,15 @@
    profile's parameters (only the parameters a notebook declares are passed), hides the
    injected-parameters cell and writes a short note of the values it was executed with;
    a failing notebook stops the pipeline with the notebook's name and the cell's error;
+   the console gets one line per notebook (runs needed, trained and cached, elapsed,
+   training time left), papermill's full log goes to `book/executed/logs/NAME.log`;
 3. vendors MathJax 3 from the npm registry's `mathjax` package into `book/_static/mathjax/`
    (once; the book then loads no script, font or stylesheet from the network);
 4. builds the book with Jupyter Book 1.x (`-W -n --keep-going`) into `_build/html/` and
    fails if the HTML references any external resource that a browser would load.
+
+`python -m mmhpn.book --archive PATH` (`make book-archive`) packs the built site into one
+.tar.gz that opens from disk.
 
 The wall time of each notebook and of the whole build is appended to
 `book/executed/build-log.json`; the compute-cost notebook (executed last) reads it, so the
