@@ -688,8 +688,11 @@ def _effective_parameters(name: str, params: dict[str, Any], root: Path) -> dict
     """The notebook's declared defaults with `params` applied (what the notebook will see)."""
     import papermill
 
+    source = notebook_path(name, root)
+    if not source.is_file():
+        raise ConfigError(f"notebook {source} does not exist")
     values: dict[str, Any] = {}
-    for key, info in papermill.inspect_notebook(str(notebook_path(name, root))).items():
+    for key, info in papermill.inspect_notebook(str(source)).items():
         try:
             values[key] = ast.literal_eval(info["default"])
         except (ValueError, SyntaxError):
@@ -772,6 +775,10 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] = NOTEBOOK_ORDER,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine_description(), "notebooks_s": {}, "trainings": 0, "complete": False,
     }
+    missing = [str(notebook_path(name, root)) for name in notebooks if not notebook_path(name, root).is_file()]
+    if missing:
+        raise ConfigError(f"{len(missing)} notebook(s) missing, e.g. {missing[0]}; expected every notebook "
+                          f"of the book under {root / NOTEBOOKS}")
     ensure_dataset(profile, root)
     record["data_s"] = round(time.perf_counter() - started, 1)
     say = functools.partial(print, flush=True)
