@@ -71,8 +71,10 @@ def test_the_build_prints_one_line_per_notebook(built_book):
     root, _ = built_book
     console = (root / "console.txt").read_text()
     lines = console.splitlines()
-    per_notebook = [line for line in lines if re.match(r"\[\s*\d+/\d+\] ", line)]
-    assert [line.split()[2] for line in per_notebook] == list(book.NOTEBOOK_ORDER)
+    per_notebook = [re.match(r"\[\s*\d+/\d+\] (\S+)", line) for line in lines]
+    per_notebook = [match for match in per_notebook if match]
+    assert [match.group(1) for match in per_notebook] == list(book.NOTEBOOK_ORDER)
+    per_notebook = [match.string for match in per_notebook]
     assert re.search(r"\d+ run\(s\): \d+ trained, \d+ from runs/", per_notebook[1])
     # papermill's per-cell INFO lines and the kernel's warnings are in the logs, not here
     assert "INFO" not in console and "Executing" not in console and "TCP" not in console
