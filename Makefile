@@ -1,20 +1,42 @@
 # The README's two commands: `make test` and `make book`. Both create .venv and install the
 # project with its dev extras on first use (and again whenever pyproject.toml changes).
+# `make help` lists every target. System tools (make, chromium, npm): `make system-deps`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# requires-python in pyproject.toml; checked before .venv is made, in one line
+MIN_PYTHON := 3.10
 
-.PHONY: test book clean-book
+.DEFAULT_GOAL := help
+.PHONY: help system-deps install test book book-archive lab clean-book
+
+help: ## list the targets, one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+system-deps: ## install the system tools that are missing (make, python3-venv, chromium, npm) with apt-get
+	.ci/install-system-deps
+
+install: $(STAMP) ## create .venv, install the project with its dev extras and the notebook git filter
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; m = tuple(map(int, "$(MIN_PYTHON)".split("."))); sys.exit(0 if sys.version_info[:2] >= m else 1)' 2>/dev/null || \
+	{ echo "make: Python >= $(MIN_PYTHON) is needed, but $(PYTHON) is $$($(PYTHON) -V 2>&1 || echo missing); run make PYTHON=python3.11 (or newer)" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
+	@# Notebooks are committed without outputs: .gitattributes routes them through the
+	@# nbstripout filter, configured here for this clone (skipped outside a git checkout).
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git config filter.nbstripout.clean "'$(abspath $(BIN))/python' -m nbstripout --keep-id" && \
+		git config filter.nbstripout.smudge cat && \
+		git config diff.ipynb.textconv "'$(abspath $(BIN))/python' -m nbstripout -t --keep-id" && \
+		echo "make: notebooks are stripped of outputs on commit (git filter nbstripout)"; \
+	fi
 	touch $(STAMP)
 
 # pytest exits 5 when it collected no test: that is an error here, said out loud.
-test: $(STAMP)
+test: $(STAMP) ## run the whole test suite (unit tests + the smoke build of the book)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing on purpose" >&2; exit 1; fi; \
 	exit $$rc
@@ -27,6 +49,18 @@ DATASET ?=
 DATA_ROOT ?=
 DEVICE ?=
 SEEDS ?=
-book: $(STAMP)
+book: $(STAMP) ## execute every notebook (PROFILE=demo) and build the HTML into _build/html/
 	$(BIN)/python -m mmhpn.book --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) \
 		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(DEVICE),--device $(DEVICE)) $(if $(SEEDS),--seeds $(SEEDS))
+
+ARCHIVE ?= _build/mmhpn-book.tar.gz
+book-archive: $(STAMP) ## pack the built _build/html/ into one .tar.gz that opens from disk (ARCHIVE=...)
+	$(BIN)/python -m mmhpn.book --archive $(ARCHIVE)
+
+LAB_KERNELS := $(VENV)/share/mmhpn-lab
+lab: $(STAMP) ## open JupyterLab on notebooks/ with the project's kernel (run from the repository root)
+	$(BIN)/python .ci/lab_kernel.py $(LAB_KERNELS)
+	JUPYTER_PATH="$(abspath $(LAB_KERNELS))" $(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+
+clean-book: ## delete the executed notebooks and the built HTML (keeps runs/ and data/)
+	rm -rf book/executed _build

@@ -7,10 +7,15 @@
    profile's parameters (only the parameters a notebook declares are passed), hides the
    injected-parameters cell and writes a short note of the values it was executed with;
    a failing notebook stops the pipeline with the notebook's name and the cell's error;
+   the console gets one line per notebook (runs needed, trained and cached, elapsed,
+   training time left), papermill's full log goes to `book/executed/logs/NAME.log`;
 3. vendors MathJax 3 from the npm registry's `mathjax` package into `book/_static/mathjax/`
    (once; the book then loads no script, font or stylesheet from the network);
 4. builds the book with Jupyter Book 1.x (`-W -n --keep-going`) into `_build/html/` and
    fails if the HTML references any external resource that a browser would load.
+
+`python -m mmhpn.book --archive PATH` (`make book-archive`) packs the built site into one
+.tar.gz that opens from disk.
 
 The wall time of each notebook and of the whole build is appended to
 `book/executed/build-log.json`; the compute-cost notebook (executed last) reads it, so the
@@ -23,20 +28,26 @@ for users with the real datasets and a GPU).
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
+import functools
 import json
 import logging
 import os
+import platform
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from mmhpn.atomic import atomic_path, atomic_write_json
 from mmhpn.errors import ConfigError, MMHPNError
@@ -58,6 +69,7 @@ BUILD_LOG = EXECUTED / "build-log.json"
 RECORDS = EXECUTED / "records"
 RESULTS_CSV = EXECUTED / "results.csv"
 CLAIMS_CSV = EXECUTED / "claims.csv"
+LOGS = EXECUTED / "logs"  # one full log per notebook (and jupyter-book's), named by every error
 RUNS = Path("runs")  # the notebooks' default run cache (their `runs_dir` parameter)
 MATHJAX_SPEC = "mathjax@3"
 MATHJAX_ENTRY = Path("mathjax") / "es5" / "tex-svg.js"
@@ -245,8 +257,63 @@ def _hide_injected_cell(path: Path, params: dict[str, Any]) -> None:
         nbformat.write(nb, str(tmp))
 
 
+def log_path(name: str, root: Path = REPO_ROOT) -> Path:
+    """Where the full papermill log of notebook `name` (or of `jupyter-book`) is written."""
+    return root / LOGS / f"{name}.log"
+
+
+@contextlib.contextmanager
+def _output_to(log_file: Path):
+    """Send everything printed during the block to `log_file`, not to the console.
+
+    That is papermill's per-cell log lines (logger "papermill", with the cells' outputs) and
+    whatever the kernel process writes to the inherited stdout/stderr (e.g. jupyter_client's
+    warning about the kernel's TCP ports): both file descriptors are redirected, so output
+    of child processes lands in the file too.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    papermill_log = logging.getLogger("papermill")
+    saved_level, saved_propagate = papermill_log.level, papermill_log.propagate
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_fds = os.dup(1), os.dup(2)
+    with open(log_file, "w", encoding="utf-8") as stream:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        papermill_log.addHandler(handler)
+        papermill_log.setLevel(logging.INFO)
+        papermill_log.propagate = False
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")  # every warning once in the log, none on the console
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            stream.flush()
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
+                os.close(fd)
+            papermill_log.removeHandler(handler)
+            papermill_log.setLevel(saved_level)
+            papermill_log.propagate = saved_propagate
+
+
+def _first_line(text: Any) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] + (" ..." if len(lines) > 1 else "") if lines else ""
+
+
 def execute_notebook(name: str, params: dict[str, Any], root: Path = REPO_ROOT) -> float:
-    """Execute one notebook with papermill (cwd = root); return its wall time in seconds."""
+    """Execute one notebook with papermill (cwd = root); return its wall time in seconds.
+
+    The console stays quiet: papermill's log (every cell and its output) and the kernel's
+    messages go to `log_path(name)`. A failure raises one line naming the notebook, the
+    cell, the error and that log.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -259,27 +326,93 @@ def execute_notebook(name: str, params: dict[str, Any], root: Path = REPO_ROOT) 
     output_dir.mkdir(parents=True, exist_ok=True)
     target = output_dir / f"{name}.ipynb"
     partial = output_dir / f"{name}.partial.ipynb"
+    log_file = log_path(name, root)
     # Plain-text progress bars in notebooks; never the widget front end (CDN scripts).
     os.environ.setdefault("TQDM_DISABLE", "1")
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(source), str(partial), parameters=passed, kernel_name="python3",
-            log_output=True, progress_bar=False, cwd=str(root),
-        )
+        with _output_to(log_file):
+            papermill.execute_notebook(
+                str(source), str(partial), parameters=passed, kernel_name="python3",
+                log_output=True, progress_bar=False, cwd=str(root),
+            )
     except PapermillExecutionError as err:
+        traceback_text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(err.traceback or []))  # no colour codes
+        with open(log_file, "a", encoding="utf-8") as stream:
+            stream.write(f"\nnotebook {name} failed in cell [{err.exec_count}] (cell {err.cell_index}):\n"
+                         f"{err.ename}: {err.evalue}\n{traceback_text}\n")
         raise NotebookExecutionError(
             f"notebook {name} failed in cell [{err.exec_count}] (cell {err.cell_index}): "
-            f"{err.ename}: {err.evalue}  (executed copy with the traceback: {partial})"
+            f"{err.ename}: {_first_line(err.evalue)}  (full log: {_shown(log_file)}; "
+            f"executed copy with the traceback: {_shown(partial)})"
         ) from None
+    except Exception as err:  # the kernel died, papermill could not start it, ...
+        raise NotebookExecutionError(
+            f"notebook {name} could not be executed: {type(err).__name__}: {_first_line(err)}  "
+            f"(full log: {_shown(log_file)})"
+        ) from err
     seconds = time.perf_counter() - start
     _hide_injected_cell(partial, passed)
     os.replace(partial, target)
     return seconds
 
 
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it is below it (shorter messages)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 # ---------------------------------------------------------------------------------------
 # step 3: MathJax
+
+
+def _tar_has_data_filter() -> bool:
+    """Whether `tarfile` has extraction filters (Python >= 3.11.4, 3.10.12; PEP 706)."""
+    return hasattr(tarfile, "data_filter")
+
+
+def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
+    """What PEP 706's "data" filter refuses, for Pythons without it: absolute names,
+    names or links leading outside `dest`, devices and FIFOs."""
+    def inside(path: Path) -> bool:
+        return path == dest or dest in path.parents
+
+    name = member.name
+    if name.startswith(("/", "\\")) or Path(name).is_absolute():
+        raise BookBuildError(f"refusing to extract {name!r}: absolute path")
+    if not inside((dest / name).resolve()):
+        raise BookBuildError(f"refusing to extract {name!r}: it would land outside {dest}")
+    if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
+        raise BookBuildError(f"refusing to extract {name!r}: device or FIFO")
+    if member.issym() or member.islnk():
+        base = dest if member.islnk() else (dest / name).parent
+        if Path(member.linkname).is_absolute() or not inside((base / member.linkname).resolve()):
+            raise BookBuildError(f"refusing to extract {name!r}: link to {member.linkname!r} outside {dest}")
+
+
+def extract_safely(tar: tarfile.TarFile, dest: Path, members: list[tarfile.TarInfo] | None = None) -> None:
+    """Extract `members` (default: all) under `dest`, refusing anything that escapes it.
+
+    Uses tarfile's "data" filter where Python has it; on older 3.10/3.11 patch releases
+    (Debian 12's 3.11.2) every member is checked the same way first, and permission bits
+    beyond rwx are dropped, as the filter does.
+    """
+    dest = Path(dest).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    members = tar.getmembers() if members is None else members
+    if _tar_has_data_filter():
+        try:
+            tar.extractall(dest, members=members, filter="data")
+        except tarfile.FilterError as err:
+            raise BookBuildError(f"refusing to extract {err.tarinfo.name!r}: {err}") from None
+        return
+    for member in members:
+        _check_member(member, dest)
+        member.mode &= 0o777
+    tar.extractall(dest, members=members)
 
 
 def vendor_mathjax(static_dir: Path = REPO_ROOT / STATIC, spec: str = MATHJAX_SPEC,
@@ -310,7 +443,7 @@ def vendor_mathjax(static_dir: Path = REPO_ROOT / STATIC, spec: str = MATHJAX_SP
         with tarfile.open(tarballs[0]) as tar:
             members = [m for m in tar.getmembers()
                        if m.name.startswith("package/es5/") and (m.isfile() or m.isdir())]
-            tar.extractall(extracted, members=members, filter="data")
+            extract_safely(tar, extracted, members)
         staged = Path(tmp) / "mathjax"
         staged.mkdir()
         shutil.move(str(extracted / "package" / "es5"), staged / "es5")
@@ -354,8 +487,6 @@ class _ResourceParser(HTMLParser):
 
 
 def _css_urls(text: str) -> list[str]:
-    import re
-
     urls = re.findall(r"url\(\s*['\"]?([^'\")]+)['\"]?\s*\)", text)
     urls += re.findall(r"@import\s+['\"]([^'\"]+)['\"]", text)
     return urls
@@ -389,16 +520,93 @@ def build_html(root: Path = REPO_ROOT) -> Path:
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
                "build", str(root), "--builder", "html", "-W", "-n", "--keep-going"]
     result = subprocess.run(command, cwd=root, text=True, capture_output=True)
-    sys.stdout.write(result.stdout[-4000:])
+    log_file = log_path("jupyter-book", root)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text(f"$ {' '.join(command)}\n{result.stdout}\n--- stderr ---\n{result.stderr}", encoding="utf-8")
     if result.returncode != 0:
-        sys.stderr.write(result.stderr[-8000:])
-        raise BookBuildError(f"jupyter-book build failed (exit {result.returncode}); its warnings are above")
+        problems = [line.strip() for line in result.stderr.splitlines() if "WARNING" in line or "ERROR" in line]
+        first = f"; first of {len(problems)} warning(s): {problems[0]}" if problems else ""
+        raise BookBuildError(f"jupyter-book build failed (exit {result.returncode}){first}  "
+                             f"(full log: {_shown(log_file)})")
     html_dir = root / HTML
     external = external_resources(html_dir)
     if external:
         listing = "\n  ".join(external[:20])
         raise BookBuildError(f"the built book would load {len(external)} external resource(s):\n  {listing}")
     return html_dir
+
+
+# ---------------------------------------------------------------------------------------
+# the archive: the site in one file, for readers without a server
+
+ARCHIVE_FOLDER = "mmhpn-book"  # the archive's single top-level folder
+
+
+class _LinkParser(HTMLParser):
+    """Every URL a page links to or loads (href, src, srcset, poster, data)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if not value:
+                continue
+            if name in ("href", "src", "poster", "data"):
+                self.urls.append(value.strip())
+            elif name == "srcset":
+                self.urls += [part.strip().split(" ")[0] for part in value.split(",") if part.strip()]
+
+
+def links_broken_from_disk(html_dir: Path) -> list[str]:
+    """Links that would not work when the site is opened from disk (file://): URLs from the
+    server's root (`/...`, which from disk means the file system's root) and relative links
+    to files that are not in the site."""
+    found = []
+    for page in sorted(html_dir.rglob("*.html")):
+        if page.relative_to(html_dir).parts[0] == "_static":
+            continue  # the themes' template fragments (Jinja macros), never opened as pages
+        parser = _LinkParser()
+        parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+        for url in parser.urls:
+            parsed = urlparse(url)
+            if parsed.scheme or url.startswith(("//", "#")) or not parsed.path:
+                continue  # another site, a data: URL or an anchor of this page
+            if url.startswith("/"):
+                found.append(f"{page.relative_to(html_dir)}: {url} (from the server's root)")
+            else:
+                target = page.parent / unquote(parsed.path)
+                if not target.exists():
+                    found.append(f"{page.relative_to(html_dir)}: {url} (missing)")
+                elif target.is_dir():
+                    found.append(f"{page.relative_to(html_dir)}: {url} (a folder: from disk a browser lists it)")
+    return found
+
+
+def write_archive(out: Path, root: Path = REPO_ROOT) -> Path:
+    """Pack `_build/html/` into one .tar.gz (folder `mmhpn-book/`) that opens from disk.
+
+    Refuses a site that is not built, that loads anything from the network or that has
+    links which break from file://. Written to a temporary name and renamed, so a
+    half-written archive never carries the final name.
+    """
+    html_dir = root / HTML
+    if not (html_dir / "index.html").is_file():
+        raise BookBuildError(f"no built book in {html_dir} (no index.html); run `make book` first")
+    problems = [f"loads {item}" for item in external_resources(html_dir)] + links_broken_from_disk(html_dir)
+    if problems:
+        listing = "; ".join(problems[:5])
+        raise BookBuildError(f"the built book would not work from disk ({len(problems)} problem(s)): {listing}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    with tarfile.open(partial, "w:gz") as tar:
+        tar.add(html_dir, arcname=ARCHIVE_FOLDER, recursive=False)
+        for path in sorted(html_dir.rglob("*")):
+            tar.add(path, arcname=f"{ARCHIVE_FOLDER}/{path.relative_to(html_dir)}", recursive=False)
+    os.replace(partial, out)
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -447,6 +655,106 @@ def trainings_since(runs_dir: Path, since_epoch_s: float) -> int:
     return sum(marker.stat().st_mtime >= since_epoch_s for marker in runs_dir.glob(f"*/{FINISHED_FILE}"))
 
 
+# ---------------------------------------------------------------------------------------
+# progress: what each notebook trains, and how long the rest should take
+
+# Which rows (and which of the `seeds`) each notebook trains or loads from the run cache:
+# the `run_rows`/`run_table` calls of the notebooks, repeated here only to print progress.
+# After each notebook the console line reports what was actually trained (new FINISHED
+# markers), so a plan that drifted from a notebook shows as a difference, not as a lie.
+def _notebook_rows(name: str, p: dict[str, Any]) -> tuple[tuple, list[int]]:
+    from mmhpn import experiments as ex
+
+    psl = ex.Row("MMHPN+PSL", ex.MMHPN_PSL)
+    seeds = list(p.get("seeds", []))
+    tables = {"04-table-4-branches": "table4", "05-table-5-body-parts": "table5",
+              "06-table-6-pooling": "table6", "07-table-7-psl": "table7"}
+    if name in tables:
+        return ex.get_table(tables[name]).rows, seeds
+    if name in ("02-training", "03-tables-1-3-comparison"):
+        return (psl,), seeds
+    if name == "08-figure-3-attention":
+        return (ex.Row("global (baseline)", ex.BASELINE), ex.figure5_rows([p["part_stripes"]])[0]), seeds[:1]
+    if name == "09-figure-4-ranking":
+        return (psl,), seeds[:1]
+    if name == "10-figure-5-body-scales":
+        return ex.figure5_rows(p["stripe_counts"]), seeds
+    return (), []
+
+
+def _effective_parameters(name: str, params: dict[str, Any], root: Path) -> dict[str, Any]:
+    """The notebook's declared defaults with `params` applied (what the notebook will see)."""
+    import papermill
+
+    source = notebook_path(name, root)
+    if not source.is_file():
+        raise ConfigError(f"notebook {source} does not exist")
+    values: dict[str, Any] = {}
+    for key, info in papermill.inspect_notebook(str(source)).items():
+        try:
+            values[key] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            pass
+    values.update({key: value for key, value in params.items() if key in values})
+    return values
+
+
+def planned_runs(name: str, params: dict[str, Any], root: Path = REPO_ROOT) -> list[Path]:
+    """The run folders notebook `name` needs with these parameters (finished ones are cached)."""
+    from mmhpn import experiments as ex
+    from mmhpn.runs import run_dir_for
+
+    p = _effective_parameters(name, params, root)
+    rows, seeds = _notebook_rows(name, p)
+    if not rows:
+        return []
+    common = ex.common_overrides(p["dataset"], p["data_root"], p["device"], p.get("epochs", 0),
+                                 p.get("overrides", {}))
+    runs_dir = root / p.get("runs_dir", str(RUNS))
+    return [run_dir_for(ex.row_config(row, p["profile"], seed, **common), runs_dir)
+            for row in rows for seed in seeds]
+
+
+def training_seconds(run_dir: Path) -> float | None:
+    """Wall seconds the finished run in `run_dir` spent training (its history), or None."""
+    from mmhpn.checkpoints import is_finished
+    from mmhpn.checkpoints import HISTORY_FILE
+
+    history = run_dir / HISTORY_FILE
+    if not (is_finished(run_dir) and history.is_file()):
+        return None
+    import pandas as pd
+
+    frame = pd.read_csv(history)
+    return float(frame["seconds"].sum()) if "seconds" in frame and len(frame) else None
+
+
+def time_left(runs_to_go: list[Path], finished: list[Path]) -> str:
+    """"~N min of training left (K runs x S s)": the runs still to train times the mean
+    training time of the finished runs of this build's plan (cached or trained now)."""
+    from mmhpn.checkpoints import is_finished
+
+    todo = sorted({run for run in runs_to_go if not is_finished(run)})
+    if not todo:
+        return "no training left"
+    seconds = [t for t in (training_seconds(run) for run in set(finished)) if t is not None]
+    if not seconds:
+        return f"{len(todo)} run(s) to train; time left unknown until one has finished"
+    mean = sum(seconds) / len(seconds)
+    return f"~{len(todo) * mean / 60:.1f} min of training left ({len(todo)} run(s) x {mean:.0f} s mean)"
+
+
+def notebook_line(index: int, total: int, name: str, needed: list[Path], trained: int,
+                  seconds: float, left: str) -> str:
+    """The console's one line per notebook: name, what it trained, elapsed, time left."""
+    if needed:
+        distinct = len(set(needed))
+        work = f"{distinct} run(s): {trained} trained, {distinct - trained} from runs/"
+    else:
+        work = "no training"
+    return f"[{index:>2}/{total}] {name:<28} {work:<34} {seconds:7.1f} s   {left}"
+
+
 def _append_build_log(entry: dict[str, Any], log_path: Path) -> None:
     entries = json.loads(log_path.read_text()) if log_path.is_file() else []
     entries.append(entry)
@@ -474,28 +782,53 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] = NOTEBOOK_ORDER,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine_description(), "notebooks_s": {}, "trainings": 0, "complete": False,
     }
+    missing = [str(notebook_path(name, root)) for name in notebooks if not notebook_path(name, root).is_file()]
+    if missing:
+        raise ConfigError(f"{len(missing)} notebook(s) missing, e.g. {missing[0]}; expected every notebook "
+                          f"of the book under {root / NOTEBOOKS}")
     ensure_dataset(profile, root)
     record["data_s"] = round(time.perf_counter() - started, 1)
+    say = functools.partial(print, flush=True)
+    from mmhpn.checkpoints import is_finished
+
+    plans: dict[str, list[Path]] = {}
+    for name in notebooks:
+        try:
+            plans[name] = planned_runs(name, profile.for_notebook(name), root)
+        except MMHPNError as err:  # a plan is only for the console; the notebook will say what is wrong
+            say(f"mmhpn.book: cannot tell which runs {name} needs ({err})")
+            plans[name] = []
+    every_run = sorted({run for plan in plans.values() for run in plan})
+    cached = sum(is_finished(run) for run in every_run)
+    say(f"mmhpn.book: profile {profile.name}, {len(notebooks)} notebook(s), {len(every_run)} distinct "
+        f"training run(s), {cached} already in the run cache; full logs in {_shown(root / LOGS)}/")
     # The timings of this build so far are visible to the notebooks that come later.
     current = root / EXECUTED / "build-current.json"
     if list(notebooks) == list(NOTEBOOK_ORDER):
         # A complete build starts its claim records afresh (they are derived, never user data).
         shutil.rmtree(root / RECORDS, ignore_errors=True)
-    for name in notebooks:
+    for index, name in enumerate(notebooks, start=1):
         current.parent.mkdir(parents=True, exist_ok=True)
         current.write_text(json.dumps(record, indent=2))
-        logging.getLogger("mmhpn.book").info("executing %s", name)
         params = profile.for_notebook(name)
         params.setdefault("build_timings_path", str(current.relative_to(root)))
         params.setdefault("records_dir", str(RECORDS))
-        record["notebooks_s"][name] = round(execute_notebook(name, params, root), 1)
+        needed = plans[name]
+        unfinished = {run for run in needed if not is_finished(run)}
+        seconds = execute_notebook(name, params, root)
+        record["notebooks_s"][name] = round(seconds, 1)
         record["trainings"] = trainings_since(root / RUNS, started_epoch_s)
+        trained = sum(is_finished(run) for run in unfinished)
+        later = [run for later_name in notebooks[index:] for run in plans[later_name]]
+        say(notebook_line(index, len(notebooks), name, needed, trained, seconds, time_left(later, every_run)))
     write_result_tables(root)
     if build:
         vendor_mathjax(root / STATIC)
         sphinx_start = time.perf_counter()
         build_html(root)
         record["sphinx_s"] = round(time.perf_counter() - sphinx_start, 1)
+        say(f"mmhpn.book: HTML built by jupyter-book in {record['sphinx_s']:.1f} s "
+            f"(log: {_shown(log_path('jupyter-book', root))})")
     record["total_s"] = round(time.perf_counter() - started, 1)
     record["complete"] = build and list(notebooks) == list(NOTEBOOK_ORDER)
     if build and COMPUTE_COST_NOTEBOOK in notebooks:
@@ -508,6 +841,8 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] = NOTEBOOK_ORDER,
         execute_notebook(COMPUTE_COST_NOTEBOOK, params, root)
         build_html(root)
         record["finalize_s"] = round(time.perf_counter() - finalize_start, 1)
+        say(f"mmhpn.book: {COMPUTE_COST_NOTEBOOK} re-executed with this build's timings and the HTML "
+            f"rebuilt in {record['finalize_s']:.1f} s")
     _append_build_log(record, root / BUILD_LOG)
     return record
 
@@ -523,10 +858,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notebooks", default=None,
                         help="comma-separated notebook names to execute (default: all, in order)")
     parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
+    parser.add_argument("--archive", default=None, type=Path, metavar="PATH",
+                        help="only pack the already built _build/html/ into PATH (.tar.gz) for reading from disk")
     parser.add_argument("--root", default=str(REPO_ROOT), type=Path,
                         help="folder holding _config.yml, _toc.yml, book/ and notebooks/ (default: this repository)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.archive is not None:
+        try:
+            out = write_archive(args.archive, root=args.root.resolve())
+        except MMHPNError as err:
+            print(f"mmhpn.book: error: {err}", file=sys.stderr)
+            return 1
+        print(f"mmhpn.book: wrote {out} ({out.stat().st_size / 2**20:.1f} MiB); extract it and open "
+              f"{ARCHIVE_FOLDER}/index.html in a browser")
+        return 0
     try:
         profile = get_profile(args.profile, args.dataset, args.data_root, args.device, args.seeds)
         notebooks = tuple(args.notebooks.split(",")) if args.notebooks else NOTEBOOK_ORDER

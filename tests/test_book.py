@@ -46,6 +46,7 @@ def built_book(tmp_path_factory):
                             capture_output=True, text=True, timeout=SMOKE_BUDGET_S + 60)
     seconds = time.perf_counter() - start
     assert result.returncode == 0, f"smoke book failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    (root / "console.txt").write_text(result.stdout + result.stderr)
     print(f"smoke book built in {seconds:.0f} s")
     return root, seconds
 
@@ -64,6 +65,38 @@ def test_smoke_book_builds_within_budget(built_book):
         assert "Executed with" in text
     for page in ("intro", "method", "reproduction-notes", "datasets", "real-data"):
         assert (html / "book" / f"{page}.html").is_file()
+
+
+def test_the_build_prints_one_line_per_notebook(built_book):
+    root, _ = built_book
+    console = (root / "console.txt").read_text()
+    lines = console.splitlines()
+    per_notebook = [re.match(r"\[\s*\d+/\d+\] (\S+)", line) for line in lines]
+    per_notebook = [match for match in per_notebook if match]
+    assert [match.group(1) for match in per_notebook] == list(book.NOTEBOOK_ORDER)
+    per_notebook = [match.string for match in per_notebook]
+    assert re.search(r"\d+ run\(s\): \d+ trained, \d+ from runs/", per_notebook[1])
+    # papermill's per-cell INFO lines and the kernel's warnings are in the logs, not here
+    assert "INFO" not in console and "Executing" not in console and "TCP" not in console
+    assert len(lines) < 2 * len(book.NOTEBOOK_ORDER), console
+    for name in book.NOTEBOOK_ORDER:
+        assert "Executing" in (root / "book" / "executed" / "logs" / f"{name}.log").read_text()
+
+
+def test_the_archive_holds_the_site_and_its_links_work_from_disk(built_book, tmp_path):
+    import tarfile
+
+    root, _ = built_book
+    archive = book.write_archive(tmp_path / "book.tar.gz", root=root)
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        assert all(name == book.ARCHIVE_FOLDER or name.startswith(book.ARCHIVE_FOLDER + "/") for name in names)
+        book.extract_safely(tar, tmp_path / "out")
+    site = tmp_path / "out" / book.ARCHIVE_FOLDER
+    assert (site / "index.html").is_file() and (site / "book" / "executed" / "04-table-4-branches.html").is_file()
+    assert book.links_broken_from_disk(site) == [] and book.external_resources(site) == []
+    # the front page sends the reader to the introduction by a relative link
+    assert re.search(r'url=book/intro\.html|href="book/intro\.html"', (site / "index.html").read_text())
 
 
 def test_built_html_loads_nothing_from_the_network(built_book):

@@ -1,9 +1,14 @@
 """Set-up files agree with each other: pyproject.toml and environment.yml list the same dependencies."""
 import re
-import tomllib
+import sys
 from pathlib import Path
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the dev extras install tomli
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +47,8 @@ def test_torch_ranges_admit_the_installed_2_14_line():
 
 
 @pytest.mark.parametrize("path", ["book", "mmhpn", "notebooks", "data", "tests", "environment.yml",
-                                  "_config.yml", "README.md", "pyproject.toml", "Makefile", ".ci/run"])
+                                  "_config.yml", "README.md", "pyproject.toml", "Makefile", ".ci/run",
+                                  ".ci/install-system-deps", ".gitattributes",
+                                  ".github/workflows/book.yml", "docs/synthetic-pedestrians.png"])
 def test_top_level_layout(path):
     assert (ROOT / path).exists(), f"{path} is part of the documented layout"

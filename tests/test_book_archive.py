@@ -1,0 +1,54 @@
+"""`make book-archive` (mmhpn.book.write_archive) on a tiny generated site: one folder in one
+.tar.gz, and a site whose links would break from disk is refused with what is wrong."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from mmhpn import book
+
+
+def _site(root: Path, page: str = '<a href="book/intro.html#top">intro</a><img src="_static/a%20b.png">') -> Path:
+    html = root / "_build" / "html"
+    (html / "book").mkdir(parents=True)
+    (html / "_static").mkdir()
+    (html / "_static" / "a b.png").write_bytes(b"png")
+    (html / "index.html").write_text(f'<meta http-equiv="refresh" content="0; url=book/intro.html">{page}')
+    (html / "book" / "intro.html").write_text('<a href="../index.html">home</a><a href="https://example.org">x</a>')
+    return html
+
+
+def test_the_archive_is_one_folder_that_extracts_to_the_site(tmp_path):
+    _site(tmp_path)
+    out = book.write_archive(tmp_path / "dist" / "site.tar.gz", root=tmp_path)
+    assert not (tmp_path / "dist" / "site.tar.gz.partial").exists()
+    with tarfile.open(out) as tar:
+        names = set(tar.getnames())
+    assert names == {"mmhpn-book", "mmhpn-book/index.html", "mmhpn-book/book", "mmhpn-book/book/intro.html",
+                     "mmhpn-book/_static", "mmhpn-book/_static/a b.png"}
+
+
+@pytest.mark.parametrize("page, problem", [
+    ('<a href="/book/intro.html">intro</a>', "from the server's root"),
+    ('<img src="_static/missing.png">', "missing"),
+    ('<a href="book/">the folder</a>', "a folder"),
+    ('<script src="https://cdn.example.org/x.js"></script>', "loads"),
+])
+def test_links_that_break_from_disk_are_refused(tmp_path, page, problem):
+    _site(tmp_path, page)
+    with pytest.raises(book.BookBuildError, match="would not work from disk") as failure:
+        book.write_archive(tmp_path / "site.tar.gz", root=tmp_path)
+    assert problem in str(failure.value)
+    assert not list(tmp_path.glob("site.tar.gz*"))
+
+
+def test_no_built_book_is_one_clear_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mmhpn.book", "--archive", str(tmp_path / "a.tar.gz"),
+                             "--root", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "no built book in" in result.stderr and "run `make book` first" in result.stderr

@@ -1,0 +1,108 @@
+"""`make book`'s console: one line per notebook, the full papermill log in a file that
+errors name, and a failing notebook reported in one line (tiny generated notebooks)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mmhpn import book
+from mmhpn.runs import FINISHED_FILE
+from mmhpn.training import HISTORY_FILE
+
+
+def _notebook(root: Path, name: str, *sources: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("x: int = 1  # a number")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(source) for source in sources)]
+    (root / "notebooks").mkdir(exist_ok=True)
+    nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
+
+
+def _profile(root: Path) -> book.Profile:
+    (root / "data").mkdir(exist_ok=True)
+    return book.Profile(name="smoke", dataset="synthetic", data_root="data", synthetic_preset=None)
+
+
+def _finished_run(path: Path, seconds: list[float]) -> Path:
+    path.mkdir(parents=True)
+    (path / HISTORY_FILE).write_text("epoch,seconds\n" + "".join(f"{i},{s}\n" for i, s in enumerate(seconds)))
+    (path / FINISHED_FILE).write_text("hash\n")
+    return path
+
+
+def test_notebook_line_says_name_work_elapsed_and_time_left(tmp_path):
+    needed = [tmp_path / "a", tmp_path / "b", tmp_path / "c", tmp_path / "a"]
+    line = book.notebook_line(4, 11, "04-table-4-branches", needed, trained=1, seconds=62.04,
+                              left="~1.5 min of training left (3 run(s) x 30 s mean)")
+    assert "\n" not in line
+    assert re.fullmatch(r"\[ 4/11\] 04-table-4-branches +3 run\(s\): 1 trained, 2 from runs/ +62\.0 s +"
+                        r"~1\.5 min of training left \(3 run\(s\) x 30 s mean\)", line), line
+    assert "no training" in book.notebook_line(1, 11, "01-data", [], 0, 3.0, "no training left")
+
+
+def test_time_left_is_runs_to_train_times_the_mean_measured_training(tmp_path):
+    done = [_finished_run(tmp_path / "r1", [10, 20]), _finished_run(tmp_path / "r2", [50, 10])]  # 30 s, 60 s
+    todo = [tmp_path / "r3", tmp_path / "r4", tmp_path / "r3"]  # two distinct runs, not finished
+    assert book.time_left(todo + done, done) == "~1.5 min of training left (2 run(s) x 45 s mean)"
+    assert book.time_left(done, done) == "no training left"
+    assert "unknown" in book.time_left(todo, [])
+
+
+def test_one_line_per_notebook_and_the_papermill_log_in_a_file(tmp_path, capfd):
+    _notebook(tmp_path, "first", "print('hello from a cell', x)")
+    _notebook(tmp_path, "second", "import warnings; warnings.warn('noisy kernel')", "print('second cell')")
+    record = book.run_pipeline(_profile(tmp_path), notebooks=("first", "second"), build=False, root=tmp_path)
+    out, err = capfd.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 3, out  # a header, then one line per notebook
+    assert lines[0].startswith("mmhpn.book: profile smoke, 2 notebook(s), 0 distinct training run(s)")
+    assert re.match(r"\[ 1/2\] first +no training +\d+\.\d s +no training left$", lines[1]), lines[1]
+    assert re.match(r"\[ 2/2\] second +no training", lines[2]), lines[2]
+    # papermill's per-cell INFO lines, the cells' output and the kernel's warnings stay off the console
+    assert "hello from a cell" not in out + err and "INFO" not in out + err and "noisy kernel" not in out + err
+    assert err == ""
+    log = (tmp_path / "book" / "executed" / "logs" / "first.log").read_text()
+    assert "hello from a cell 1" in log and "Executing" in log
+    assert set(record["notebooks_s"]) == {"first", "second"}
+
+
+def test_a_failing_notebook_is_one_line_naming_cell_error_and_log(tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _notebook(tmp_path, "broken", "y = 2", "raise ValueError(f'bad value {x}\\nsecond line of the message')")
+    with pytest.raises(book.NotebookExecutionError) as failure:
+        book.run_pipeline(_profile(tmp_path), notebooks=("broken",), build=False, root=tmp_path)
+    message = str(failure.value)
+    assert "\n" not in message
+    assert re.search(r"notebook broken failed in cell \[\d+\] \(cell 2\): ValueError: bad value 1 \.\.\.", message)
+    assert "full log: book/executed/logs/broken.log" in message
+    log = tmp_path / "book" / "executed" / "logs" / "broken.log"
+    assert "second line of the message" in log.read_text()
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err and "INFO" not in out + err
+
+
+def test_the_plan_follows_the_notebooks_run_calls():
+    # The console's "N run(s)" comes from book._notebook_rows: each notebook that trains
+    # must still call what the plan assumes it calls.
+    calls = {"02-training": "run_rows([row]", "03-tables-1-3-comparison": "MMHPN_PSL",
+             "04-table-4-branches": 'run_table("table4"', "05-table-5-body-parts": 'run_table("table5"',
+             "06-table-6-pooling": 'run_table("table6"', "07-table-7-psl": 'run_table("table7"',
+             "08-figure-3-attention": "figure5_rows([part_stripes])", "09-figure-4-ranking": "MMHPN_PSL",
+             "10-figure-5-body-scales": "figure5_rows(stripe_counts)"}
+    profile = book.get_profile("demo")
+    for name in book.NOTEBOOK_ORDER:
+        nb = nbformat.read(book.notebook_path(name), as_version=4)
+        code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+        runs = book.planned_runs(name, profile.for_notebook(name))
+        if name in calls:
+            assert calls[name] in code, f"{name} no longer calls {calls[name]}: update book._notebook_rows"
+            assert runs, name
+        else:
+            assert "run_rows" not in code and "run_table" not in code and not runs, name
+    every = {run for name in book.NOTEBOOK_ORDER for run in book.planned_runs(name, profile.for_notebook(name))}
+    assert len(every) == 28  # the demo book: 14 configurations x 2 seeds (README)
