@@ -18,7 +18,9 @@ Decisions that the rows encode (the book's reproduction notes explain them):
   1+2 adds ``conv5_2: 2``, 1+2+4 adds ``conv5_1: 4``, 1+2+4+8 adds ``conv5_1: 8``
   (= the ``mmhpn`` preset, ``conv5_1: 8, 4 | conv5_2: 2 | conv5_3: 1``).
 * Figure 5 pools 1, 2, 4, 8 or 12 stripes from the final layer only (a single-scale
-  MHPM, GAP, softmax); its 1-stripe point is the baseline.
+  MHPM, GAP, softmax); its 1-stripe point is the baseline's configuration. Its notebook
+  trains every point at 192x64 (12 stripes need 12 feature-map rows), so at another
+  profile input size that point is a training of its own, not Table 4's baseline run.
 * Table 7 compares the softmax loss with the PSL (paper gammas, single-stripe scales
   trained with the plain softmax loss, ``single_stripe="ce"``) and shows the other two
   single-stripe rules: ``literal`` (the global stripe gets no loss) and ``focal``. A control
@@ -60,6 +62,7 @@ MMHPN_PSL: dict[str, Any] = {"preset": "mmhpn", "pooling": "aps", "loss": "psl",
 # The control's fields; its scale_weights come from the PSL run (`Row.scale_weights_from`).
 MMHPN_PSL_CONTROL: dict[str, Any] = {"preset": "mmhpn", "pooling": "aps", "loss": "weighted_softmax"}
 PSL_CONTROL_LABEL = "MMHPN+softmax × mean PSL factors (control, not in the paper)"
+OURS = "not in the paper (ours)"  # the source of a question we ask, not a claim of the paper
 
 
 @dataclass(frozen=True)
@@ -408,7 +411,7 @@ def table_claims(key: str) -> list[claims.Claim]:
         return claims.stated_claims("figure5", FIGURE5_CLAIMS, FIGURE5_SOURCE)
     spec = get_table(key)
     found = paper_claims(key, spec.claims) if spec.claims else []
-    return found + claims.stated_claims(key, spec.questions, "not in the paper (ours)")
+    return found + claims.stated_claims(key, spec.questions, OURS)
 
 
 def check_table(key: str, results: pd.DataFrame, records_dir: str = "") -> pd.DataFrame:
@@ -462,6 +465,26 @@ def config_table(profile: str, **common: Any) -> pd.DataFrame:
     if config.dataset != "synthetic":
         values.pop("synthetic_preset")
     return pd.DataFrame({"value": [str(v) for v in values.values()]}, index=list(values))
+
+
+PSL_CONTROL_READINGS = {
+    "supported": "the PSL beats the control: its gain is more than a re-weighting of the scales",
+    "contradicted": "the control beats the PSL: re-weighting the scales explains the PSL's effect here",
+    "inconclusive": "the interval contains 0 (or there is none, with one seed): the difference between the PSL "
+                    "and the control is within the seed-to-seed noise here",
+    "not run": "the comparison could not be made",
+}
+
+
+def psl_control_reading(checked: pd.DataFrame, metric: str = "mAP") -> str:
+    """What Table 7's PSL-vs-control question (ours) says, from its checked line on `metric`."""
+    line = checked[(checked["better"] == "MMHPN+PSL") & (checked["worse"] == PSL_CONTROL_LABEL)
+                   & (checked["metric"] == metric)]
+    if line.empty:
+        raise ConfigError(f"no checked PSL-vs-control line on {metric}; check table7 with experiments.check_table")
+    verdict = line["verdict"].iloc[0]
+    return (f"PSL vs its re-weighting control ({claims.METRIC_LABELS.get(metric, metric)}): {verdict}; "
+            f"{PSL_CONTROL_READINGS[verdict]}.")
 
 
 def row_mean(results: pd.DataFrame, row: str, metric: str = "mAP") -> float:
