@@ -80,19 +80,19 @@ MATHJAX_ENTRY = Path("mathjax") / "es5" / "tex-svg.js"
 NOTEBOOK_ORDER = (
     "01-data",
     "02-training",
-    "04-table-4-branches",
-    "05-table-5-body-parts",
-    "06-table-6-pooling",
-    "07-table-7-psl",
-    "12-layouts",
-    "10-figure-5-body-scales",
-    "08-figure-3-attention",
-    "09-figure-4-ranking",
-    "03-tables-1-3-comparison",
-    "13-verdicts",
-    "11-compute-cost",
+    "03-table-4-branches",
+    "04-table-5-body-parts",
+    "05-table-6-pooling",
+    "06-table-7-psl",
+    "07-layouts",
+    "08-figure-5-body-scales",
+    "09-figure-3-attention",
+    "10-figure-4-ranking",
+    "11-tables-1-3-comparison",
+    "12-verdicts",
+    "13-compute-cost",
 )
-COMPUTE_COST_NOTEBOOK = "11-compute-cost"
+COMPUTE_COST_NOTEBOOK = "13-compute-cost"
 
 
 class NotebookExecutionError(MMHPNError, RuntimeError):
@@ -144,7 +144,7 @@ PROFILES: dict[str, Profile] = {
         data_root="data/synthetic-tiny",
         synthetic_preset="tiny",
         parameters={"seeds": [0], "device": "cpu", "overrides": dict(CPU_INPUT)},
-        per_notebook={"10-figure-5-body-scales": {"stripe_counts": [1, 2, 4, 8, 12]},
+        per_notebook={"08-figure-5-body-scales": {"stripe_counts": [1, 2, 4, 8, 12]},
                       "02-training": {"eval_every": 0}},
     ),
     # `make book`'s default: <= 30 min on 2 CPU cores, every table over two seeds.
@@ -154,7 +154,7 @@ PROFILES: dict[str, Profile] = {
         data_root="data/synthetic-demo",
         synthetic_preset="demo",
         parameters={"seeds": [0, 1], "device": "cpu", "overrides": {}},
-        per_notebook={"10-figure-5-body-scales": {"stripe_counts": [1, 2, 4, 8, 12]},
+        per_notebook={"08-figure-5-body-scales": {"stripe_counts": [1, 2, 4, 8, 12]},
                       "02-training": {"eval_every": 1}},
     ),
     # The paper's schedule on a real dataset (a GPU and hours per training).
@@ -164,7 +164,7 @@ PROFILES: dict[str, Profile] = {
         data_root="data/market1501",
         synthetic_preset=None,
         parameters={"seeds": [0, 1, 2], "device": "cuda"},
-        per_notebook={"10-figure-5-body-scales": {"stripe_counts": [1, 2, 4, 8, 12]}},
+        per_notebook={"08-figure-5-body-scales": {"stripe_counts": [1, 2, 4, 8, 12]}},
     ),
 }
 
@@ -667,17 +667,17 @@ def _notebook_rows(name: str, p: dict[str, Any]) -> tuple[tuple, list[int]]:
 
     psl = ex.Row("MMHPN+PSL", ex.MMHPN_PSL)
     seeds = list(p.get("seeds", []))
-    tables = {"04-table-4-branches": "table4", "05-table-5-body-parts": "table5",
-              "06-table-6-pooling": "table6", "07-table-7-psl": "table7"}
+    tables = {"03-table-4-branches": "table4", "04-table-5-body-parts": "table5",
+              "05-table-6-pooling": "table6", "06-table-7-psl": "table7"}
     if name in tables:
         return ex.get_table(tables[name]).rows, seeds
-    if name in ("02-training", "03-tables-1-3-comparison"):
+    if name in ("02-training", "11-tables-1-3-comparison"):
         return (psl,), seeds
-    if name == "08-figure-3-attention":
+    if name == "09-figure-3-attention":
         return (ex.Row("global (baseline)", ex.BASELINE), ex.figure5_rows([p["part_stripes"]])[0]), seeds[:1]
-    if name == "09-figure-4-ranking":
+    if name == "10-figure-4-ranking":
         return (psl,), seeds[:1]
-    if name == "10-figure-5-body-scales":
+    if name == "08-figure-5-body-scales":
         return ex.figure5_rows(p["stripe_counts"]), seeds
     return (), []
 

@@ -93,7 +93,7 @@ def test_the_archive_holds_the_site_and_its_links_work_from_disk(built_book, tmp
         assert all(name == book.ARCHIVE_FOLDER or name.startswith(book.ARCHIVE_FOLDER + "/") for name in names)
         book.extract_safely(tar, tmp_path / "out")
     site = tmp_path / "out" / book.ARCHIVE_FOLDER
-    assert (site / "index.html").is_file() and (site / "book" / "executed" / "04-table-4-branches.html").is_file()
+    assert (site / "index.html").is_file() and (site / "book" / "executed" / "03-table-4-branches.html").is_file()
     assert book.links_broken_from_disk(site) == [] and book.external_resources(site) == []
     # the front page sends the reader to the introduction by a relative link
     assert re.search(r'url=book/intro\.html|href="book/intro\.html"', (site / "index.html").read_text())
@@ -160,7 +160,7 @@ def test_browser_typesets_math_and_shows_tables_offline(built_book, tmp_path):
     root, _ = built_book
     html = root / "_build" / "html"
     method = (html / "book" / "method.html").as_uri()
-    table = (html / "book" / "executed" / "04-table-4-branches.html").as_uri()
+    table = (html / "book" / "executed" / "03-table-4-branches.html").as_uri()
 
     dom = _browse(["--virtual-time-budget=15000", "--dump-dom", method], tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]

@@ -10,7 +10,7 @@ import pytest
 
 from mmhpn import book
 from mmhpn.runs import FINISHED_FILE
-from mmhpn.training import HISTORY_FILE
+from mmhpn.checkpoints import HISTORY_FILE
 
 
 def _notebook(root: Path, name: str, *sources: str) -> None:
@@ -37,10 +37,10 @@ def _finished_run(path: Path, seconds: list[float]) -> Path:
 
 def test_notebook_line_says_name_work_elapsed_and_time_left(tmp_path):
     needed = [tmp_path / "a", tmp_path / "b", tmp_path / "c", tmp_path / "a"]
-    line = book.notebook_line(4, 11, "04-table-4-branches", needed, trained=1, seconds=62.04,
+    line = book.notebook_line(4, 11, "03-table-4-branches", needed, trained=1, seconds=62.04,
                               left="~1.5 min of training left (3 run(s) x 30 s mean)")
     assert "\n" not in line
-    assert re.fullmatch(r"\[ 4/11\] 04-table-4-branches +3 run\(s\): 1 trained, 2 from runs/ +62\.0 s +"
+    assert re.fullmatch(r"\[ 4/11\] 03-table-4-branches +3 run\(s\): 1 trained, 2 from runs/ +62\.0 s +"
                         r"~1\.5 min of training left \(3 run\(s\) x 30 s mean\)", line), line
     assert "no training" in book.notebook_line(1, 11, "01-data", [], 0, 3.0, "no training left")
 
@@ -89,11 +89,11 @@ def test_a_failing_notebook_is_one_line_naming_cell_error_and_log(tmp_path, capf
 def test_the_plan_follows_the_notebooks_run_calls():
     # The console's "N run(s)" comes from book._notebook_rows: each notebook that trains
     # must still call what the plan assumes it calls.
-    calls = {"02-training": "run_rows([row]", "03-tables-1-3-comparison": "MMHPN_PSL",
-             "04-table-4-branches": 'run_table("table4"', "05-table-5-body-parts": 'run_table("table5"',
-             "06-table-6-pooling": 'run_table("table6"', "07-table-7-psl": 'run_table("table7"',
-             "08-figure-3-attention": "figure5_rows([part_stripes])", "09-figure-4-ranking": "MMHPN_PSL",
-             "10-figure-5-body-scales": "figure5_rows(stripe_counts)"}
+    calls = {"02-training": "run_rows([row]", "11-tables-1-3-comparison": "MMHPN_PSL",
+             "03-table-4-branches": 'run_table("table4"', "04-table-5-body-parts": 'run_table("table5"',
+             "05-table-6-pooling": 'run_table("table6"', "06-table-7-psl": 'run_table("table7"',
+             "09-figure-3-attention": "figure5_rows([part_stripes])", "10-figure-4-ranking": "MMHPN_PSL",
+             "08-figure-5-body-scales": "figure5_rows(stripe_counts)"}
     profile = book.get_profile("demo")
     for name in book.NOTEBOOK_ORDER:
         nb = nbformat.read(book.notebook_path(name), as_version=4)

@@ -55,13 +55,13 @@ def test_profiles_only_pass_parameters_the_notebooks_declare():
             assert notebook in declared
             assert set(values) <= declared[notebook], (profile.name, notebook)
     # the parameters every training notebook takes
-    for name in ("02-training", "04-table-4-branches", "10-figure-5-body-scales"):
+    for name in ("02-training", "03-table-4-branches", "08-figure-5-body-scales"):
         assert {"dataset", "data_root", "profile", "seeds", "device", "runs_dir", "overrides"} <= declared[name]
 
 
 def test_get_profile_overrides_and_errors():
     profile = book.get_profile("demo", dataset="market1501", device="cuda", seeds=[3, 4])
-    params = profile.for_notebook("04-table-4-branches")
+    params = profile.for_notebook("03-table-4-branches")
     assert params["dataset"] == "market1501" and params["data_root"] == "data/market1501"
     assert params["seeds"] == [3, 4] and params["device"] == "cuda"
     assert profile.synthetic_preset is None
