@@ -1,7 +1,7 @@
 """End to end: the smoke profile executes every notebook and builds the book offline.
 
 A copy of the book's sources (`_config.yml`, `_toc.yml`, `book/`, `notebooks/`) is built in
-a temporary folder with `python -m mmhpn.book --profile smoke --root <copy>`, so the test
+a temporary folder with `python -m mmhpn book --profile smoke --root <copy>`, so the test
 trains its own (tiny) models and never touches the repository's runs or executed pages.
 Then: no page loads anything from the network, and headless Chromium, with the network
 cut off, renders a page with equations (MathJax must have typeset them) and a page with a
@@ -42,7 +42,7 @@ def built_book(tmp_path_factory):
     shutil.copytree(book.REPO_ROOT / "book", root / "book",
                     ignore=shutil.ignore_patterns("executed", "mathjax", "*.ipynb_checkpoints"))
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "mmhpn.book", "--profile", "smoke", "--root", str(root)],
+    result = subprocess.run([sys.executable, "-m", "mmhpn", "book", "--profile", "smoke", "--root", str(root)],
                             capture_output=True, text=True, timeout=SMOKE_BUDGET_S + 60)
     seconds = time.perf_counter() - start
     assert result.returncode == 0, f"smoke book failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
