@@ -33,7 +33,6 @@ import functools
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 import subprocess
