@@ -189,3 +189,23 @@ def test_browser_typesets_math_and_shows_tables_offline(built_book, tmp_path):
         if artifacts:
             Path(artifacts).mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, Path(artifacts) / path.name)
+
+
+def test_the_build_writes_results_and_claims_csv(built_book):
+    import pandas as pd
+
+    from mmhpn import claims
+
+    root, _ = built_book
+    results = pd.read_csv(root / book.RESULTS_CSV)
+    checked = pd.read_csv(root / book.CLAIMS_CSV)
+    assert list(results.columns) == list(claims.RESULT_COLUMNS)
+    assert list(checked.columns) == list(claims.CLAIM_COLUMNS)
+    # every table and Figure 5 recorded its rows and its claims, one line per row and seed
+    assert {"table4", "table5", "table6", "table7", "layouts", "figure5"} <= set(results["table"])
+    assert {"table4", "table5", "table6", "table7", "layouts", "figure5"} <= set(checked["table"])
+    assert results["run_hash"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert set(checked["verdict"]) <= {"supported", "contradicted", "inconclusive"}
+    # the intro sums them up from the verdicts page
+    intro = (root / "_build" / "html" / "book" / "intro.html").read_text()
+    assert "supported" in intro or "inconclusive" in intro or "contradicted" in intro
