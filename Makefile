@@ -50,12 +50,12 @@ DATA_ROOT ?=
 DEVICE ?=
 SEEDS ?=
 book: $(STAMP) ## execute every notebook (PROFILE=demo) and build the HTML into _build/html/
-	$(BIN)/python -m mmhpn.book --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) \
+	$(BIN)/mmhpn book --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) \
 		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(DEVICE),--device $(DEVICE)) $(if $(SEEDS),--seeds $(SEEDS))
 
 ARCHIVE ?= _build/mmhpn-book.tar.gz
 book-archive: $(STAMP) ## pack the built _build/html/ into one .tar.gz that opens from disk (ARCHIVE=...)
-	$(BIN)/python -m mmhpn.book --archive $(ARCHIVE)
+	$(BIN)/mmhpn book --archive $(ARCHIVE)
 
 LAB_KERNELS := $(VENV)/share/mmhpn-lab
 lab: $(STAMP) ## open JupyterLab on notebooks/ with the project's kernel (run from the repository root)

@@ -116,7 +116,8 @@ def measure(config, dataset, device, precision, steps, warmup, repeats) -> dict:
     mmhpn_step = make_step(mmhpn, criterion, config, device, precision)
     bare_step = make_step(bare, torch.nn.CrossEntropyLoss(), config, device, precision)
 
-    stream = loader_batches(train_loader(config, dataset.train, device), config)
+    loader = train_loader(config, dataset.train, device)
+    stream = loader_batches(loader, config)
     fixed_images, fixed_pids = next(stream)
     pipeline_stream = loader_batches(train_loader(config, dataset.train, device), config)
 

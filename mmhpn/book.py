@@ -1,6 +1,6 @@
 """The book pipeline: execute every notebook with papermill, then build the HTML offline.
 
-`python -m mmhpn.book --profile demo` (what `make book` runs) does, in order:
+`mmhpn book --profile demo` (what `make book` runs; the command is declared in `mmhpn.cli`) does, in order:
 
 1. creates the synthetic dataset of the profile if it is missing (`mmhpn.data.synthetic`);
 2. executes each notebook of `notebooks/` with papermill into `book/executed/` with the
@@ -14,7 +14,7 @@
 4. builds the book with Jupyter Book 1.x (`-W -n --keep-going`) into `_build/html/` and
    fails if the HTML references any external resource that a browser would load.
 
-`python -m mmhpn.book --archive PATH` (`make book-archive`) packs the built site into one
+`mmhpn book --archive PATH` (`make book-archive`) packs the built site into one
 .tar.gz that opens from disk.
 
 The wall time of each notebook and of the whole build is appended to
@@ -27,14 +27,12 @@ for users with the real datasets and a GPU).
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import contextlib
 import functools
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -847,48 +845,3 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] = NOTEBOOK_ORDER,
             f"rebuilt in {record['finalize_s']:.1f} s")
     _append_build_log(record, root / BUILD_LOG)
     return record
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mmhpn.book", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
-    parser.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
-    parser.add_argument("--data-root", default=None, help="dataset folder (default: the profile's)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--seeds", default=None, type=lambda s: [int(v) for v in s.split(",") if v],
-                        help="comma-separated seeds, e.g. 0,1,2")
-    parser.add_argument("--notebooks", default=None,
-                        help="comma-separated notebook names to execute (default: all, in order)")
-    parser.add_argument("--no-build", action="store_true", help="execute notebooks only")
-    parser.add_argument("--archive", default=None, type=Path, metavar="PATH",
-                        help="only pack the already built _build/html/ into PATH (.tar.gz) for reading from disk")
-    parser.add_argument("--root", default=str(REPO_ROOT), type=Path,
-                        help="folder holding _config.yml, _toc.yml, book/ and notebooks/ (default: this repository)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    if args.archive is not None:
-        try:
-            out = write_archive(args.archive, root=args.root.resolve())
-        except MMHPNError as err:
-            print(f"mmhpn.book: error: {err}", file=sys.stderr)
-            return 1
-        print(f"mmhpn.book: wrote {out} ({out.stat().st_size / 2**20:.1f} MiB); extract it and open "
-              f"{ARCHIVE_FOLDER}/index.html in a browser")
-        return 0
-    try:
-        profile = get_profile(args.profile, args.dataset, args.data_root, args.device, args.seeds)
-        notebooks = tuple(args.notebooks.split(",")) if args.notebooks else NOTEBOOK_ORDER
-        unknown = [n for n in notebooks if n not in NOTEBOOK_ORDER]
-        if unknown:
-            raise ConfigError(f"unknown notebook(s) {unknown}; expected names from {list(NOTEBOOK_ORDER)}")
-        record = run_pipeline(profile, notebooks, build=not args.no_build, root=args.root.resolve())
-    except MMHPNError as err:
-        print(f"mmhpn.book: error: {err}", file=sys.stderr)
-        return 1
-    print(f"mmhpn.book: profile {profile.name} done in {record['total_s']:.0f} s "
-          f"(notebooks {sum(record['notebooks_s'].values()):.0f} s); HTML in {args.root / HTML}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

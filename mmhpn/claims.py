@@ -40,7 +40,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mmhpn.errors import ConfigError
 
 METRICS = ("mAP", "rank1")
 METRIC_LABELS = {"mAP": "mAP", "rank1": "Rank-1"}

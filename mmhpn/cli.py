@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
-from mmhpn.errors import MMHPNError
+from mmhpn.errors import ConfigError, MMHPNError
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     """`mmhpn synth`: write the synthetic benchmark (mmhpn.data.synthetic)."""
-    from mmhpn.data.synthetic import PRESETS, cli_synth
+    from mmhpn.data.synthetic import PRESETS
 
     p = sub.add_parser(
         "synth",
@@ -29,7 +31,21 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--workers", type=int, default=1, help="processes drawing images (default: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cli_synth)
+    p.set_defaults(func=_synth_command)
+
+
+def _synth_command(args: argparse.Namespace) -> int:
+    from mmhpn.data.market import load_market_layout
+    from mmhpn.data.synthetic import ensure_synthetic, is_complete
+
+    existed = is_complete(args.out)
+    start = time.perf_counter()
+    root = ensure_synthetic(args.out, preset=args.preset, seed=args.seed, workers=args.workers,
+                            progress=not args.quiet)
+    verb = "found finished" if existed else f"wrote in {time.perf_counter() - start:.1f} s"
+    print(f"{verb}: {root}")
+    print(load_market_layout(root, name=f"synthetic-{args.preset}").summary())
+    return 0
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -299,15 +315,75 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_book(sub: argparse._SubParsersAction) -> None:
+    """`mmhpn book`: execute the notebooks and build the book (mmhpn.book); `make book` calls it."""
+    from mmhpn import book
+
+    p = sub.add_parser(
+        "book",
+        help="execute every notebook with papermill and build the HTML book offline",
+        description=_wrap(
+            "Execute the notebooks of notebooks/ in order with a book profile's parameters (trainings "
+            "come from the run cache when finished), write book/executed/results.csv and claims.csv, "
+            "and build the HTML into _build/html/ with Jupyter Book, loading nothing from the web. "
+            "One console line per notebook; the full logs are in book/executed/logs/. With --archive, "
+            "only pack an already built site into one .tar.gz that opens from disk."
+        ),
+        epilog=("examples:\n"
+                "  mmhpn book                       # the demo profile (make book)\n"
+                "  mmhpn book --profile smoke       # minutes, tiny settings\n"
+                "  mmhpn book --profile paper --dataset market1501 --data-root /path/to/Market-1501\n"
+                "  mmhpn book --archive _build/mmhpn-book.tar.gz"),
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("--profile", default="demo", choices=sorted(book.PROFILES), help="book profile")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
+    p.add_argument("--data-root", default=None, help="dataset folder (default: the profile's)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    p.add_argument("--seeds", default=None, type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--notebooks", default=None,
+                   help="comma-separated notebook names to execute (default: all, in order)")
+    p.add_argument("--no-build", action="store_true", help="execute notebooks only")
+    p.add_argument("--archive", default=None, type=Path, metavar="PATH",
+                   help="only pack the already built _build/html/ into PATH (.tar.gz) for reading from disk")
+    p.add_argument("--root", default=str(book.REPO_ROOT), type=Path,
+                   help="folder holding _config.yml, _toc.yml, book/ and notebooks/ (default: this repository)")
+    p.set_defaults(func=_book_command)
+
+
+def _book_command(args: argparse.Namespace) -> int:
+    import logging
+
+    from mmhpn import book
+
+    root = args.root.resolve()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.archive is not None:
+        out = book.write_archive(args.archive, root=root)
+        print(f"mmhpn book: wrote {out} ({out.stat().st_size / 2**20:.1f} MiB); extract it and open "
+              f"{book.ARCHIVE_FOLDER}/index.html in a browser")
+        return 0
+    profile = book.get_profile(args.profile, args.dataset, args.data_root, args.device, args.seeds)
+    notebooks = tuple(args.notebooks.split(",")) if args.notebooks else book.NOTEBOOK_ORDER
+    unknown = [n for n in notebooks if n not in book.NOTEBOOK_ORDER]
+    if unknown:
+        raise ConfigError(f"unknown notebook(s) {unknown}; expected names from {list(book.NOTEBOOK_ORDER)}")
+    record = book.run_pipeline(profile, notebooks, build=not args.no_build, root=root)
+    print(f"mmhpn book: profile {profile.name} done in {record['total_s']:.0f} s "
+          f"(notebooks {sum(record['notebooks_s'].values()):.0f} s); HTML in {root / book.HTML}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmhpn",
-        description="MMHPN person re-identification: synthetic data, training and evaluation.",
+        description="MMHPN person re-identification: synthetic data, training, evaluation and the book.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_book(sub)
     return parser
 
 

@@ -208,6 +208,34 @@ def row_layout(row: Row) -> dict[str, tuple[int, ...]]:
     return {tap: tuple(counts) if isinstance(counts, (list, tuple)) else (counts,) for tap, counts in layout.items()}
 
 
+def body_scale_results(runs: Sequence) -> pd.DataFrame:
+    """Figure 5's input from trained runs (`mmhpn.runs.Run`): columns stripes, seed, rank1, mAP.
+
+    Every run must pool a single scale at the final layer (``layout={"conv5_3": (P,)}`` or
+    the ``baseline`` preset); anything else is an error rather than a mislabelled point.
+    """
+    from mmhpn.model import PRESETS, TAPS, parse_layout
+
+    rows = []
+    for run in runs:
+        config = run.config
+        layout = config.layout if config.layout is not None else PRESETS.get(config.preset)
+        if layout is None:
+            raise ConfigError(f"run {getattr(run, 'path', run)} has unknown preset {config.preset!r} and no layout")
+        scales = parse_layout(layout)
+        if len(scales) != 1 or scales[0].tap != TAPS[-1]:
+            raise ConfigError(f"run {getattr(run, 'path', run)} pools {[s.label for s in scales]}; a body-scale run "
+                              f"pools one scale at the final layer, e.g. layout={{'{TAPS[-1]}': (4,)}}")
+        missing = [key for key in ("rank1", "mAP") if key not in run.metrics]
+        if missing:
+            raise ConfigError(f"run {getattr(run, 'path', run)} has no {missing} in its metrics")
+        rows.append({"stripes": scales[0].stripes, "seed": int(config.seed),
+                     "rank1": float(run.metrics["rank1"]), "mAP": float(run.metrics["mAP"])})
+    if not rows:
+        raise ConfigError("runs is empty; expected the trained body-scale runs")
+    return pd.DataFrame(rows, columns=["stripes", "seed", "rank1", "mAP"])
+
+
 def get_table(key: str) -> TableSpec:
     if key not in TABLES:
         raise ConfigError(f"unknown table {key!r}; known tables: {sorted(TABLES)}")

@@ -1,24 +1,17 @@
-"""The paper's Figures 3-5 and plots of what a trained model learned.
+"""Drawing: the paper's Figures 3-5 and plots of what was measured and learned.
 
-This module owns every figure the book draws from trained models:
+Every function here draws; the data comes from elsewhere:
 
 * Figure 3, `attention_maps`: per person, the Grad-CAM map of a global (one-stripe) model
-  and one map per stripe of a part model's 4-stripe scale (`stripe_attention` gives the
-  raw maps).
+  and one map per stripe of a part model's 4-stripe scale (the maps: `mmhpn.attribution`).
 * Figure 4, `ranking_figure`: queries, their heatmap, and their top-10 gallery images
-  framed by identity, with the protocol's same-id-same-camera images removed
-  (`ranking_table` gives the same ranking as data; `embedding_attention` the heatmaps).
-* Figure 5, `body_scale_curves`: mAP and Rank-1 against the number of stripes
-  (`body_scale_results` collects its input from trained runs).
+  framed by identity, with the protocol's same-id-same-camera images removed (the ranking
+  as data: `mmhpn.evaluation.ranking.ranking_table`).
+* Figure 5, `body_scale_curves`: mAP and Rank-1 against the number of stripes (its input
+  from trained runs: `mmhpn.experiments.body_scale_results`).
 * `aps_weight_plot`: the learned Adaptive Pooling Strategy weight of every scale.
+* `table_bars` and `claims_forest`: a table's rows, and every claim's interval.
 * `save_figure`: a PNG plus a vector copy (PDF or SVG), each written atomically.
-
-Attribution is the ``grad-cam`` package's `pytorch_grad_cam.GradCAM`. The package wants a
-model whose output is (batch, classes) and a target callable on one sample's output, so
-this module supplies only what it lacks: `StripeClassifierOutput` (one stripe classifier's
-logits as the model output) and `EmbeddingSimilarityTarget` (cosine similarity of a
-descriptor to a reference descriptor). Grad-CAM normalises every map to [0, 1] on its own
-(min-max), so colours compare places within a map, not strengths between maps.
 
 Images going into a model are ImageNet-normalised tensors, as `mmhpn.data.build_transforms`
 (train=False) makes them; `denormalize` turns them back into displayable RGB arrays.
@@ -27,7 +20,6 @@ the returned figure once, and nothing accumulates in memory across calls.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -43,11 +35,11 @@ from matplotlib.patches import Patch, Rectangle
 from torch import nn
 
 from mmhpn.atomic import atomic_path
+from mmhpn.attribution import check_images, embedding_attention, model_device, scale_index_for, stripe_attention
 from mmhpn.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, build_transforms
 from mmhpn.data.pipeline import decode_image
 from mmhpn.errors import ConfigError
-from mmhpn.evaluation import evaluate, pairwise_distance
-from mmhpn.evaluation.protocol import label_vector, valid_gallery_mask
+from mmhpn.evaluation.ranking import distance_matrix, ranking_table
 from mmhpn.model import FEATURE_STRIDE, TAPS
 
 # seaborn's "colorblind" palette (Okabe-Ito-like), fixed here so figures do not depend on
@@ -87,7 +79,7 @@ VECTOR_FORMATS = ("pdf", "svg")
 
 def denormalize(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
     """ImageNet-normalised (N, 3, H, W) or (3, H, W) tensors -> RGB float arrays in [0, 1], (N, H, W, 3)."""
-    images = _check_images(images)
+    images = check_images(images)
     mean = torch.as_tensor(mean, dtype=images.dtype).view(1, 3, 1, 1)
     std = torch.as_tensor(std, dtype=images.dtype).view(1, 3, 1, 1)
     rgb = images.detach().cpu() * std + mean
@@ -125,187 +117,6 @@ def _load_display_image(path: str, height: int, width: int) -> np.ndarray:
 
     image = decode_image(path).resize((width, height), Image.BILINEAR)
     return np.asarray(image, dtype=np.float32) / 255.0
-
-
-# ------------------------------------------------------------------------------------------
-# Grad-CAM: targets, wrappers, raw maps
-
-
-class StripeClassifierOutput(nn.Module):
-    """A view of `model` whose output is one stripe classifier's logits, (batch, num_classes).
-
-    Grad-CAM needs a model output of shape (batch, classes); an MMHPN has one classifier per
-    stripe, so this wrapper exposes stripe `stripe` of scale `scale_index`.
-    """
-
-    def __init__(self, model: nn.Module, scale_index: int, stripe: int):
-        super().__init__()
-        self.model = model
-        self.scale_index = scale_index
-        self.stripe = stripe
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.stripe_logits(images)[self.scale_index][:, self.stripe]
-
-
-class DescriptorOutput(nn.Module):
-    """A view of `model` whose output is its test descriptor (batch, D), whatever its mode."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.descriptor(images)
-
-
-class EmbeddingSimilarityTarget:
-    """Grad-CAM target on an embedding: cosine similarity to a fixed reference descriptor.
-
-    `pytorch_grad_cam` calls a target on one sample's model output; with a
-    `DescriptorOutput` model that is the sample's descriptor (D,). The score is the
-    cosine similarity the ranking uses (mmhpn.evaluation's distance is 1 - cos), so the map
-    shows which places make the query look like its reference (e.g. its top match). At an
-    exact duplicate of the reference the similarity is at its maximum, its gradient is zero
-    and the map is blank.
-    """
-
-    def __init__(self, reference_descriptor):
-        reference = torch.as_tensor(reference_descriptor).detach().float().flatten()
-        if reference.numel() == 0 or not bool(torch.isfinite(reference).all()):
-            raise ConfigError("reference_descriptor must be a non-empty vector of finite values")
-        self.reference = reference
-
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        if model_output.shape[-1] != self.reference.numel():
-            raise ConfigError(f"model output is {model_output.shape[-1]}-d but the reference descriptor is "
-                              f"{self.reference.numel()}-d; both must come from the same model")
-        reference = self.reference.to(model_output.device, model_output.dtype)
-        return F.cosine_similarity(model_output, reference.expand_as(model_output), dim=-1)
-
-
-@contextlib.contextmanager
-def _attribution_mode(model: nn.Module):
-    """Eval mode (BatchNorm uses running statistics) and gradients on; the mode is restored after.
-
-    Grad-CAM's backward passes leave gradients in the parameters; they are cleared (set to
-    None) on exit so a later optimiser step cannot pick them up.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            yield
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-
-
-def _run_gradcam(wrapper: nn.Module, layer: nn.Module, images: torch.Tensor, targets, batch_size: int) -> np.ndarray:
-    """GradCAM maps (N, H, W) in [0, 1] for `images` through `wrapper`, batch by batch."""
-    from pytorch_grad_cam import GradCAM
-
-    cam = GradCAM(model=wrapper, target_layers=[layer])
-    maps = []
-    try:
-        for start in range(0, len(images), batch_size):
-            # An input that requires grad keeps the graph even if the weights are frozen.
-            batch = images[start:start + batch_size].detach().clone().requires_grad_(True)
-            batch_targets = None if targets is None else targets[start:start + batch_size]
-            maps.append(cam(input_tensor=batch, targets=batch_targets))
-    finally:
-        # Not `with GradCAM(...)`: its __exit__ swallows IndexError, which would hide bugs.
-        cam.activations_and_grads.release()
-    return np.clip(np.concatenate(maps).astype(np.float32), 0.0, 1.0)
-
-
-def scale_index_for(model: nn.Module, stripes: int) -> int:
-    """Index in `model.scales` of the scale with `stripes` stripes (the deepest tap if several)."""
-    matches = [i for i, scale in enumerate(model.scales) if scale.stripes == stripes]
-    if not matches:
-        raise ConfigError(f"the model has no scale with {stripes} stripe(s); its scales are "
-                          f"{[scale.label for scale in model.scales]}")
-    return max(matches, key=lambda i: (TAPS.index(model.scales[i].tap), i))
-
-
-def _check_images(images) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor):
-        raise ConfigError(f"images must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
-    if images.ndim == 3:
-        images = images.unsqueeze(0)
-    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
-        raise ConfigError("images must be a non-empty (N, 3, H, W) tensor of RGB images, "
-                          f"got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise ConfigError(f"images must be float (ImageNet-normalised), got dtype {images.dtype}")
-    return images
-
-
-def _check_class_targets(targets, count: int, num_classes: int):
-    """Class indices as a list of ints (one per image) or None."""
-    if targets is None:
-        return None
-    if isinstance(targets, torch.Tensor):
-        targets = targets.detach().cpu().tolist()
-    targets = [int(t) for t in np.asarray(targets).reshape(-1)]
-    if len(targets) != count:
-        raise ConfigError(f"got {len(targets)} targets for {count} images; expected one class index per image")
-    bad = [t for t in targets if not 0 <= t < num_classes]
-    if bad:
-        raise ConfigError(f"target class(es) {bad[:5]} are outside 0..{num_classes - 1}: targets are training "
-                          "labels (relabelled train ids); for unseen identities pass targets=None")
-    return targets
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def stripe_attention(model: nn.Module, images: torch.Tensor, targets=None, scale_index: int = 0,
-                     batch_size: int = 16) -> np.ndarray:
-    """Grad-CAM map of every stripe classifier of one scale: an array (N, stripes, H, W) in [0, 1].
-
-    For stripe j of scale `scale_index`, the target is that stripe classifier's score for
-    the image's class, and the target layer is the block the scale is pooled from
-    (``model.tap_module(scale.tap)``). `targets` are training labels (one per image); with
-    None, each stripe's own top-scoring class is used (the only choice for identities the
-    model was not trained on). Maps are image-sized (H, W of `images`); the model is run in
-    eval mode and its mode is restored afterwards.
-    """
-    images = _check_images(images)
-    if not 0 <= scale_index < len(model.scales):
-        raise ConfigError(f"scale_index {scale_index} is out of range; the model has {len(model.scales)} scales "
-                          f"{[scale.label for scale in model.scales]}")
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    scale = model.scales[scale_index]
-    classes = _check_class_targets(targets, len(images), model.num_classes)
-    cam_targets = None if classes is None else [ClassifierOutputTarget(c) for c in classes]
-    images = images.to(_model_device(model))
-    layer = model.tap_module(scale.tap)
-    with _attribution_mode(model):
-        maps = [_run_gradcam(StripeClassifierOutput(model, scale_index, stripe), layer, images, cam_targets, batch_size)
-                for stripe in range(scale.stripes)]
-    return np.stack(maps, axis=1)
-
-
-def _last_tap(model: nn.Module) -> str:
-    return max((scale.tap for scale in model.scales), key=TAPS.index)
-
-
-def embedding_attention(model: nn.Module, images: torch.Tensor, reference_descriptors,
-                        batch_size: int = 16) -> np.ndarray:
-    """Grad-CAM maps (N, H, W) in [0, 1] for the cosine similarity of each image's descriptor
-    to its reference descriptor (`EmbeddingSimilarityTarget`), at the model's last tap."""
-    images = _check_images(images)
-    references = torch.as_tensor(reference_descriptors).detach().float()
-    if references.ndim != 2 or len(references) != len(images):
-        raise ConfigError(f"reference_descriptors must be (N, D) with one row per image ({len(images)}), "
-                          f"got shape {tuple(references.shape)}")
-    targets = [EmbeddingSimilarityTarget(reference) for reference in references]
-    images = images.to(_model_device(model))
-    with _attribution_mode(model):
-        return _run_gradcam(DescriptorOutput(model), model.tap_module(_last_tap(model)), images, targets, batch_size)
 
 
 # ------------------------------------------------------------------------------------------
@@ -353,7 +164,7 @@ def attention_maps(global_model: nn.Module, part_model: nn.Module, images: torch
     classifiers' true class), or None for each classifier's top class. `labels`: one row
     label per image (e.g. ``"id 12"``). Raw maps: `stripe_attention`.
     """
-    images = _check_images(images)
+    images = check_images(images)
     if labels is not None and len(labels) != len(images):
         raise ConfigError(f"got {len(labels)} labels for {len(images)} images; expected one per image")
     global_index = scale_index_for(global_model, 1)
@@ -403,92 +214,6 @@ def attention_maps(global_model: nn.Module, part_model: nn.Module, images: torch
 # Figure 4
 
 
-def _pick_queries(queries, query_ap: np.ndarray) -> list[tuple[int, str]]:
-    """[(query index, why shown)] for queries="auto" (best, median, worst AP) or indices."""
-    num_queries = len(query_ap)
-    if isinstance(queries, str):
-        if queries != "auto":
-            raise ConfigError(f"queries must be 'auto' or a sequence of query indices, got {queries!r}")
-        scored = np.flatnonzero(~np.isnan(query_ap))
-        # Stable sort by AP: among equal APs the lower query index comes first.
-        ascending = scored[np.argsort(query_ap[scored], kind="stable")]
-        descending = scored[np.lexsort((scored, -query_ap[scored]))]
-        picks = [(int(descending[0]), "best AP"), (int(ascending[len(ascending) // 2]), "median AP"),
-                 (int(ascending[0]), "worst AP")]
-        chosen, seen = [], set()
-        for index, why in picks:
-            if index not in seen:
-                chosen.append((index, why))
-                seen.add(index)
-        return chosen
-    indices = [int(q) for q in np.asarray(queries).reshape(-1)]
-    if not indices:
-        raise ConfigError("queries is empty; pass query indices or 'auto'")
-    bad = [q for q in indices if not 0 <= q < num_queries]
-    if bad:
-        raise ConfigError(f"query index(es) {bad[:5]} are outside 0..{num_queries - 1}")
-    return [(q, "") for q in indices]
-
-
-def _distance_matrix(distmat, query_features, gallery_features, metric: str) -> np.ndarray:
-    if (distmat is None) == (query_features is None or gallery_features is None):
-        raise ConfigError("pass either distmat (num_query, num_gallery) or both query_features and gallery_features")
-    if distmat is None:
-        return pairwise_distance(query_features, gallery_features, metric).cpu().numpy()
-    return _check_distmat(distmat)
-
-
-def _check_distmat(distmat) -> np.ndarray:
-    if distmat is None:
-        raise ConfigError("a distance matrix (num_query, num_gallery) is needed, got None")
-    if isinstance(distmat, torch.Tensor):
-        distmat = distmat.detach().cpu().numpy()
-    distmat = np.asarray(distmat, dtype=np.float64)
-    if distmat.ndim != 2:
-        raise ConfigError(f"distmat must be 2-D (num_query, num_gallery), got shape {distmat.shape}")
-    if not np.isfinite(distmat).all():
-        raise ConfigError("distmat holds NaN or infinite distances; expected finite distances")
-    return distmat
-
-
-def ranking_table(distmat, query_pids, gallery_pids, query_camids, gallery_camids, queries="auto",
-                  top_k: int = 10, protocol: str = "toolbox") -> pd.DataFrame:
-    """The top-`top_k` ranking of some queries as a tidy table, one row per (query, rank).
-
-    Columns: ``query`` (index), ``pick`` ("best AP", "median AP", "worst AP" for
-    queries="auto", else ""), ``query_pid``, ``query_camid``, ``ap`` (the query's average
-    precision under `protocol`, NaN if it has no true match), ``num_excluded`` (gallery
-    images removed from this query's ranking by the protocol), ``rank`` (1-based),
-    ``gallery`` (index), ``pid``, ``camid``, ``distance`` and ``match`` (same id as the query).
-    Gallery images at equal distance are ordered by index, as in `mmhpn.evaluation`.
-    """
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
-    distmat = _check_distmat(distmat)
-    q_pids, g_pids = label_vector("query_pids", query_pids).numpy(), label_vector("gallery_pids", gallery_pids).numpy()
-    q_cams = label_vector("query_camids", query_camids).numpy()
-    g_cams = label_vector("gallery_camids", gallery_camids).numpy()
-    # evaluate() checks the shapes and labels and gives each query's AP (NaN when skipped).
-    query_ap = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=1, protocol=protocol).query_ap
-    rows = []
-    for query, pick in _pick_queries(queries, query_ap):
-        valid = valid_gallery_mask(q_pids[query], q_cams[query], g_pids, g_cams, protocol)
-        candidates = np.flatnonzero(valid)
-        if len(candidates) == 0:
-            raise ConfigError(f"query {query} has no gallery image left after the protocol's exclusions "
-                              "(every gallery image has its id and camera)")
-        order = candidates[np.argsort(distmat[query, candidates], kind="stable")][:top_k]
-        for rank, gallery in enumerate(order, start=1):
-            rows.append({
-                "query": query, "pick": pick, "query_pid": int(q_pids[query]), "query_camid": int(q_cams[query]),
-                "ap": float(query_ap[query]), "num_excluded": int((~valid).sum()), "rank": rank,
-                "gallery": int(gallery), "pid": int(g_pids[gallery]), "camid": int(g_cams[gallery]),
-                "distance": float(distmat[query, gallery]), "match": bool(g_pids[gallery] == q_pids[query]),
-            })
-    return pd.DataFrame(rows, columns=["query", "pick", "query_pid", "query_camid", "ap", "num_excluded", "rank",
-                                       "gallery", "pid", "camid", "distance", "match"])
-
-
 def _check_records(records, name: str) -> list:
     records = list(records)
     if not records:
@@ -521,7 +246,7 @@ def ranking_figure(query_records: Sequence, gallery_records: Sequence, distmat=N
     """
     query_records = _check_records(query_records, "query_records")
     gallery_records = _check_records(gallery_records, "gallery_records")
-    distmat = _distance_matrix(distmat, query_features, gallery_features, metric)
+    distmat = distance_matrix(distmat, query_features, gallery_features, metric)
     if distmat.shape != (len(query_records), len(gallery_records)):
         raise ConfigError(f"distances have shape {distmat.shape} but there are {len(query_records)} query and "
                           f"{len(gallery_records)} gallery records")
@@ -605,7 +330,7 @@ def _query_heatmaps(model: nn.Module, input_size, query_records, match_records) 
     height, width = input_size
     queries, _, _ = load_images(query_records, height, width)
     matches, _, _ = load_images(match_records, height, width)
-    device = _model_device(model)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     try:
@@ -632,34 +357,6 @@ def _check_frame(frame, required: Sequence[str], name: str) -> pd.DataFrame:
     if frame[list(required)].isna().any().any():
         raise ConfigError(f"{name} has missing values in {list(required)}; every run needs all of them")
     return frame
-
-
-def body_scale_results(runs: Sequence) -> pd.DataFrame:
-    """Figure 5's input from trained runs (`mmhpn.runs.Run`): columns stripes, seed, rank1, mAP.
-
-    Every run must pool a single scale at the final layer (``layout={"conv5_3": (P,)}`` or
-    the ``baseline`` preset); anything else is an error rather than a mislabelled point.
-    """
-    from mmhpn.model import PRESETS, parse_layout
-
-    rows = []
-    for run in runs:
-        config = run.config
-        layout = config.layout if config.layout is not None else PRESETS.get(config.preset)
-        if layout is None:
-            raise ConfigError(f"run {getattr(run, 'path', run)} has unknown preset {config.preset!r} and no layout")
-        scales = parse_layout(layout)
-        if len(scales) != 1 or scales[0].tap != TAPS[-1]:
-            raise ConfigError(f"run {getattr(run, 'path', run)} pools {[s.label for s in scales]}; a body-scale run "
-                              f"pools one scale at the final layer, e.g. layout={{'{TAPS[-1]}': (4,)}}")
-        missing = [key for key in ("rank1", "mAP") if key not in run.metrics]
-        if missing:
-            raise ConfigError(f"run {getattr(run, 'path', run)} has no {missing} in its metrics")
-        rows.append({"stripes": scales[0].stripes, "seed": int(config.seed),
-                     "rank1": float(run.metrics["rank1"]), "mAP": float(run.metrics["mAP"])})
-    if not rows:
-        raise ConfigError("runs is empty; expected the trained body-scale runs")
-    return pd.DataFrame(rows, columns=["stripes", "seed", "rank1", "mAP"])
 
 
 def body_scale_curves(results: pd.DataFrame, *, metrics: Sequence[str] = ("mAP", "rank1"),

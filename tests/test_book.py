@@ -1,7 +1,7 @@
 """End to end: the smoke profile executes every notebook and builds the book offline.
 
 A copy of the book's sources (`_config.yml`, `_toc.yml`, `book/`, `notebooks/`) is built in
-a temporary folder with `python -m mmhpn.book --profile smoke --root <copy>`, so the test
+a temporary folder with `python -m mmhpn book --profile smoke --root <copy>`, so the test
 trains its own (tiny) models and never touches the repository's runs or executed pages.
 Then: no page loads anything from the network, and headless Chromium, with the network
 cut off, renders a page with equations (MathJax must have typeset them) and a page with a
@@ -42,7 +42,7 @@ def built_book(tmp_path_factory):
     shutil.copytree(book.REPO_ROOT / "book", root / "book",
                     ignore=shutil.ignore_patterns("executed", "mathjax", "*.ipynb_checkpoints"))
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "mmhpn.book", "--profile", "smoke", "--root", str(root)],
+    result = subprocess.run([sys.executable, "-m", "mmhpn", "book", "--profile", "smoke", "--root", str(root)],
                             capture_output=True, text=True, timeout=SMOKE_BUDGET_S + 60)
     seconds = time.perf_counter() - start
     assert result.returncode == 0, f"smoke book failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
@@ -189,3 +189,23 @@ def test_browser_typesets_math_and_shows_tables_offline(built_book, tmp_path):
         if artifacts:
             Path(artifacts).mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, Path(artifacts) / path.name)
+
+
+def test_the_build_writes_results_and_claims_csv(built_book):
+    import pandas as pd
+
+    from mmhpn import claims
+
+    root, _ = built_book
+    results = pd.read_csv(root / book.RESULTS_CSV)
+    checked = pd.read_csv(root / book.CLAIMS_CSV)
+    assert list(results.columns) == list(claims.RESULT_COLUMNS)
+    assert list(checked.columns) == list(claims.CLAIM_COLUMNS)
+    # every table and Figure 5 recorded its rows and its claims, one line per row and seed
+    assert {"table4", "table5", "table6", "table7", "layouts", "figure5"} <= set(results["table"])
+    assert {"table4", "table5", "table6", "table7", "layouts", "figure5"} <= set(checked["table"])
+    assert results["run_hash"].str.fullmatch(r"[0-9a-f]{64}").all()
+    assert set(checked["verdict"]) <= {"supported", "contradicted", "inconclusive"}
+    # the intro sums them up from the verdicts page
+    intro = (root / "_build" / "html" / "book" / "intro.html").read_text()
+    assert "supported" in intro or "inconclusive" in intro or "contradicted" in intro

@@ -47,8 +47,8 @@ def test_links_that_break_from_disk_are_refused(tmp_path, page, problem):
 
 
 def test_no_built_book_is_one_clear_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mmhpn.book", "--archive", str(tmp_path / "a.tar.gz"),
+    result = subprocess.run([sys.executable, "-m", "mmhpn", "book", "--archive", str(tmp_path / "a.tar.gz"),
                              "--root", str(tmp_path)], capture_output=True, text=True)
-    assert result.returncode == 1
+    assert result.returncode == 2  # the command line's exit status for an error the user can fix
     assert result.stderr.strip().count("\n") == 0
     assert "no built book in" in result.stderr and "run `make book` first" in result.stderr

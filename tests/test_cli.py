@@ -100,3 +100,14 @@ def test_train_then_evaluate_end_to_end(tiny_root, tmp_path, capsys):
     # The same folder asked to train another configuration is refused in one line.
     err = _one_line_error(capsys, argv[:-1] + ["--lr", "0.5"], "train")
     assert "another configuration" in err and "lr" in err
+
+
+def test_book_command_is_part_of_the_one_command_line(tmp_path, capsys):
+    from mmhpn.cli import main
+
+    with pytest.raises(SystemExit) as help_exit:
+        main(["book", "--help"])
+    assert help_exit.value.code == 0 and "mmhpn book --archive" in capsys.readouterr().out
+    assert main(["book", "--notebooks", "99-nowhere", "--no-build", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("mmhpn book: error: unknown notebook(s) ['99-nowhere']")

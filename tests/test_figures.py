@@ -10,10 +10,11 @@ from PIL import Image
 from mmhpn import build_model
 from mmhpn.data import ImageRecord
 from mmhpn.errors import ConfigError
-from mmhpn.figures import (MATCH_COLOR, MISMATCH_COLOR, EmbeddingSimilarityTarget, aps_weight_plot, body_scale_results,
-                           attention_maps, body_scale_curves, denormalize, embedding_attention,
-                           ranking_figure, ranking_table, save_figure, scale_index_for, stripe_attention,
-                           stripe_bounds)
+from mmhpn.attribution import EmbeddingSimilarityTarget, embedding_attention, scale_index_for, stripe_attention
+from mmhpn.evaluation.ranking import ranking_table
+from mmhpn.experiments import body_scale_results
+from mmhpn.figures import (MATCH_COLOR, MISMATCH_COLOR, aps_weight_plot, attention_maps, body_scale_curves, denormalize,
+                           ranking_figure, save_figure, stripe_bounds)
 
 # 64x32 inputs give a 4x2 layer4 map: enough rows for 4 stripes, and 4x cheaper than 128x64.
 HEIGHT, WIDTH = 64, 32

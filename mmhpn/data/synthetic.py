@@ -1007,18 +1007,3 @@ def _redraw(root: Path, preset: str, seed: int, workers: int, progress: bool, kn
           f"{FORMAT_VERSION}: moved it to {old} (delete it when no longer needed) and drew a new one in its place",
           file=sys.stderr)
     return root
-
-
-def cli_synth(args) -> int:
-    """`mmhpn synth --preset P --out DIR --seed S`: write (or reuse) a synthetic dataset."""
-    from mmhpn.data.market import load_market_layout
-
-    existed = is_complete(args.out)
-    start = time.perf_counter()
-    root = ensure_synthetic(args.out, preset=args.preset, seed=args.seed, workers=args.workers,
-                            progress=not args.quiet)
-    verb = "found finished" if existed else f"wrote in {time.perf_counter() - start:.1f} s"
-    dataset = load_market_layout(root, name=f"synthetic-{args.preset}")
-    print(f"{verb}: {root}")
-    print(dataset.summary())
-    return 0

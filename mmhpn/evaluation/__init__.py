@@ -4,6 +4,8 @@
   the `ReIDResult` they return, and the conventions every number of the book follows.
 * `features` - `extract_features` from a model and a loader, `pool_multi_query`.
 * `reranking` - k-reciprocal re-ranking (`re_ranking`), an option of `evaluate_features`.
+* `ranking` - `ranking_table`: the top-k gallery of chosen queries as data (Figure 4);
+  import it from `mmhpn.evaluation.ranking`.
 * `model` - `evaluate_model`: a model scored on a dataset's query/gallery (what training,
   `mmhpn evaluate` and the book call); import it from `mmhpn.evaluation.model`.
 """
