@@ -620,6 +620,80 @@ BENCHMARK_HEADLINE_SUFFIXES = (
 )
 
 
+def build_steps(timings_path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """This build's steps and their wall seconds (from the timings `mmhpn.book` passes the
+    compute-cost notebook), and the build's record; both empty outside `make book`."""
+    import pandas as pd
+
+    current = json.loads(Path(timings_path).read_text()) if Path(timings_path).is_file() else {}
+    timings = current.get("notebooks_s", {})
+    if not timings:
+        return pd.DataFrame(columns=["seconds"]), current
+    steps = {"prepare the data": current.get("data_s", 0.0), **{f"notebook {k}": v for k, v in timings.items()}}
+    if "sphinx_s" in current:
+        steps["Jupyter Book HTML build"] = current["sphinx_s"]
+    table = pd.Series(steps, name="seconds").to_frame()
+    current.setdefault("total_s", float(table["seconds"].sum()))
+    return table, current
+
+
+def budget_line(record: dict[str, Any]) -> str:
+    """Whether a `demo` build stayed within its budget: 30 min when it trained, 3 min when
+    every run came from the cache ("" for other profiles)."""
+    if record.get("profile") != "demo":
+        return ""
+    trained, minutes = record.get("trainings", 0), record["total_s"] / 60
+    budget = 30 if trained else 3
+    return (f"{trained} training(s) ran in this build; budget {budget} min; measured {minutes:.1f} min: "
+            f"{'within' if minutes <= budget else 'OVER'} budget")
+
+
+def build_history(log_path: Path) -> pd.DataFrame:
+    """One line per complete build recorded in the build log (oldest first)."""
+    import pandas as pd
+
+    log = json.loads(Path(log_path).read_text()) if Path(log_path).is_file() else []
+    return pd.DataFrame([
+        {
+            "profile": entry["profile"],
+            "dataset": entry["dataset"],
+            "started (UTC)": entry["started_utc"],
+            "trainings": entry.get("trainings", "not recorded"),
+            "notebooks (min)": round(sum(entry["notebooks_s"].values()) / 60, 1),
+            "HTML build (s)": entry.get("sphinx_s"),
+            "total (min)": round(entry["total_s"] / 60, 1),
+            "machine": entry["machine"],
+        }
+        for entry in log if entry.get("complete")
+    ], columns=["profile", "dataset", "started (UTC)", "trainings", "notebooks (min)", "HTML build (s)",
+                "total (min)", "machine"])
+
+
+def run_throughput(runs_dir: Path) -> pd.DataFrame:
+    """Training throughput of every finished run in `runs_dir`, from its own history."""
+    import pandas as pd
+
+    from mmhpn.checkpoints import is_finished
+    from mmhpn.runs import load_run
+
+    lines = []
+    for folder in sorted(Path(runs_dir).glob("*/")) if Path(runs_dir).is_dir() else []:
+        if not is_finished(folder):
+            continue
+        run = load_run(folder)
+        history, config = run.history, run.config
+        lines.append({
+            "run": folder.name,
+            "backbone": config.backbone,
+            "input": f"{config.height}x{config.width}",
+            "epochs": len(history),
+            "train time (s)": round(float(history["seconds"].sum()), 1),
+            "images/s": round(float(history["images"].sum() / history["seconds"].sum()), 1),
+            "precision": run.metrics.get("precision", ""),
+        })
+    return pd.DataFrame(lines)
+
+
 def benchmark_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The headline numbers of every benchmark result in `folder`, and where each was measured.
 
@@ -656,30 +730,6 @@ def trainings_since(runs_dir: Path, since_epoch_s: float) -> int:
 # ---------------------------------------------------------------------------------------
 # progress: what each notebook trains, and how long the rest should take
 
-# Which rows (and which of the `seeds`) each notebook trains or loads from the run cache:
-# the `run_rows`/`run_table` calls of the notebooks, repeated here only to print progress.
-# After each notebook the console line reports what was actually trained (new FINISHED
-# markers), so a plan that drifted from a notebook shows as a difference, not as a lie.
-def _notebook_rows(name: str, p: dict[str, Any]) -> tuple[tuple, list[int]]:
-    from mmhpn import experiments as ex
-
-    psl = ex.Row("MMHPN+PSL", ex.MMHPN_PSL)
-    seeds = list(p.get("seeds", []))
-    tables = {"03-table-4-branches": "table4", "04-table-5-body-parts": "table5",
-              "05-table-6-pooling": "table6", "06-table-7-psl": "table7"}
-    if name in tables:
-        return ex.get_table(tables[name]).rows, seeds
-    if name in ("02-training", "11-tables-1-3-comparison"):
-        return (psl,), seeds
-    if name == "09-figure-3-attention":
-        return (ex.Row("global (baseline)", ex.BASELINE), ex.figure5_rows([p["part_stripes"]])[0]), seeds[:1]
-    if name == "10-figure-4-ranking":
-        return (psl,), seeds[:1]
-    if name == "08-figure-5-body-scales":
-        return ex.figure5_rows(p["stripe_counts"]), seeds
-    return (), []
-
-
 def _effective_parameters(name: str, params: dict[str, Any], root: Path) -> dict[str, Any]:
     """The notebook's declared defaults with `params` applied (what the notebook will see)."""
     import papermill
@@ -698,21 +748,39 @@ def _effective_parameters(name: str, params: dict[str, Any], root: Path) -> dict
 
 
 def planned_runs(name: str, params: dict[str, Any], root: Path = REPO_ROOT) -> list[Path]:
-    """The run folders notebook `name` needs with these parameters (finished ones are cached)."""
+    """The run folders notebook `name` needs with these parameters (finished ones are cached).
+
+    What a notebook trains is declared once, in `mmhpn.experiments.NOTEBOOK_RUNS`, which the
+    notebook's own cell runs. A row whose configuration comes from another run (Table 7's
+    control takes its scale weights from the PSL run of its seed) has no hash until that run
+    has finished: it is planned as a placeholder folder named after that run, which counts
+    as one run to train.
+    """
     from mmhpn import experiments as ex
+    import pandas as pd
+
+    from mmhpn.checkpoints import HISTORY_FILE, is_finished
     from mmhpn.runs import run_dir_for
 
     p = _effective_parameters(name, params, root)
-    rows, seeds = _notebook_rows(name, p)
+    rows, seeds = ex.notebook_rows(name, p)
     if not rows:
         return []
-    # a notebook's own input-size parameters (Figure 5's) win over its `overrides`, as in the notebook
-    size = {key: p[key] for key in ("height", "width") if key in p}
-    common = ex.common_overrides(p["dataset"], p["data_root"], p["device"], p.get("epochs", 0),
-                                 {**p.get("overrides", {}), **size})
+    common = ex.notebook_common(p)
     runs_dir = root / p.get("runs_dir", str(RUNS))
-    return [run_dir_for(ex.row_config(row, p["profile"], seed, **common), runs_dir)
-            for row in rows for seed in seeds]
+    planned: dict[tuple[str, int], Path] = {}
+    for row in rows:
+        for seed in seeds:
+            weights = None
+            if row.scale_weights_from is not None:
+                source = planned[(row.scale_weights_from, seed)]
+                if not is_finished(source):
+                    planned[(row.label, seed)] = source.with_name(f"{source.name}.then-{ex.slug(row.label)}")
+                    continue
+                weights = ex.psl_scale_weights(pd.read_csv(source / HISTORY_FILE))
+            config = ex.row_config(row, p["profile"], seed, scale_weights=weights, **common)
+            planned[(row.label, seed)] = run_dir_for(config, runs_dir)
+    return list(planned.values())
 
 
 def training_seconds(run_dir: Path) -> float | None:

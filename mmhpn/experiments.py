@@ -41,9 +41,9 @@ with a confidence interval over seeds and a verdict (`mmhpn.claims`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -341,6 +341,120 @@ def run_table(key: str, profile: str, seeds: Sequence[int], runs_dir: str = "run
 
 
 # ---------------------------------------------------------------------------------------
+# each table's knobs, as the notebooks expose them
+
+POOLING_ROWS = {"avg": "MMHPN+GAP", "max": "MMHPN+GMP", "aps": "MMHPN+APS"}  # Table 6
+
+
+def table_rows(key: str, layouts: Mapping[str, Any] | None = None, poolings: Sequence[str] | None = None,
+               gammas: Sequence[float] | None = None,
+               single_stripe_rules: Sequence[str] | None = None) -> tuple[Row, ...]:
+    """The rows of table `key` with the knobs its notebook exposes (None keeps the paper's rows).
+
+    * `layouts` (Tables 4, 5, layouts): ``{row label: {tap: stripe counts}}`` replaces those
+      rows' layouts (a row not named keeps its own);
+    * `poolings` (Table 6): which of ``avg``, ``max``, ``aps`` to train, in that order;
+    * `gammas` (Table 7): the PSL's gammas, one per scale (coarsest last), for every PSL row;
+    * `single_stripe_rules` (Table 7): which PSL rows to train, by their single-stripe rule
+      (``ce`` the main row, ``literal``, ``focal``); the control needs ``ce``.
+
+    With the default values the rows are exactly `TABLES[key].rows`, so they hash as before.
+    """
+    rows = list(get_table(key).rows)
+    if layouts:
+        labels = {row.label for row in rows}
+        unknown = sorted(set(layouts) - labels)
+        if unknown:
+            raise ConfigError(f"layouts names row(s) {unknown} that {key} does not have; rows: {sorted(labels)}")
+        rows = [replace(row, overrides={**row.overrides, "layout": layouts[row.label]}) if row.label in layouts
+                else row for row in rows]
+    if poolings is not None:
+        if key != "table6":
+            raise ConfigError("poolings is Table 6's knob")
+        unknown = [p for p in poolings if p not in POOLING_ROWS]
+        if unknown or not poolings:
+            raise ConfigError(f"poolings must name some of {list(POOLING_ROWS)}, got {list(poolings)!r}")
+        rows = [get_table(key).row(POOLING_ROWS[p]) for p in poolings]
+    if gammas is not None or single_stripe_rules is not None:
+        if key != "table7":
+            raise ConfigError("gammas and single_stripe_rules are Table 7's knobs")
+    if gammas is not None:
+        rows = [replace(row, overrides={**row.overrides, "gammas": tuple(float(g) for g in gammas)})
+                if row.overrides.get("loss") == "psl" else row for row in rows]
+    if single_stripe_rules is not None:
+        rules = set(single_stripe_rules)
+        known = {row.overrides["single_stripe"] for row in rows if row.overrides.get("loss") == "psl"}
+        if rules - known:
+            raise ConfigError(f"single_stripe_rules must name some of {sorted(known)}, got {list(single_stripe_rules)!r}")
+        kept = [row for row in rows if row.overrides.get("loss") != "psl" or row.overrides["single_stripe"] in rules]
+        labels = {row.label for row in kept}
+        rows = [row for row in kept if row.scale_weights_from is None or row.scale_weights_from in labels]
+    return tuple(rows)
+
+
+# ---------------------------------------------------------------------------------------
+# the notebooks' trainings, declared once: the notebooks run them (`run_notebook`) and
+# `mmhpn.book` plans the console's run counts from the same entries (`notebook_rows`)
+
+NOTEBOOK_PSL_ROW = Row("MMHPN+PSL", MMHPN_PSL)
+# notebook name -> (the table key its claims are checked under, or None; its rows from its
+# parameters; whether it trains only the first of its seeds)
+NOTEBOOK_RUNS: dict[str, tuple[str | None, Any, bool]] = {
+    "02-training": (None, lambda p: (NOTEBOOK_PSL_ROW,), False),
+    "03-table-4-branches": ("table4", lambda p: table_rows("table4", layouts=p.get("layouts")), False),
+    "04-table-5-body-parts": ("table5", lambda p: table_rows("table5", layouts=p.get("layouts")), False),
+    "05-table-6-pooling": ("table6", lambda p: table_rows("table6", poolings=p.get("poolings")), False),
+    "06-table-7-psl": ("table7", lambda p: table_rows("table7", gammas=p.get("gammas"),
+                                                      single_stripe_rules=p.get("single_stripe_rules")), False),
+    "07-layouts": ("layouts", lambda p: table_rows("layouts", layouts=p.get("layouts")), False),
+    "08-figure-5-body-scales": ("figure5", lambda p: figure5_rows(p["stripe_counts"]), False),
+    "09-figure-3-attention": (None, lambda p: (Row("global (baseline)", BASELINE),
+                                               figure5_rows([p["part_stripes"]])[0]), True),
+    "10-figure-4-ranking": (None, lambda p: (NOTEBOOK_PSL_ROW,), True),
+    "11-tables-1-3-comparison": (None, lambda p: (NOTEBOOK_PSL_ROW,), False),
+}
+
+
+def slug(text: str) -> str:
+    """`text` as a file-name part: letters, digits, '-', '_' and '.' kept, the rest '-'."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+
+
+def notebook_rows(notebook: str, params: Mapping[str, Any]) -> tuple[tuple[Row, ...], list[int]]:
+    """The rows notebook `notebook` trains with parameters `params`, and the seeds it uses."""
+    if notebook not in NOTEBOOK_RUNS:
+        return (), []
+    _, rows, first_seed_only = NOTEBOOK_RUNS[notebook]
+    seeds = [int(s) for s in params.get("seeds", [])]
+    return tuple(rows(params)), seeds[:1] if first_seed_only else seeds
+
+
+def notebook_common(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields a notebook's parameters set for every row it trains.
+
+    `common_overrides` of its dataset/data_root/device/epochs/overrides, then its own
+    input size where it declares one (Figure 5's `height`/`width` win over `overrides`)
+    and its `eval_every` (training curves; not hashed).
+    """
+    extra = {key: params[key] for key in ("height", "width") if key in params}
+    common = common_overrides(params["dataset"], params["data_root"], params["device"], params.get("epochs", 0),
+                              {**params.get("overrides", {}), **extra})
+    if "eval_every" in params:
+        common["eval_every"] = int(params["eval_every"])
+    return common
+
+
+def run_notebook(notebook: str, params: Mapping[str, Any], progress: bool = False) -> pd.DataFrame:
+    """Train or load what `NOTEBOOK_RUNS` says `notebook` trains, with its parameters `params`
+    (a notebook passes ``globals()``): `run_rows`' frame."""
+    rows, seeds = notebook_rows(notebook, params)
+    if not rows:
+        raise ConfigError(f"notebook {notebook!r} trains nothing (not in experiments.NOTEBOOK_RUNS)")
+    return run_rows(rows, params["profile"], seeds, runs_dir=params.get("runs_dir", "runs"), progress=progress,
+                    **notebook_common(params))
+
+
+# ---------------------------------------------------------------------------------------
 # the paper's numbers and the summary
 
 
@@ -521,3 +635,172 @@ def row_mean(results: pd.DataFrame, row: str, metric: str = "mAP") -> float:
     if values.empty:
         raise ConfigError(f"no results for row {row!r}")
     return float(values.mean())
+
+
+# ---------------------------------------------------------------------------------------
+# what the notebooks show: each a function the notebook calls once
+
+
+@dataclass(frozen=True)
+class NotebookSetup:
+    """What a training notebook's first cell sets up from its parameters (`notebook_setup`)."""
+
+    profile: str
+    seeds: list[int]
+    common: dict[str, Any]
+    measured_on: str
+    config_table: pd.DataFrame
+
+
+def notebook_setup(params: Mapping[str, Any]) -> NotebookSetup:
+    """The shared settings of a training notebook (it passes ``globals()``): prints one line
+    saying what is measured on what, and returns the settings with their table."""
+    pd.set_option("display.width", 200)
+    common = notebook_common(params)
+    profile = params["profile"]
+    measured_on = measured_label(profile, **common)
+    seeds = [int(s) for s in params.get("seeds", [])]
+    print(f"measured on: {measured_on}; training profile {profile!r}; seeds {seeds}")
+    return NotebookSetup(profile, seeds, common, measured_on, config_table(profile, **common).T)
+
+
+def training_histories(results: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch histories of `results`' runs, one frame with a ``seed`` column.
+
+    The final evaluation (metrics.json, the test score after the last epoch) is put on each
+    run's last epoch, so the curves end at the numbers the tables show.
+    """
+    from mmhpn.runs import load_run
+
+    histories = []
+    for _, line in results.iterrows():
+        run = load_run(line["run"])
+        history = run.history.copy()
+        history["seed"] = line["seed"]
+        for column in ("rank1", "mAP"):
+            if column not in history.columns:
+                history[column] = np.nan
+            history.loc[history.index[-1], column] = run.metrics[column]
+        histories.append(history)
+    return pd.concat(histories, ignore_index=True)
+
+
+def aps_weights(results: pd.DataFrame, row: str = "MMHPN+APS") -> pd.DataFrame:
+    """The learned APS weight a = sigmoid(theta) of each scale, one line per seed of `row`."""
+    from mmhpn.runs import load_run
+
+    lines = [{"seed": line["seed"], **load_run(line["run"]).load_model().aps_weights()}
+             for _, line in results[results["row"] == row].iterrows()]
+    if not lines:
+        raise ConfigError(f"no run of row {row!r} in these results")
+    return pd.DataFrame(lines).set_index("seed")
+
+
+def multiple_query_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, the multiple-query Rank-1 and mAP (percent) the runs' evaluation recorded
+    (columns seed, rank1, mAP; empty where the dataset has no multiple-query protocol)."""
+    from mmhpn.runs import load_run
+
+    lines = []
+    for _, line in results.iterrows():
+        metrics = load_run(line["run"]).metrics
+        if "multi_query" in metrics:
+            lines.append({"seed": line["seed"], "rank1": 100 * metrics["multi_query"]["rank1"],
+                          "mAP": 100 * metrics["multi_query"]["mAP"]})
+    return pd.DataFrame(lines, columns=["seed", "rank1", "mAP"])
+
+
+COMPARISON_TABLES = (("table1", "Table 1: Market-1501"), ("table2", "Table 2: DukeMTMC-reID"),
+                     ("table3", "Table 3: CUHK03 (detected, new protocol)"))
+
+
+def comparison_tables(results: pd.DataFrame, multiple: pd.DataFrame, dataset: str,
+                      measured_on: str) -> list[tuple[str, pd.DataFrame]]:
+    """Tables 1-3 as (title, table): the paper's numbers, and our MMHPN row (mean ± std over
+    seeds) joined to the one table measured on the same dataset as this build, never to another."""
+    numbers = paper_numbers()
+    seeds = results["seed"].nunique()
+    tables = []
+    for key, name in COMPARISON_TABLES:
+        table = paper_table(key)
+        table_dataset = numbers.loc[numbers["table"] == key, "dataset"].iloc[0]
+        if dataset == table_dataset:
+            # our row joins the table; the columns lose their "paper:" prefix since they hold both
+            table = table.rename(columns=lambda c: c.removeprefix("paper: "), level=0).astype(object)
+            single, multi = table.columns[0][0], table.columns[-1][0]
+            row = {(single, "Rank-1"): mean_std(results["rank1"]), (single, "mAP"): mean_std(results["mAP"])}
+            if not multiple.empty and multi != single:
+                row[(multi, "Rank-1")] = mean_std(multiple["rank1"])
+                row[(multi, "mAP")] = mean_std(multiple["mAP"])
+            table = pd.concat([table, pd.DataFrame([row], index=[f"MMHPN (this companion, {seeds} seed(s))"])])
+        else:
+            name += f"  (the paper's numbers only: this build measured on {measured_on})"
+        tables.append((name, table.astype(object).where(table.notna(), "-")))
+    return tables
+
+
+def first_image_per_identity(records: Sequence, count: int) -> list:
+    """One image (the first by camera, then path) of each of the first `count` identities."""
+    chosen, seen = [], set()
+    for record in sorted(records, key=lambda r: (r.pid, r.camid, r.path)):
+        if record.pid not in seen:
+            chosen.append(record)
+            seen.add(record.pid)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def attention_figure(results: pd.DataFrame, num_people: int, stripes: int, device: str, path=None):
+    """Figure 3 from `results`' two runs (the global model, then the `stripes`-stripe model):
+    Grad-CAM maps on one training image of each of the first `num_people` identities (training
+    images, so that each classifier's true class is defined)."""
+    from mmhpn import figures
+    from mmhpn.data import load_data
+    from mmhpn.runs import load_run
+
+    global_run, part_run = (load_run(run) for run in results["run"])
+    config = part_run.config
+    chosen = first_image_per_identity(load_data(config).train, num_people)
+    images, pids, camids = figures.load_images(chosen, config.height, config.width)
+    return figures.attention_maps(global_run.load_model(device), part_run.load_model(device), images,
+                                  targets=pids, stripes=stripes,
+                                  labels=[f"id {p}, cam {c}" for p, c in zip(pids, camids)], path=path, vector=True)
+
+
+def ranking_figure_of_run(run_dir: str, queries: str, top_k: int, device: str, path=None):
+    """Figure 4 from one finished run: its features of the query and gallery images, then
+    `mmhpn.figures.ranking_figure` for `queries` ("auto" or comma-separated query indices)."""
+    from mmhpn import figures
+    from mmhpn.data import build_eval_loader, load_data
+    from mmhpn.evaluation import extract_features
+    from mmhpn.runs import load_run
+
+    run = load_run(run_dir)
+    model, config = run.load_model(device), run.config
+    data = load_data(config)
+
+    def features(records):
+        loader = build_eval_loader(records, config.height, config.width, batch_size=64)
+        return extract_features(model, loader, device, progress=False)[0]
+
+    picked = queries if queries == "auto" else [int(i) for i in queries.split(",") if i.strip()]
+    fig = figures.ranking_figure(data.query, data.gallery, query_features=features(data.query),
+                                 gallery_features=features(data.gallery), model=model,
+                                 input_size=(config.height, config.width), queries=picked, top_k=top_k,
+                                 path=path, vector=True)
+    return fig, run
+
+
+def layout_table(rows: Sequence[Row]) -> pd.DataFrame:
+    """Which stripes each row pools at which tap (``conv5_1: 8, 4 | conv5_2: 2 | ...``)."""
+    return pd.DataFrame({"stripes per tap": {
+        row.label: " | ".join(f"{tap}: {', '.join(map(str, counts))}" for tap, counts in row_layout(row).items())
+        for row in rows}})
+
+
+def figure5_points(results: pd.DataFrame) -> pd.DataFrame:
+    """`body_scale_results` of the runs behind `run_rows`' frame (Figure 5's input)."""
+    from mmhpn.runs import load_run
+
+    return body_scale_results([load_run(run) for run in results["run"]])

@@ -574,3 +574,26 @@ def save_figure(fig: Figure, path: str | os.PathLike, vector: bool = True, vecto
                 fig.savefig(temporary, format=fmt, dpi=dpi, bbox_inches="tight")
             written.append(target)
     return written
+
+
+def training_curves(history: pd.DataFrame, *, loss_label: str = "training loss") -> Figure:
+    """Per-epoch curves, one line per seed: the training loss, the training stripe accuracy
+    and, where the history has them, the test mAP and Rank-1 (in %).
+
+    `history` is `mmhpn.experiments.training_histories`' frame (columns epoch, seed, loss,
+    stripe_acc, and optionally mAP, rank1 as fractions).
+    """
+    _check_frame(history, ("epoch", "seed", "loss", "stripe_acc"), "history")
+    panels = [("loss", loss_label), ("stripe_acc", "stripe accuracy (train)")]
+    panels += [(c, f"{c} (test, %)") for c in ("mAP", "rank1") if c in history.columns and history[c].notna().any()]
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(3.2 * len(panels), 3), layout="constrained")
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (column, title) in zip(axes, panels):
+            for (seed, group), color in zip(history.groupby("seed"), PALETTE):
+                values = group[column] * (100 if column in ("mAP", "rank1") else 1)
+                ax.plot(group["epoch"], values, marker="o", color=color, label=f"seed {seed}")
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("epoch")
+        axes[0].legend(fontsize=8)
+    return fig

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mmhpn import book
+from mmhpn import book, experiments
 from mmhpn.runs import FINISHED_FILE
 from mmhpn.checkpoints import HISTORY_FILE
 
@@ -87,22 +87,40 @@ def test_a_failing_notebook_is_one_line_naming_cell_error_and_log(tmp_path, capf
 
 
 def test_the_plan_follows_the_notebooks_run_calls():
-    # The console's "N run(s)" comes from book._notebook_rows: each notebook that trains
-    # must still call what the plan assumes it calls.
-    calls = {"02-training": "run_rows([row]", "11-tables-1-3-comparison": "MMHPN_PSL",
-             "03-table-4-branches": 'run_table("table4"', "04-table-5-body-parts": 'run_table("table5"',
-             "05-table-6-pooling": 'run_table("table6"', "06-table-7-psl": 'run_table("table7"',
-             "09-figure-3-attention": "figure5_rows([part_stripes])", "10-figure-4-ranking": "MMHPN_PSL",
-             "08-figure-5-body-scales": "figure5_rows(stripe_counts)"}
+    # The console's "N run(s)" comes from experiments.NOTEBOOK_RUNS, the same entries each
+    # notebook's own training cell runs (experiments.run_notebook with its name).
     profile = book.get_profile("demo")
     for name in book.NOTEBOOK_ORDER:
         nb = nbformat.read(book.notebook_path(name), as_version=4)
         code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
         runs = book.planned_runs(name, profile.for_notebook(name))
-        if name in calls:
-            assert calls[name] in code, f"{name} no longer calls {calls[name]}: update book._notebook_rows"
+        if name in experiments.NOTEBOOK_RUNS:
+            assert f'experiments.run_notebook("{name}", globals())' in code, name
             assert runs, name
         else:
-            assert "run_rows" not in code and "run_table" not in code and not runs, name
+            assert "run_rows" not in code and "run_table" not in code and "run_notebook" not in code, name
+            assert not runs, name
     every = {run for name in book.NOTEBOOK_ORDER for run in book.planned_runs(name, profile.for_notebook(name))}
-    assert len(every) == 28  # the demo book: 14 configurations x 2 seeds (README)
+    # the demo book: Table 4 (4 configurations), Table 5 (+2), Table 6 (+2), Table 7 (+4, the
+    # control planned as one placeholder per seed until its PSL run exists), the layouts (+3),
+    # Figure 5 at 192x64 (+5), all over 2 seeds; Figure 3's 4-stripe model (first seed only)
+    assert len(every) == 20 * 2 + 1
+    control = [run for run in every if ".then-" in run.name]
+    assert len(control) == 2  # no hash before the PSL run: one placeholder per seed
+
+
+def test_the_control_is_planned_by_its_hash_once_its_psl_run_exists(tmp_path, monkeypatch):
+    from mmhpn import checkpoints
+
+    profile = book.get_profile("demo")
+    params = {**profile.for_notebook("06-table-7-psl"), "runs_dir": str(tmp_path), "seeds": [0]}
+    before = book.planned_runs("06-table-7-psl", params)
+    placeholder = [run for run in before if ".then-" in run.name]
+    assert len(placeholder) == 1
+    psl_run = placeholder[0].with_name(placeholder[0].name.split(".then-")[0])
+    psl_run.mkdir(parents=True)
+    (psl_run / checkpoints.HISTORY_FILE).write_text("epoch,images,psl_factor_0,psl_factor_1\n1,10,0.5,0.25\n")
+    monkeypatch.setattr(checkpoints, "is_finished", lambda run: run == psl_run)
+    after = book.planned_runs("06-table-7-psl", params)
+    assert not [run for run in after if ".then-" in run.name]
+    assert len(after) == len(before)
