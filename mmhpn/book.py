@@ -21,9 +21,9 @@ The wall time of each notebook and of the whole build is appended to
 `book/executed/build-log.json`; the compute-cost notebook (executed last) reads it, so the
 book states measured build times, never typed ones.
 
-Profiles (`PROFILES`) are the parameter sets: `smoke` (minutes, for the test suite),
-`demo` (the default: synthetic data, CPU, two seeds) and `paper` (the paper's schedule,
-for users with the real datasets and a GPU).
+Profiles (`PROFILES`) are the training profiles of `mmhpn.config.PROFILES` plus what only
+the book needs: `smoke` (minutes, for the test suite), `demo` (the default: synthetic data,
+CPU, two seeds) and `paper` (the paper's schedule, for users with the real datasets and a GPU).
 """
 from __future__ import annotations
 
@@ -103,10 +103,10 @@ class BookBuildError(MMHPNError, RuntimeError):
 
 @dataclass(frozen=True)
 class Profile:
-    """One set of notebook parameters.
-
-    `parameters` go to every notebook that declares them; `per_notebook` adds or replaces
-    values for one notebook (keyed by notebook name).
+    """A book profile: a training profile of `mmhpn.config.PROFILES` (same name; its dataset,
+    data folder and synthetic preset are read from there, `_training_data`) plus what only the
+    book needs: the notebooks' seeds and device (`parameters`, passed to every notebook that
+    declares them) and per-notebook values (`per_notebook`, keyed by notebook name).
     """
 
     name: str
@@ -127,30 +127,30 @@ class Profile:
         return params
 
 
-# The smoke book trains with the training module's `smoke` schedule but at the `demo`
-# profile's input size: the synthetic images are drawn at 128x64, and 128x64 gives an 8-row
-# feature map, so every preset's layout fits (the smoke profile's own 64x32 does not). The
-# `demo` book uses the training module's `demo` profile unchanged. Figure 5's notebook trains
-# its points at 192x64 in every profile (its own `height`/`width`): 12 stripes need 12 rows.
-CPU_INPUT = {"height": 128, "width": 64, "precision": "auto", "num_workers": 0, "cache_images": True}
+def _training_data(name: str) -> dict[str, Any]:
+    """The dataset, data folder and synthetic preset of training profile `name`
+    (`mmhpn.config.PROFILES`): where a book profile's data comes from, written only there."""
+    from mmhpn.config import make_config
+
+    config = make_config(name)
+    synthetic = config.dataset == "synthetic"
+    return {"dataset": config.dataset, "data_root": config.data_root,
+            "synthetic_preset": config.synthetic_preset if synthetic else None}
+
 
 PROFILES: dict[str, Profile] = {
     # A few minutes on 2 CPU cores: one seed, the training module's smoke schedule.
     "smoke": Profile(
         name="smoke",
-        dataset="synthetic",
-        data_root="data/synthetic-tiny",
-        synthetic_preset="tiny",
-        parameters={"seeds": [0], "device": "cpu", "overrides": dict(CPU_INPUT)},
+        **_training_data("smoke"),
+        parameters={"seeds": [0], "device": "cpu", "overrides": {}},
         per_notebook={"08-figure-5-body-scales": {"stripe_counts": [1, 2, 4, 8, 12]},
                       "02-training": {"eval_every": 0}},
     ),
     # `make book`'s default: <= 30 min on 2 CPU cores, every table over two seeds.
     "demo": Profile(
         name="demo",
-        dataset="synthetic",
-        data_root="data/synthetic-demo",
-        synthetic_preset="demo",
+        **_training_data("demo"),
         parameters={"seeds": [0, 1], "device": "cpu", "overrides": {}},
         per_notebook={"08-figure-5-body-scales": {"stripe_counts": [1, 2, 4, 8, 12]},
                       "02-training": {"eval_every": 1}},
@@ -158,9 +158,7 @@ PROFILES: dict[str, Profile] = {
     # The paper's schedule on a real dataset (a GPU and hours per training).
     "paper": Profile(
         name="paper",
-        dataset="market1501",
-        data_root="data/market1501",
-        synthetic_preset=None,
+        **_training_data("paper"),
         parameters={"seeds": [0, 1, 2], "device": "cuda"},
         per_notebook={"08-figure-5-body-scales": {"stripe_counts": [1, 2, 4, 8, 12]}},
     ),

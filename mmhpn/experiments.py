@@ -437,7 +437,8 @@ def notebook_common(params: Mapping[str, Any]) -> dict[str, Any]:
     and its `eval_every` (training curves; not hashed).
     """
     extra = {key: params[key] for key in ("height", "width") if key in params}
-    common = common_overrides(params["dataset"], params["data_root"], params["device"], params.get("epochs", 0),
+    common = common_overrides(params.get("dataset", ""), params.get("data_root", ""), params["device"],
+                              params.get("epochs", 0),
                               {**params.get("overrides", {}), **extra})
     if "eval_every" in params:
         common["eval_every"] = int(params["eval_every"])
@@ -572,14 +573,26 @@ def check_table(key: str, results: pd.DataFrame, records_dir: str = "") -> pd.Da
 # small helpers that keep the notebooks thin
 
 
+def data_fields(dataset: str = "", data_root: str = "") -> dict[str, Any]:
+    """The TrainConfig data fields a notebook's `dataset`/`data_root` set; empty leaves the
+    training profile's own (so a profile's data folder is written in `mmhpn.config` only)."""
+    fields: dict[str, Any] = {}
+    if dataset:
+        fields["dataset"] = dataset
+    if data_root:
+        fields["data_root"] = data_root
+    return fields
+
+
 def common_overrides(dataset: str, data_root: str, device: str, epochs: int = 0,
                      overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The TrainConfig fields a notebook's parameters set for every row (epochs 0 = profile's).
+    """The TrainConfig fields a notebook's parameters set for every row (epochs 0 = profile's;
+    an empty dataset or data_root = the profile's).
 
     `overrides` are further TrainConfig fields (e.g. ``{"height": 128}``), checked by
     `mmhpn.config.make_config` like any other field.
     """
-    common: dict[str, Any] = {"dataset": dataset, "data_root": data_root, "device": device}
+    common: dict[str, Any] = {**data_fields(dataset, data_root), "device": device}
     if epochs:
         common["epochs"] = int(epochs)
     common.update(overrides or {})
@@ -648,6 +661,7 @@ class NotebookSetup:
     profile: str
     seeds: list[int]
     common: dict[str, Any]
+    dataset: str  # the dataset trained on (the profile's where the notebook's parameter is empty)
     measured_on: str
     config_table: pd.DataFrame
 
@@ -661,7 +675,10 @@ def notebook_setup(params: Mapping[str, Any]) -> NotebookSetup:
     measured_on = measured_label(profile, **common)
     seeds = [int(s) for s in params.get("seeds", [])]
     print(f"measured on: {measured_on}; training profile {profile!r}; seeds {seeds}")
-    return NotebookSetup(profile, seeds, common, measured_on, config_table(profile, **common).T)
+    from mmhpn.config import make_config
+
+    dataset = make_config(profile, **common).dataset
+    return NotebookSetup(profile, seeds, common, dataset, measured_on, config_table(profile, **common).T)
 
 
 def training_histories(results: pd.DataFrame) -> pd.DataFrame:

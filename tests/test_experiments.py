@@ -63,14 +63,14 @@ def test_hash_covers_the_resolved_layout_not_the_presets_name():
 
 
 def test_scale_weights_are_hashed_for_the_weighted_softmax_only():
-    control = make_config("smoke", loss="weighted_softmax", scale_weights=(0.9, 0.8, 0.5, 1.0))
-    other = make_config("smoke", loss="weighted_softmax", scale_weights=(0.9, 0.8, 0.4, 1.0))
+    control = make_config("unit", loss="weighted_softmax", scale_weights=(0.9, 0.8, 0.5, 1.0))
+    other = make_config("unit", loss="weighted_softmax", scale_weights=(0.9, 0.8, 0.4, 1.0))
     assert config_hash(control) != config_hash(other)
-    softmax = make_config("smoke")
+    softmax = make_config("unit")
     assert "scale_weights" not in softmax.hashed_fields()
-    assert config_hash(softmax) == config_hash(make_config("smoke", scale_weights=(1.0, 2.0)))
+    assert config_hash(softmax) == config_hash(make_config("unit", scale_weights=(1.0, 2.0)))
     with pytest.raises(ConfigError, match="weighted_softmax' needs scale_weights"):
-        make_config("smoke", loss="weighted_softmax")
+        make_config("unit", loss="weighted_softmax")
 
 
 def test_psl_scale_weights_are_the_image_weighted_mean_over_training():
@@ -103,7 +103,7 @@ def test_the_control_row_is_derived_from_the_psl_run_of_the_same_seed(monkeypatc
     spec = experiments.get_table("table7")
     psl, control = spec.row("MMHPN+PSL"), spec.row(experiments.PSL_CONTROL_LABEL)
     assert control.scale_weights_from == "MMHPN+PSL"
-    results = experiments.run_rows([psl, control], "smoke", [0, 1])
+    results = experiments.run_rows([psl, control], "unit", [0, 1])
     controls = [c for c in trained if c.loss == "weighted_softmax"]
     assert [c.scale_weights for c in controls] == [(0.5,) * 4, (0.6,) * 4]
     assert [c.preset for c in controls] == ["mmhpn", "mmhpn"] and {c.pooling for c in controls} == {"aps"}
@@ -113,9 +113,9 @@ def test_the_control_row_is_derived_from_the_psl_run_of_the_same_seed(monkeypatc
     labels = [r.label for r in spec.rows]
     assert labels.index("MMHPN+PSL") < labels.index(experiments.PSL_CONTROL_LABEL)
     with pytest.raises(ConfigError, match="needs the run of row 'MMHPN\\+PSL'"):
-        experiments.run_rows([control], "smoke", [0])
+        experiments.run_rows([control], "unit", [0])
     with pytest.raises(ConfigError, match="pass scale_weights"):
-        experiments.row_config(control, "smoke", 0)
+        experiments.row_config(control, "unit", 0)
 
 
 
@@ -127,7 +127,7 @@ def test_one_training_epoch_logs_the_psl_factors_the_control_then_uses(monkeypat
     from mmhpn.model import build_model
 
     monkeypatch.setattr(training, "set_loader_epoch", lambda loader, config, epoch: None)
-    config = make_config("smoke", loss="psl", device="cpu")
+    config = make_config("unit", loss="psl", device="cpu")
     gen = torch.Generator().manual_seed(0)
     # two batches of different sizes: the epoch's factor is their image-weighted mean
     loader = [(torch.randn(n, 3, 64, 32, generator=gen), torch.arange(n) % 3, torch.zeros(n)) for n in (4, 2)]

@@ -115,7 +115,7 @@ def _result(process: subprocess.Popen, timeout_s: float = 300) -> tuple[dict, st
 def killed_then_resumed(tiny_root, tmp_path_factory):
     """A 2-epoch smoke run whose process is killed with SIGKILL after epoch 1, then resumed here."""
     folder = tmp_path_factory.mktemp("killed")
-    config = make_config("smoke", data_root=str(tiny_root), epochs=2)
+    config = make_config("unit", data_root=str(tiny_root), epochs=2)
     run_dir = folder / "run"
     child = _start_child(folder, config, run_dir, "kill-after-epoch-1")
     try:
@@ -161,7 +161,7 @@ def test_kill_9_during_training_loses_at_most_one_epoch(killed_then_resumed):
 
 @pytest.mark.slow
 def test_two_processes_on_one_configuration_train_once(tiny_root, tmp_path):
-    config = make_config("smoke", data_root=str(tiny_root), epochs=1)
+    config = make_config("unit", data_root=str(tiny_root), epochs=1)
     run_dir = run_dir_for(config, tmp_path / "runs")
     first = _start_child(tmp_path, config, run_dir, "hold-until-go")
     second = None
@@ -262,7 +262,7 @@ def test_run_of_an_older_training_semantics_version_is_never_reused(killed_then_
 
 
 def test_default_run_folder_name_changes_with_the_version(tiny_root, monkeypatch):
-    config = make_config("smoke", data_root=str(tiny_root))
+    config = make_config("unit", data_root=str(tiny_root))
     before = run_dir_for(config)
     monkeypatch.setattr(versions, "TRAINING_SEMANTICS_VERSION", versions.TRAINING_SEMANTICS_VERSION + 1)
     assert run_dir_for(config) != before
@@ -280,7 +280,7 @@ def test_marker_without_versions_counts_as_stale(killed_then_resumed, tmp_path):
 
 
 def test_unfinished_run_of_older_code_is_set_aside(tiny_root, tmp_path, monkeypatch, capsys):
-    config = make_config("smoke", data_root=str(tiny_root))
+    config = make_config("unit", data_root=str(tiny_root))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     mmhpn.checkpoints.write_config(config, run_dir)  # as an interrupted run of version N leaves it
@@ -298,10 +298,10 @@ def test_unfinished_run_of_older_code_is_set_aside(tiny_root, tmp_path, monkeypa
 def test_unfinished_run_of_another_configuration_is_not_moved(tiny_root, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    mmhpn.checkpoints.write_config(make_config("smoke", data_root=str(tiny_root), lr=0.02), run_dir)
+    mmhpn.checkpoints.write_config(make_config("unit", data_root=str(tiny_root), lr=0.02), run_dir)
     _spy_train(monkeypatch)
     with pytest.raises(Retrained):  # left in place for training, which refuses it naming the fields (test_runs)
-        train_or_load(make_config("smoke", data_root=str(tiny_root)), run_dir=run_dir, progress=False)
+        train_or_load(make_config("unit", data_root=str(tiny_root)), run_dir=run_dir, progress=False)
     assert (run_dir / CONFIG_FILE).exists() and not list(tmp_path.glob("run.*-*"))
 
 

@@ -121,7 +121,7 @@ def test_shared_rows_hash_identically_across_tables():
     unique = {h(r) for spec in t.values() for r in spec.rows} | {h(r) for r in experiments.figure5_rows()}
     assert len(unique) == 19
     # a preset row keeps its preset's layout even when the profile sets another layout
-    config = experiments.row_config(t["table4"].rows[1], "smoke", 0)
+    config = experiments.row_config(t["table4"].rows[1], "unit", 0)
     assert config.layout is None and config.preset == "msm"
 
 

@@ -20,7 +20,7 @@ from mmhpn.training import train
 @pytest.fixture(scope="module")
 def config(tiny_root):
     # fp32 + deterministic: the setting in which a resumed run must match exactly.
-    return make_config("smoke", data_root=str(tiny_root), epochs=2, precision="fp32", deterministic=True)
+    return make_config("unit", data_root=str(tiny_root), epochs=2, precision="fp32", deterministic=True)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_resumed_run_matches_uninterrupted_run_exactly(finished, config, tmp_pat
 
 
 def test_foreign_checkpoint_is_refused_naming_the_differences(finished, config, tmp_path):
-    other = make_config("smoke", data_root=config.data_root, epochs=2, precision="fp32", deterministic=True, lr=0.02)
+    other = make_config("unit", data_root=config.data_root, epochs=2, precision="fp32", deterministic=True, lr=0.02)
     with pytest.raises(CheckpointError, match=r"another configuration.*lr: 0\.01 \(stored\) vs 0\.02 \(now\)"):
         load_checkpoint(finished.path / MODEL_FILE, other)
     # The same through training: a run folder holding another configuration's checkpoint.

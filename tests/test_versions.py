@@ -71,7 +71,7 @@ def test_a_listed_source_that_is_gone_is_named(tmp_path):
 
 
 def test_run_hash_covers_the_training_semantics_version(monkeypatch):
-    synthetic, real = make_config("smoke"), make_config("paper")
+    synthetic, real = make_config("unit"), make_config("paper")
     before = config_hash(synthetic), config_hash(real)
     assert synthetic.hashed_fields()["training_semantics_version"] == versions.TRAINING_SEMANTICS_VERSION
     monkeypatch.setattr(versions, "TRAINING_SEMANTICS_VERSION", versions.TRAINING_SEMANTICS_VERSION + 1)
@@ -79,7 +79,7 @@ def test_run_hash_covers_the_training_semantics_version(monkeypatch):
 
 
 def test_run_hash_covers_the_synthetic_format_version_of_synthetic_data_only(monkeypatch):
-    synthetic, real = make_config("smoke"), make_config("paper")
+    synthetic, real = make_config("unit"), make_config("paper")
     assert synthetic.hashed_fields()["synthetic_format_version"] == versions.synthetic_format_version()
     assert real.hashed_fields()["synthetic_format_version"] is None
     before = config_hash(synthetic), config_hash(real)
