@@ -130,7 +130,7 @@ def test_load_model_gives_the_trained_descriptor(finished, config):
     assert not model.training
     with torch.no_grad():
         descriptor = model(torch.randn(2, 3, config.height, config.width))
-    assert descriptor.shape == (2, 256 * (4 + 3 + 2 + 1))  # the smoke profile's scaled-down mmhpn layout
+    assert descriptor.shape == (2, 256 * (4 + 3 + 2 + 1))  # the unit profile's scaled-down mmhpn layout
 
 
 def test_unfinished_folder_is_not_loaded_as_a_run(tmp_path):
