@@ -33,6 +33,14 @@ Decisions that the rows encode (the book's reproduction notes explain them):
   MHPM layout, here with APS). Its first row is Table 6's APS row (one training). The
   paper claims nothing here; the table's `questions` are ours.
 
+What each notebook trains is declared once, in `NOTEBOOK_RUNS` (notebook name -> the rows
+its parameters select, e.g. Table 6's `poolings`, Table 7's `gammas` and
+`single_stripe_rules`, the layouts of Tables 4-5 and the layout page, via `table_rows`): the
+notebook's training cell calls `run_notebook` with its own name, and `mmhpn.book` plans the
+console's run counts from the same entry. The notebooks' other steps are single calls here
+too (`notebook_setup`, `training_histories`, `aps_weights`, `multiple_query_results`,
+`comparison_tables`, `attention_figure`, `ranking_figure_of_run`, `figure5_points`).
+
 `summarize` turns the per-seed metrics into mean +/- std and puts the paper's numbers
 beside them (from `paper_table`, transcribed in ``mmhpn/resources/paper_tables.csv``);
 the measured columns are labelled with the dataset they were measured on, never with a
