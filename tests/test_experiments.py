@@ -161,3 +161,43 @@ def test_row_layout_resolves_presets_and_explicit_layouts():
     assert experiments.row_layout(rows[0]) == NEW_MMHPN_LAYOUT
     assert experiments.row_layout(rows[1]) == {"conv5_1": (8,), "conv5_2": (4, 2), "conv5_3": (1,)}
     assert experiments.row_layout(rows[3]) == {"conv5_3": (8, 4, 2, 1)}
+
+
+def test_table_rows_knobs_select_and_change_rows():
+    for key in experiments.TABLES:
+        assert experiments.table_rows(key) == experiments.TABLES[key].rows  # defaults: the paper's rows
+    six = experiments.table_rows("table6", poolings=["aps", "avg"])
+    assert [r.label for r in six] == ["MMHPN+APS", "MMHPN+GAP"]
+    seven = experiments.table_rows("table7", gammas=[0.1, 0.2, 0.3, 0.4], single_stripe_rules=["ce"])
+    assert [r.label for r in seven] == ["MMHPN+softmax", "MMHPN+PSL", experiments.PSL_CONTROL_LABEL]
+    assert seven[1].overrides["gammas"] == (0.1, 0.2, 0.3, 0.4) and "gammas" not in seven[0].overrides
+    # the control takes its weights from the ce row: without it, no control
+    literal = experiments.table_rows("table7", single_stripe_rules=["literal"])
+    assert experiments.PSL_CONTROL_LABEL not in [r.label for r in literal]
+    four = experiments.table_rows("table4", layouts={"Baseline+MMHPN": {"conv5_3": [2, 1]}})
+    assert four[-1].overrides["layout"] == {"conv5_3": [2, 1]} and four[:-1] == experiments.TABLES["table4"].rows[:-1]
+    for bad in ({"key": "table4", "layouts": {"nope": {}}}, {"key": "table6", "poolings": ["mean"]},
+                {"key": "table4", "poolings": ["avg"]}, {"key": "table7", "single_stripe_rules": ["x"]}):
+        with pytest.raises(ConfigError):
+            experiments.table_rows(**bad)
+
+
+def test_the_default_knobs_hash_as_the_tables_rows():
+    # a notebook that passes its default gammas trains (and finds in the cache) the same runs
+    default = experiments.table_rows("table7", gammas=[0.3, 0.5, 1.5, 2.0])
+    for row, plain in zip(default, experiments.TABLES["table7"].rows):
+        weights = (0.9, 0.8, 0.5, 1.0) if row.scale_weights_from else None
+        assert (experiments.row_config(row, "smoke", 0, scale_weights=weights).hash
+                == experiments.row_config(plain, "smoke", 0, scale_weights=weights).hash)
+
+
+def test_notebook_parameters_to_rows_and_fields():
+    params = {"profile": "smoke", "seeds": [0, 1], "dataset": "", "data_root": "", "device": "cpu", "epochs": 0,
+              "overrides": {"height": 128, "lr": 0.02}, "height": 192, "width": 64, "stripe_counts": [1, 12]}
+    rows, seeds = experiments.notebook_rows("08-figure-5-body-scales", params)
+    assert [r.label for r in rows] == ["1", "12"] and seeds == [0, 1]
+    common = experiments.notebook_common(params)
+    assert common["height"] == 192 and common["width"] == 64 and common["lr"] == 0.02  # its own size wins
+    assert "dataset" not in common and "data_root" not in common  # empty: the training profile's
+    assert experiments.notebook_rows("10-figure-4-ranking", params)[1] == [0]  # first seed only
+    assert experiments.notebook_rows("01-data", params) == ((), [])
