@@ -646,6 +646,25 @@ def budget_line(record: dict[str, Any]) -> str:
             f"{'within' if minutes <= budget else 'OVER'} budget")
 
 
+def build_summary(record: dict[str, Any]) -> dict[str, str]:
+    """What the compute-cost page says about this build: ``text`` (its profile, dataset, start,
+    total and budget lines; "" outside `make book`) and ``glue`` (the total, for the intro)."""
+    if not record.get("notebooks_s"):
+        return {"text": "", "glue": "not measured (executed outside make book)"}
+    minutes = record["total_s"] / 60
+    lines = [f"profile {record.get('profile')}, dataset {record.get('dataset')}, started {record.get('started_utc')}",
+             f"total: {minutes:.1f} min on {record.get('machine')}"]
+    budget = budget_line(record)
+    return {"text": "\n".join(lines + ([budget] if budget else [])),
+            "glue": f"{minutes:.1f} min (profile {record.get('profile')}, {record.get('machine')})"}
+
+
+def last_build_minutes(builds: pd.DataFrame, profile: str) -> str:
+    """The total of the last complete build of `profile` in `build_history`'s table, as text."""
+    same = builds[builds["profile"] == profile]
+    return f"{same['total (min)'].iloc[-1]:.1f} min" if len(same) else "not yet measured"
+
+
 def build_history(log_path: Path) -> pd.DataFrame:
     """One line per complete build recorded in the build log (oldest first)."""
     import pandas as pd
