@@ -516,9 +516,12 @@ def claims_forest(checked: pd.DataFrame, *, title: str | None = None) -> Figure:
 
     `checked` is `mmhpn.claims.check_claims`' frame. A claim is supported where its whole
     interval lies right of 0, contradicted where it lies left of it; claims without an
-    interval (one seed) are drawn as a bare dot.
+    interval (one seed) are drawn as a bare dot, claims not run (no mean) are listed without one.
     """
-    _check_frame(checked, ("better", "worse", "metric", "mean", "ci_low", "ci_high", "verdict"), "checked claims")
+    _check_frame(checked, ("better", "worse", "metric", "verdict"), "checked claims")
+    missing = [column for column in ("mean", "ci_low", "ci_high") if column not in checked.columns]
+    if missing:  # NaN is allowed there: one seed gives no interval, a claim not run no mean
+        raise ConfigError(f"checked claims lack column(s) {missing}; expected mmhpn.claims.check_claims' frame")
     colors = {"supported": PALETTE[2], "contradicted": PALETTE[3], "inconclusive": PALETTE[6]}
     labels = [f"{b} > {w} ({'Rank-1' if m == 'rank1' else m})"
               for b, w, m in zip(checked["better"], checked["worse"], checked["metric"])]
@@ -532,7 +535,8 @@ def claims_forest(checked: pd.DataFrame, *, title: str | None = None) -> Figure:
             color = colors.get(line.verdict, PALETTE[6])
             if np.isfinite(line.ci_low):
                 ax.hlines(i, line.ci_low, line.ci_high, color=color, linewidth=2.2)
-            ax.plot(line.mean, i, "o", color=color)
+            if np.isfinite(line.mean):
+                ax.plot(line.mean, i, "o", color=color)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y, labels)
         ax.invert_yaxis()

@@ -114,3 +114,14 @@ def test_check_table_writes_records_only_when_asked(tmp_path):
     assert not any(tmp_path.iterdir())
     experiments.check_table("table4", results, records_dir=str(tmp_path / "records"))
     assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["table4.claims.csv", "table4.results.csv"]
+
+
+def test_claims_forest_draws_claims_without_an_interval():
+    from mmhpn import figures
+
+    results = pd.DataFrame({"row": ["A", "B"], "seed": [0, 0], "mAP": [30.0, 20.0], "rank1": [40.0, 35.0]})
+    checked = claims.check_claims(results, [claims.Claim("t", "A", "B", "mAP", "ours"),
+                                            claims.Claim("t", "A", "C", "mAP", "ours")])
+    assert checked["ci_low"].isna().all() and checked["verdict"].tolist() == ["inconclusive", "not run"]
+    fig = figures.claims_forest(checked)  # one seed: a bare dot; a claim not run: a label only
+    assert len(fig.axes[0].get_yticklabels()) == 2
