@@ -35,7 +35,7 @@ def _weights(path):
 
 def test_run_folder_is_named_by_hash_and_complete(finished, config):
     assert finished.path == run_dir_for(config, finished.path.parent)
-    assert finished.path.name == f"smoke-mmhpn-softmax-{config_hash(config)[:12]}"
+    assert finished.path.name == f"unit-mmhpn-softmax-{config_hash(config)[:12]}"
     # The resume checkpoint is dropped once finished; no temp file is left behind.
     assert sorted(p.name for p in finished.path.iterdir()) == \
         sorted(["config.json", "history.csv", MODEL_FILE, METRICS_FILE, FINISHED_FILE])
