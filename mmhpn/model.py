@@ -259,8 +259,11 @@ class MMHPN(nn.Module):
         """stem, layer1, layer2, layer3: the (B, C, H/16, W/16) map layer4 starts from."""
         return self.layer3(self.layer2(self.layer1(self.stem(images))))
 
-    def taps_from_layer3(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{tap: feature map} for the taps the layout uses, from layer3's output."""
+    def taps_from_layer3(self, x: torch.Tensor, input_size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        """{tap: feature map} for the taps the layout uses, from layer3's output.
+
+        `input_size` (height, width) of the images only words the error for too many stripes.
+        """
         maps = {}
         for tap, block in zip(TAPS, self.layer4):
             x = block(x)
@@ -268,15 +271,16 @@ class MMHPN(nn.Module):
         height = x.shape[2]
         tallest = max(s.stripes for s in self.scales)
         if tallest > height:
+            size = input_size or (height * FEATURE_STRIDE, x.shape[3] * FEATURE_STRIDE)
             raise ConfigError(
-                f"an input {height * FEATURE_STRIDE} pixels high gives a feature map {height} rows high, "
+                f"a {size[0]}x{size[1]} input gives a feature map {height} rows high, "
                 f"too short for {tallest} stripes; use inputs at least {tallest * FEATURE_STRIDE} pixels high"
             )
         return maps
 
     def tap_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """{tap: feature map} for the taps the layout uses."""
-        return self.taps_from_layer3(self.trunk_below_layer4(images))
+        return self.taps_from_layer3(self.trunk_below_layer4(images), tuple(images.shape[2:]))
 
     def _heads_from_maps(self, maps: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         embeddings, logits = [], []
