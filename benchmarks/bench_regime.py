@@ -11,6 +11,10 @@ takes under that regime:
 * ``cached`` - ``freeze_below_layer4`` + ``feature_cache``: batches of stored layer3 maps
   (`mmhpn.data.CachedFeatureLoader`), forward/backward through layer4 and the heads.
 
+Each for the demo's ResNet-34 and the narrow-layer4 variant (``resnet34-l4w256``), whose
+``full`` against the ResNet-34's ``full`` is what narrowing buys a training from scratch
+(``vs_resnet34`` in the results).
+
 Reports the ratios ``frozen / full`` and ``cached / full``, the one-off cost of building
 the cache (seconds per training image, both the image and its mirror image), and the
 projected seconds of one epoch over the profile's training split for each regime.
@@ -22,6 +26,7 @@ Writes ``benchmarks/results/regime-<device>.json``. Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import statistics
 import time
@@ -127,6 +132,8 @@ def main() -> None:
     parser.add_argument("--profile", default="demo", choices=sorted(PROFILES), help="training profile")
     parser.add_argument("--data-root", default=None, help="synthetic data folder (generated if missing)")
     parser.add_argument("--presets", default="mmhpn,baseline", help="comma-separated model presets")
+    parser.add_argument("--backbones", default="resnet34,resnet34-l4w256",
+                        help="comma-separated backbones (default: the demo's and the narrow-layer4 variant)")
     parser.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (auto: bf16 where native)")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per mode and repeat")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before each timing")
@@ -144,18 +151,23 @@ def main() -> None:
     dataset = load_data(base)
     cache_images = base.batch_size * (args.warmup + args.steps) * 2
     results = {}
-    for preset in args.presets.split(","):
-        config = make_config(args.profile, preset=preset, **overrides)
+    for backbone, preset in itertools.product(args.backbones.split(","), args.presets.split(",")):
+        config = make_config(args.profile, preset=preset, **{**overrides, "backbone": backbone})
         torch.manual_seed(0)
         r = measure(config, dataset, device, precision, args.steps, args.warmup, args.repeats, cache_images)
-        results[preset] = r
+        results[f"{backbone}/{preset}"] = r
         epoch = r["projected_epoch_seconds"]
-        print(f"[{preset}, {precision}] full {r['full_images_per_s']:.1f} img/s, frozen {r['frozen_images_per_s']:.1f}, "
+        print(f"[{backbone} {preset}, {precision}] full {r['full_images_per_s']:.1f} img/s, frozen {r['frozen_images_per_s']:.1f}, "
               f"cached {r['cached_images_per_s']:.1f}; frozen/full {r['frozen_vs_full']:.2f}, cached/full "
               f"{r['cached_vs_full']:.2f} (medians of {args.repeats}; best repeats {r['frozen_vs_full_best']:.2f}, "
               f"{r['cached_vs_full_best']:.2f}); epoch of {len(dataset.train)} images: full {epoch['full']:.1f} s, "
               f"frozen {epoch['frozen']:.1f} s, cached {epoch['cached']:.1f} s + a one-off cache of "
               f"{r['projected_cache_seconds']:.1f} s", flush=True)
+    for key, r in results.items():  # the same regime on the demo's ResNet-34, as a ratio
+        reference = results.get(f"resnet34/{key.split('/')[1]}")
+        if reference is not None:
+            r["vs_resnet34"] = {mode: r[f"{mode}_images_per_s"] / reference[f"{mode}_images_per_s"]
+                                for mode in ("full", "frozen", "cached")}
     payload = {
         "benchmark": "regime",
         "device": str(device),
