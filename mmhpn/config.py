@@ -43,7 +43,11 @@ class TrainConfig:
     (intermediate evaluations run under a forked RNG and only add columns to the history). Fields that cannot matter for a setting are also normalised away:
     the synthetic preset/seed for real datasets, the PSL gammas/single-stripe rule for the
     other losses, ``scale_weights`` for losses other than ``weighted_softmax``,
-    ``num_instances`` for the plain shuffling sampler. The layout is hashed *resolved* (a
+    ``num_instances`` for the plain shuffling sampler. The regime fields ``val_fraction``,
+    ``init_from``, ``freeze_below_layer4`` and ``feature_cache`` are left out of the hash at
+    their defaults (so adding them changed no existing hash); ``init_from`` is hashed as the
+    pretraining configuration's own hash, so a fine-tuned run is tied to the exact
+    pretraining run (and its code versions). The layout is hashed *resolved* (a
     preset's layout when ``layout`` is None), so a run is never matched by a preset's name
     alone. ``precision="auto"`` is
     hashed as written: it resolves per machine (bf16 where supported), which is recorded
@@ -87,6 +91,18 @@ class TrainConfig:
     precision: str = "auto"
     deterministic: bool = False
     channels_last: bool = True
+    # training regime (opt-in; see mmhpn.training and the fields' notes below)
+    # Hold out this fraction of the *training* identities as a validation query/gallery and
+    # train on the rest; the test split is then never read (settings are chosen on it).
+    val_fraction: float = 0.0
+    # Fine-tune from the trunk of another run: {"profile": ..., **overrides} of a pretraining
+    # configuration (`pretraining_config`), trained (or loaded) through the run cache first.
+    init_from: dict | None = None
+    # Freeze stem..layer3 (no gradients, BatchNorm in eval mode): fine-tune layer4 + heads only.
+    freeze_below_layer4: bool = False
+    # With a frozen trunk: compute layer3's output once per training image and its mirror
+    # image and reuse it every epoch (the loader yields features, not images).
+    feature_cache: bool = False
     # evaluation
     eval_every: int = 0
     eval_flip: bool = False
@@ -103,6 +119,11 @@ class TrainConfig:
             object.__setattr__(self, "gammas", tuple(float(g) for g in self.gammas))
         if self.scale_weights is not None:
             object.__setattr__(self, "scale_weights", tuple(float(w) for w in self.scale_weights))
+        if self.init_from is not None:
+            if not isinstance(self.init_from, dict) or not isinstance(self.init_from.get("profile"), str):
+                raise ConfigError(f"init_from must be a dict {{'profile': name, **field overrides}} of a pretraining "
+                                  f"configuration, or None; got {self.init_from!r}")
+            object.__setattr__(self, "init_from", json.loads(json.dumps(self.init_from)))
         if self.layout is not None:
             if not isinstance(self.layout, dict):
                 raise ConfigError(f"layout must be a dict {{tap: stripe counts}} or None, got {self.layout!r}")
@@ -143,6 +164,24 @@ class TrainConfig:
                 not self.scale_weights or not all(math.isfinite(w) and w >= 0 for w in self.scale_weights)):
             raise ConfigError(f"loss 'weighted_softmax' needs scale_weights, one finite non-negative number per "
                               f"scale, got {self.scale_weights!r}")
+        if not (isinstance(self.val_fraction, (int, float)) and not isinstance(self.val_fraction, bool)
+                and 0.0 <= self.val_fraction < 1.0):
+            raise ConfigError(f"val_fraction must be a number in [0, 1) (the share of training identities held out "
+                              f"for validation), got {self.val_fraction!r}")
+        for name in ("freeze_below_layer4", "feature_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.feature_cache and not self.freeze_below_layer4:
+            raise ConfigError("feature_cache needs freeze_below_layer4=True (only a frozen trunk's features "
+                              "stay the same from one epoch to the next)")
+        if self.init_from is not None:
+            if self.pretrained is not None:
+                raise ConfigError(f"init_from and pretrained={self.pretrained!r} both give the trunk's initial "
+                                  "weights; set pretrained=None to fine-tune from a pretraining run")
+            source = pretraining_config(self.init_from)
+            if source.backbone != self.backbone:
+                raise ConfigError(f"init_from trains a {source.backbone} trunk, this configuration a "
+                                  f"{self.backbone}; they must be the same backbone")
         if self.sampler == "pk" and self.batch_size % self.num_instances:
             raise ConfigError(f"the pk sampler needs batch_size ({self.batch_size}) to be a multiple of "
                               f"num_instances ({self.num_instances})")
@@ -173,6 +212,14 @@ class TrainConfig:
             values.pop("scale_weights")  # left out, so adding the field changed no other hash
         if self.sampler == "shuffle":
             values["num_instances"] = None
+        # The regime fields are left out at their defaults, so adding them changed no hash.
+        for name, default in (("val_fraction", 0.0), ("freeze_below_layer4", False), ("feature_cache", False)):
+            if values[name] == default:
+                values.pop(name)
+        if self.init_from is None:
+            values.pop("init_from")
+        else:  # the pretraining run's own hash: its fields, layout and code versions
+            values["init_from"] = config_hash(pretraining_config(self.init_from))
         # Hash what the code computes too, not only the fields (see mmhpn.versions).
         values["training_semantics_version"] = versions.TRAINING_SEMANTICS_VERSION
         values["synthetic_format_version"] = (versions.synthetic_format_version()
@@ -319,6 +366,37 @@ def make_config(profile: str = "paper", **overrides: Any) -> TrainConfig:
     if "preset" in overrides and "layout" not in overrides:
         values["layout"] = None
     return TrainConfig(**values)
+
+
+def pretraining_config(init_from: dict) -> TrainConfig:
+    """The configuration an ``init_from`` dict names: ``make_config(profile, **overrides)``.
+
+    A pretraining run is an ordinary run (cached in the run folder's parent, see
+    `mmhpn.training.train`); it may not itself start from another run.
+
+    >>> pretraining_config({"profile": "smoke", "epochs": 1}).epochs
+    1
+    """
+    values = dict(init_from)
+    profile = values.pop("profile")
+    if values.get("init_from") is not None:
+        raise ConfigError("a pretraining configuration (init_from) cannot itself have init_from")
+    return make_config(profile, **values)
+
+
+def pretrain_overrides(profile: str = "demo", **overrides: Any) -> dict:
+    """An ``init_from`` dict for the synthetic stand-in for ImageNet pretraining.
+
+    The ``pretrain`` synthetic preset (1,000 identities from another random stream than the
+    demo's, so none is a test identity of the demo split), the baseline head (one global
+    stripe: the heads are not transferred, only stem..layer4), everything else from
+    `profile`, with `overrides` on top (e.g. ``epochs``, ``data_root``).
+    """
+    values = {"profile": profile, "synthetic_preset": "pretrain", "preset": "baseline",
+              "data_root": "data/synthetic-pretrain", "name": f"pretrain-{profile}"}
+    values.update(overrides)
+    pretraining_config(values)  # validate now
+    return values
 
 
 def build_model_for(config: TrainConfig, num_classes: int, pretrained: bool = True) -> torch.nn.Module:

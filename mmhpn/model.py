@@ -80,11 +80,34 @@ PRESETS: dict[str, dict[str, tuple[int, ...]]] = {
     "mmhpn": {"conv5_1": (8, 4), "conv5_2": (2,), "conv5_3": (1,)},
 }
 
-# name -> (torchvision constructor, weights enum, channels out of layer4)
+
+def _resnet34_narrow_layer4(width: int):
+    """A ResNet-34 whose layer4 keeps its three blocks (the taps) at `width` channels, not 512.
+
+    Ours, for CPU budgets (`mmhpn.config`): with layer4's stride at 1, layer4 costs about as
+    much as the rest of the trunk at 128x64, and a fine-tuning that freezes the rest trains
+    layer4 alone; 256 channels make that step about 3x cheaper (benchmarks/bench_regime.py).
+    There are no ImageNet weights for it: it is trained from random init or `init_from` a
+    pretraining run.
+    """
+    def constructor(weights=None, **kwargs):
+        if weights is not None:
+            raise ConfigError(f"resnet34 with a {width}-channel layer4 has no ImageNet weights")
+        trunk = torchvision.models.resnet34(weights=None, **kwargs)
+        trunk.inplanes = 256  # layer3's output channels, which _make_layer starts from
+        trunk.layer4 = trunk._make_layer(torchvision.models.resnet.BasicBlock, width, 3, stride=2)
+        trunk.fc = nn.Linear(width, trunk.fc.out_features)
+        return trunk
+    return constructor
+
+
+# name -> (torchvision constructor, weights enum (None: no ImageNet weights), channels out of layer4)
 BACKBONES = {
     "resnet34": (torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1, 512),
     "resnet50": (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1, 2048),
     "resnet101": (torchvision.models.resnet101, torchvision.models.ResNet101_Weights.IMAGENET1K_V1, 2048),
+    "resnet34-l4w256": (_resnet34_narrow_layer4(256), None, 256),
+    "resnet34-l4w128": (_resnet34_narrow_layer4(128), None, 128),
 }
 
 
@@ -228,9 +251,19 @@ class MMHPN(nn.Module):
         return list(self.heads.parameters())
 
     # -- forward -----------------------------------------------------------------------
-    def tap_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{tap: feature map} for the taps the layout uses."""
-        x = self.layer3(self.layer2(self.layer1(self.stem(images))))
+    # The forward pass is split at layer3's output so that a fine-tuning regime that freezes
+    # the trunk below layer4 can compute that part once per image and reuse it every epoch
+    # (`mmhpn.training`, ``feature_cache``): every mechanism the paper's tables compare (taps,
+    # stripes, pooling, losses) lives in layer4 and the heads.
+    def trunk_below_layer4(self, images: torch.Tensor) -> torch.Tensor:
+        """stem, layer1, layer2, layer3: the (B, C, H/16, W/16) map layer4 starts from."""
+        return self.layer3(self.layer2(self.layer1(self.stem(images))))
+
+    def taps_from_layer3(self, x: torch.Tensor, input_size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        """{tap: feature map} for the taps the layout uses, from layer3's output.
+
+        `input_size` (height, width) of the images only words the error for too many stripes.
+        """
         maps = {}
         for tap, block in zip(TAPS, self.layer4):
             x = block(x)
@@ -238,20 +271,27 @@ class MMHPN(nn.Module):
         height = x.shape[2]
         tallest = max(s.stripes for s in self.scales)
         if tallest > height:
+            size = input_size or (height * FEATURE_STRIDE, x.shape[3] * FEATURE_STRIDE)
             raise ConfigError(
-                f"a {images.shape[2]}x{images.shape[3]} input gives a feature map {height} rows high, "
+                f"a {size[0]}x{size[1]} input gives a feature map {height} rows high, "
                 f"too short for {tallest} stripes; use inputs at least {tallest * FEATURE_STRIDE} pixels high"
             )
         return maps
 
-    def _heads(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        maps = self.tap_features(images)
+    def tap_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{tap: feature map} for the taps the layout uses."""
+        return self.taps_from_layer3(self.trunk_below_layer4(images), tuple(images.shape[2:]))
+
+    def _heads_from_maps(self, maps: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         embeddings, logits = [], []
         for scale, head in zip(self.scales, self.heads):
             emb, logit = head(maps[scale.tap])
             embeddings.append(emb)
             logits.append(logit)
         return embeddings, logits
+
+    def _heads(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return self._heads_from_maps(self.tap_features(images))
 
     def stripe_logits(self, images: torch.Tensor) -> list[torch.Tensor]:
         """One (batch, stripes, num_classes) logits tensor per scale, in either mode."""
@@ -260,6 +300,15 @@ class MMHPN(nn.Module):
     def descriptor(self, images: torch.Tensor) -> torch.Tensor:
         """The (batch, embedding_dim) test descriptor: all stripe vectors concatenated."""
         embeddings = self._heads(images)[0]
+        return torch.cat([e.flatten(1) for e in embeddings], dim=1)
+
+    def forward_from_layer3(self, x: torch.Tensor):
+        """`forward` starting from `trunk_below_layer4`'s output: logits per scale in training
+        mode, the test descriptor in eval mode. ``forward(images)`` equals
+        ``forward_from_layer3(trunk_below_layer4(images))``."""
+        embeddings, logits = self._heads_from_maps(self.taps_from_layer3(x))
+        if self.training:
+            return logits
         return torch.cat([e.flatten(1) for e in embeddings], dim=1)
 
     def forward(self, images: torch.Tensor):
@@ -291,6 +340,9 @@ def load_pretrained_backbone(model: MMHPN, pretrained: str | os.PathLike) -> Non
     weights, BN running statistics) or holding a mis-shaped one is refused.
     """
     _, weights, _ = BACKBONES[model.backbone_name]
+    if weights is None:
+        raise ConfigError(f"backbone {model.backbone_name} has no ImageNet weights; train it from random init "
+                          "or fine-tune it from a pretraining run (TrainConfig.init_from)")
     if pretrained == "imagenet":
         filename = os.path.basename(weights.url)
         path = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
@@ -308,6 +360,17 @@ def load_pretrained_backbone(model: MMHPN, pretrained: str | os.PathLike) -> Non
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure here means an unusable file
         raise ConfigError(f"could not read pretrained weights {path!r}: {err}") from err
+    load_trunk_state(model, state, source=path)
+
+
+def load_trunk_state(model: MMHPN, state, source: str = "the state_dict") -> None:
+    """Load a trunk's weights (stem..layer4, never the heads) from a state_dict into `model`.
+
+    Accepts torchvision ResNet names (conv1, bn1, layer1..4; fc ignored) or this module's own
+    (stem.0, stem.1, layer1..4; ``heads.`` ignored, so another run's model can seed a
+    fine-tuning). Every real trunk weight and buffer must be there with the right shape.
+    """
+    path = source
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -315,7 +378,7 @@ def load_pretrained_backbone(model: MMHPN, pretrained: str | os.PathLike) -> Non
     # torchvision names (conv1, bn1, layer1..4, fc) -> ours (stem.0, stem.1, layer1..4; fc dropped)
     renamed = {}
     for key, value in state.items():
-        if key.startswith("fc."):
+        if key.startswith(("fc.", "heads.")):
             continue
         key = key.replace("conv1.", "stem.0.", 1) if key.startswith("conv1.") else key
         key = key.replace("bn1.", "stem.1.", 1) if key.startswith("bn1.") else key
@@ -348,7 +411,8 @@ def build_model(num_classes: int, preset: str = "mmhpn", backbone: str = "resnet
     Args:
         num_classes: number of training identities (one classifier output each).
         preset: a name from `PRESETS` (``baseline``, ``msm``, ``mhpm``, ``mmhpn``).
-        backbone: ``resnet50`` (the paper's), ``resnet34`` or ``resnet101``.
+        backbone: ``resnet50`` (the paper's), ``resnet34``, ``resnet101``, or ``resnet34-l4w256`` /
+            ``resnet34-l4w128`` (ResNet-34 with a narrower layer4, ours; no ImageNet weights).
         pooling: ``aps`` (Eq. 1), ``avg`` (GAP) or ``max`` (GMP), used by every stripe.
         pretrained: None (random init), ``"imagenet"`` (torchvision's file from the local
             torch hub cache; never downloaded) or a path to a local ResNet state_dict.

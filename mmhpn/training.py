@@ -16,6 +16,23 @@ generator seeded with ``seed + e``, so it does not depend on what happened befor
 a run loses at most the epoch in progress; on CPU in deterministic mode a resumed run ends
 with exactly the weights and metrics of an uninterrupted one (tests/test_runs.py checks it).
 
+Fine-tuning regimes (opt-in `TrainConfig` fields, for CPU budgets; see the fields' notes):
+
+* ``val_fraction``: train on part of the training identities, score on the rest
+  (`mmhpn.data.split_validation`); the test split is never read.
+* ``init_from``: before anything else, the pretraining configuration it names is trained
+  or loaded through the run cache (`mmhpn.runs.train_or_load`, in the folder that holds
+  this run's folder; its lock makes parallel fine-tunings wait for one pretraining), and
+  its trunk (stem..layer4, not the heads) initialises this model, as the paper fine-tunes
+  an ImageNet trunk.
+* ``freeze_below_layer4``: stem..layer3 get no gradients and keep BatchNorm in eval mode
+  (their running statistics are the pretrained ones); SGD updates layer4 and the heads.
+* ``feature_cache`` (with the freeze): layer3's output is computed once per training image
+  and per mirror image, in eval mode under the run's precision, and every epoch trains
+  layer4 + heads on those maps (`mmhpn.data.CachedFeatureLoader`, same batches as the image
+  loader). The time it takes is counted in ``train_seconds``. Evaluation runs the full
+  model, which gives the same descriptors (the frozen part is in eval mode either way).
+
 Multi-process training (`torchrun`): when `torch.distributed` is initialised, the model is
 wrapped in DistributedDataParallel, each process sees its share of every epoch through a
 `DistributedSampler`, ``batch_size`` is the *global* batch (split evenly over processes),
@@ -23,6 +40,7 @@ and only rank 0 writes files (see `mmhpn.distributed`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -37,11 +55,12 @@ from tqdm import tqdm
 from mmhpn import distributed
 from mmhpn.checkpoints import (CHECKPOINT_FILE, load_resume_state, write_checkpoint, write_config, write_history,
                                write_metrics, write_model_file)
-from mmhpn.config import TrainConfig, build_model_for, config_hash
-from mmhpn.data import build_train_loader, load_data, set_loader_epoch
+from mmhpn.config import TrainConfig, build_model_for, config_hash, pretraining_config
+from mmhpn.data import CachedFeatureLoader, build_eval_loader, build_train_loader, load_data, set_loader_epoch
 from mmhpn.errors import ConfigError
 from mmhpn.evaluation.model import evaluate_model
 from mmhpn.losses import build_loss
+from mmhpn.model import load_trunk_state
 from mmhpn.runtime import (autocast, determinism, resolve_device, resolve_precision, seed_everything,
                            set_rng_state)
 
@@ -101,6 +120,13 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
     distributed.barrier()
     dataset = dataset or load_data(config)
     num_classes = dataset.num_train_pids
+    if config.feature_cache and distributed.world_size() > 1:
+        raise ConfigError("feature_cache trains in one process; run without torchrun or set feature_cache=False")
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+    # The pretraining run first (trained or loaded; it seeds its own RNGs, so before ours).
+    trunk_state = None
+    if config.init_from is not None and not checkpoint_path.exists():
+        trunk_state = pretrained_trunk_state(config, run_dir.parent, progress=progress)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_config(config, run_dir)
@@ -108,16 +134,20 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
     with determinism(config.deterministic):
         seed_everything(config.seed)
         model = build_model_for(config, num_classes).to(device)
+        if trunk_state is not None:
+            load_trunk_state(model, trunk_state, source=f"the init_from run of {run_dir}")
+        if config.freeze_below_layer4:
+            for module in frozen_modules(model):
+                module.requires_grad_(False)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay)
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                    momentum=config.momentum, weight_decay=config.weight_decay)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         criterion = build_loss(config.loss, config.gammas, config.single_stripe, num_scales=len(model.scales),
                                scale_weights=config.scale_weights)
 
         start_epoch, history = 0, []
-        checkpoint_path = run_dir / CHECKPOINT_FILE
         if checkpoint_path.exists():
             state = load_resume_state(checkpoint_path, config, map_location=device)
             model.load_state_dict(state["model"])
@@ -139,12 +169,22 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
                                   protocol=config.eval_protocol, channels_last=config.channels_last,
                                   progress=progress)
 
-        net = distributed.wrap_model(model, device)
-        loader = train_loader(config, dataset.train, device)
+        cache_seconds = 0.0
+        if config.feature_cache:
+            started = time.perf_counter()
+            features, mirrored = layer3_features(model, dataset.train, config, device, precision)
+            loader = CachedFeatureLoader(features, mirrored, dataset.train, config.batch_size, config.sampler,
+                                         config.num_instances, config.seed)
+            forward = model.forward_from_layer3
+            cache_seconds = time.perf_counter() - started
+        else:
+            net = distributed.wrap_model(model, device)
+            loader = train_loader(config, dataset.train, device)
+            forward = net
         stopped_early = False
         for epoch in range(start_epoch, config.epochs):
-            row = _train_one_epoch(net, loader, criterion, optimizer, scaler, config, epoch, device, precision,
-                                   progress and is_main)
+            row = _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, config, epoch, device,
+                                   precision, progress and is_main)
             if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
                 if is_main:
                     scores = evaluate_now()
@@ -170,7 +210,9 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
                 metrics = evaluate_now()
                 metrics.update(precision=precision, device=device.type, world_size=distributed.world_size(),
                                epochs=config.epochs, config_hash=config_hash(config),
-                               train_seconds=float(sum(r["seconds"] for r in history)))
+                               train_seconds=float(sum(r["seconds"] for r in history)) + cache_seconds)
+                if config.feature_cache:
+                    metrics["feature_cache_seconds"] = cache_seconds
                 write_model_file(run_dir, config, num_classes, model)
                 write_history(history, run_dir)
                 write_metrics(metrics, run_dir)
@@ -179,12 +221,54 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
                        stopped_early=stopped_early)
 
 
-def _train_one_epoch(net, loader, criterion, optimizer, scaler, config: TrainConfig, epoch: int,
+def frozen_modules(model) -> list[torch.nn.Module]:
+    """The part of the trunk `freeze_below_layer4` freezes: stem, layer1, layer2, layer3."""
+    return [model.stem, model.layer1, model.layer2, model.layer3]
+
+
+def pretrained_trunk_state(config: TrainConfig, runs_dir: Path, progress: bool = True) -> dict:
+    """The state_dict of the `init_from` run's model, trained or loaded via the run cache in `runs_dir`."""
+    from mmhpn.runs import train_or_load  # runs imports this module
+
+    source = pretraining_config(config.init_from)
+    if "device" not in config.init_from:  # where it runs is not part of what it is
+        source = dataclasses.replace(source, device=config.device)
+    run = train_or_load(source, runs_dir, progress=progress)
+    return run.load_model("cpu").state_dict()
+
+
+def layer3_features(model, records, config: TrainConfig, device: torch.device,
+                    precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """layer3's output for every record's image and for its mirror image (eval mode, no grad).
+
+    The images go through the evaluation transform (resize + normalisation, no random
+    flip); the mirror image is the flipped input tensor, as the training pipeline's flip
+    gives. Kept in the dtype the run's precision produces (bf16 halves the memory).
+    """
+    loader = build_eval_loader(records, config.height, config.width, batch_size=max(config.batch_size, 64),
+                               num_workers=config.num_workers, cache_images=False)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    was_training = model.training
+    model.eval()
+    features, mirrored = [], []
+    with torch.inference_mode(), autocast(device, precision):
+        for images, _pids, _camids in loader:
+            images = images.to(device).contiguous(memory_format=memory_format)
+            features.append(model.trunk_below_layer4(images))
+            mirrored.append(model.trunk_below_layer4(torch.flip(images, dims=[3])))
+    model.train(was_training)
+    return torch.cat(features).clone(), torch.cat(mirrored).clone()
+
+
+def _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, config: TrainConfig, epoch: int,
                      device: torch.device, precision: str, show_progress: bool) -> dict:
     lr = learning_rate(config, epoch)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    net.train()
+    (forward if isinstance(forward, torch.nn.Module) else model).train()  # the DDP wrapper too
+    if config.freeze_below_layer4:  # frozen BatchNorm: the pretrained running statistics, no updates
+        for module in frozen_modules(model):
+            module.eval()
     set_loader_epoch(loader, config.seed, epoch)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     # Sums kept on the device and read every few steps: .item() every step would stall a GPU.
@@ -199,7 +283,7 @@ def _train_one_epoch(net, loader, criterion, optimizer, scaler, config: TrainCon
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         pids = pids.to(device, non_blocking=True)
         with autocast(device, precision):
-            outputs = net(images)
+            outputs = forward(images)
             loss = criterion(outputs, pids)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -2,7 +2,8 @@
 
 - `mmhpn.data.market`: records, the Market-1501 file-layout parser, the dataset registry
   (`load_dataset("market1501" | "dukemtmc-reid" | "cuhk03-np" | "synthetic", root)`), and
-  `load_data(config)`: the dataset a training configuration names.
+  `load_data(config)`: the dataset a training configuration names (`split_validation`:
+  held-out training identities as query/gallery).
 - `mmhpn.data.synthetic`: the procedural pedestrian generator (`generate`, `ensure_synthetic`).
 - `mmhpn.data.pipeline`: transforms, `ImageDataset`, samplers, the training loader (with
   `set_loader_epoch`) and the evaluation loader, `sample_grid` for looking at a dataset.
@@ -16,8 +17,10 @@ from mmhpn.data.market import (
     load_dataset,
     load_market_layout,
     parse_image_name,
+    split_validation,
 )
 from mmhpn.data.pipeline import (
+    CachedFeatureLoader,
     EXTRA_AUGMENTATIONS,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -36,6 +39,7 @@ from mmhpn.data.synthetic import PRESETS as SYNTHETIC_PRESETS
 from mmhpn.data.synthetic import ensure_synthetic, generate
 
 __all__ = [
+    "CachedFeatureLoader",
     "DATASETS",
     "EXTRA_AUGMENTATIONS",
     "IMAGENET_MEAN",
@@ -60,4 +64,5 @@ __all__ = [
     "parse_image_name",
     "sample_grid",
     "set_loader_epoch",
+    "split_validation",
 ]

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from mmhpn.errors import ConfigError, DatasetError
@@ -347,9 +348,61 @@ def load_dataset(name: str, root: str | os.PathLike, **opts) -> ReIDDataset:
     return DATASETS[key](root, **opts)
 
 
+VALIDATION_SPLIT_SEED = 0
+
+
+def split_validation(dataset: ReIDDataset, fraction: float, seed: int = VALIDATION_SPLIT_SEED) -> ReIDDataset:
+    """Hold out `fraction` of the *training* identities as a validation query/gallery.
+
+    The held-out identities (round(fraction * ids), drawn with `seed`) give, per identity
+    and camera, one query image (the first by file name) and the rest to the gallery; the
+    protocol excludes same-camera matches as usual, so an identity seen by one camera only
+    has unscorable queries (counted by the protocol as skipped). The other identities are
+    relabelled 0..N-1 and form the training split; query and gallery records keep the
+    dataset's original ids (as a test split does). The dataset's test split (query, gallery,
+    gt_bbox) is dropped from the result: settings chosen on this split never see it.
+
+    The seed is fixed by default and independent of the training seed, so every run of a
+    regime comparison (and every training seed) is scored on the same validation people.
+    """
+    pids = sorted({r.pid for r in dataset.train})
+    held = int(round(fraction * len(pids)))
+    if not 0.0 < fraction < 1.0 or held < 2 or len(pids) - held < 2:
+        raise ConfigError(f"val_fraction {fraction} of {len(pids)} training identities holds out {held}; "
+                          "expected at least 2 held-out and 2 remaining identities")
+    rng = np.random.default_rng([seed, len(pids)])
+    held_out = {pids[i] for i in rng.choice(len(pids), size=held, replace=False)}
+    # Query and gallery keep the dataset's original ids, as a test split does.
+    original_of = {label: original for original, label in dataset.train_pid_map.items()}
+    query, gallery, seen = [], [], set()
+    for record in sorted((r for r in dataset.train if r.pid in held_out), key=lambda r: r.path):
+        key = (record.pid, record.camid)
+        (gallery if key in seen else query).append(ImageRecord(record.path, original_of[record.pid], record.camid))
+        seen.add(key)
+    kept_pids = [pid for pid in pids if pid not in held_out]
+    relabel = {pid: label for label, pid in enumerate(kept_pids)}
+    train = [ImageRecord(r.path, relabel[r.pid], r.camid) for r in dataset.train if r.pid in relabel]
+    return ReIDDataset(
+        name=f"{dataset.name}-validation",
+        root=dataset.root,
+        train=train,
+        query=query,
+        gallery=gallery,
+        train_pid_map={original_of[pid]: relabel[pid] for pid in kept_pids},
+        dropped={**dataset.dropped, "validation_ids": held},
+    )
+
+
 def load_data(config: TrainConfig) -> ReIDDataset:
-    """The dataset of a training configuration (synthetic data is generated first if missing)."""
+    """The dataset of a training configuration (synthetic data is generated first if missing).
+
+    With ``config.val_fraction > 0`` the validation split of the training identities
+    (`split_validation`) replaces the test split.
+    """
     options: dict = {}
     if config.dataset == "synthetic":
         options.update(preset=config.synthetic_preset, seed=config.synthetic_seed)
+    if getattr(config, "val_fraction", 0.0) > 0:
+        options["warn_unmatched"] = False  # the test split's queries are not used
+        return split_validation(load_dataset(config.dataset, config.data_root, **options), config.val_fraction)
     return load_dataset(config.dataset, config.data_root, **options)

@@ -16,7 +16,8 @@ that makes one 384x128 image cost tens of milliseconds instead of about one.
   (P identities x K images per batch, an option). Both are deterministic given `seed` and the
   epoch, and have `set_epoch(epoch)` so a resumed training run sees the same batches.
 - `build_train_loader` (the one training uses, also under several processes) with
-  `set_loader_epoch`, `build_eval_loader`, and `sample_grid` to look at a dataset.
+  `set_loader_epoch`; `CachedFeatureLoader`, the same batches of precomputed feature maps
+  (a trunk frozen below layer4, see `mmhpn.training`); `build_eval_loader`, and `sample_grid` to look at a dataset.
 """
 from __future__ import annotations
 
@@ -278,11 +279,52 @@ def build_train_loader(records: Sequence[ImageRecord], height: int = 384, width:
         # drop_last: a last batch of 1 would break BatchNorm
         return DataLoader(dataset, batch_size=batch_size // world_size, sampler=distributed_sampler,
                           drop_last=True, **common)
+    return DataLoader(dataset, batch_sampler=_batch_sampler(records, batch_size, sampler, num_instances, seed),
+                      **common)
+
+
+def _batch_sampler(records: Sequence[ImageRecord], batch_size: int, sampler: str, num_instances: int,
+                   seed: int) -> Sampler[list[int]]:
     if sampler == "pk":
-        batch_sampler = IdentityBatchSampler([r.pid for r in records], batch_size, num_instances, seed=seed)
-    else:
-        batch_sampler = ShuffleBatchSampler(len(dataset), batch_size, seed=seed, drop_last=True)
-    return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+        return IdentityBatchSampler([r.pid for r in records], batch_size, num_instances, seed=seed)
+    return ShuffleBatchSampler(len(records), batch_size, seed=seed, drop_last=True)
+
+
+class CachedFeatureLoader:
+    """Training batches of precomputed feature maps: ``(features, pids, camids)``.
+
+    For a trunk frozen below layer4 (`mmhpn.training`, ``feature_cache``): `features` holds
+    layer3's output for every training image, `mirrored` that of its horizontally flipped
+    image. Each item of a batch is its mirrored map with probability 0.5, as the image
+    pipeline's random flip would give. Batches come from the same samplers as
+    `build_train_loader` (same seeds, so the same batches); the flips are drawn from
+    `generator`, which `set_loader_epoch` re-seeds per epoch, so a resumed run sees the
+    same flips. One process only.
+    """
+
+    def __init__(self, features: torch.Tensor, mirrored: torch.Tensor, records: Sequence[ImageRecord],
+                 batch_size: int, sampler: str = "shuffle", num_instances: int = 4, seed: int = 0):
+        if features.shape != mirrored.shape or len(features) != len(records):
+            raise ConfigError(f"feature cache: {len(records)} records, features {tuple(features.shape)}, "
+                              f"mirrored {tuple(mirrored.shape)}; expected one map of each per record")
+        if len(records) < batch_size:
+            raise ConfigError(f"the training split has {len(records)} images, fewer than one batch ({batch_size})")
+        self.features, self.mirrored = features, mirrored
+        self.pids = torch.tensor([r.pid for r in records], dtype=torch.int64)
+        self.camids = torch.tensor([r.camid for r in records], dtype=torch.int64)
+        self.batch_sampler = _batch_sampler(records, batch_size, sampler, num_instances, seed)
+        self.sampler = None
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        for batch in self.batch_sampler:
+            index = torch.as_tensor(batch, dtype=torch.int64)
+            flip = (torch.rand(len(index), generator=self.generator) < 0.5).view(-1, 1, 1, 1)
+            yield (torch.where(flip, self.mirrored[index], self.features[index]), self.pids[index],
+                   self.camids[index])
 
 
 def set_loader_epoch(loader: DataLoader, seed: int, epoch: int) -> None:

@@ -1,0 +1,192 @@
+"""Fine-tuning regimes: validation split, pretraining run (init_from), frozen trunk, feature cache."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from mmhpn.checkpoints import is_finished
+from mmhpn.config import TrainConfig, config_hash, make_config, pretrain_overrides, pretraining_config
+from mmhpn.data import (CachedFeatureLoader, ShuffleBatchSampler, build_eval_loader, build_train_loader, load_dataset,
+                        set_loader_epoch, split_validation)
+from mmhpn.errors import ConfigError
+from mmhpn.model import build_model
+from mmhpn.runs import run_dir_for, train_or_load
+from mmhpn.training import layer3_features
+
+
+def _init_from(root, **overrides):
+    return pretrain_overrides("smoke", **{"synthetic_preset": "tiny", "data_root": str(root), "epochs": 1,
+                                          **overrides})
+
+
+# -- configuration and hash ---------------------------------------------------------------
+
+def test_regime_fields_at_their_defaults_leave_the_hash_alone_and_change_it_when_set(tiny_root):
+    base = make_config("smoke")
+    explicit = make_config("smoke", val_fraction=0.0, init_from=None, freeze_below_layer4=False, feature_cache=False)
+    assert config_hash(explicit) == config_hash(base)
+    assert not {"val_fraction", "init_from", "freeze_below_layer4", "feature_cache"} & set(base.hashed_fields())
+    changed = [make_config("smoke", val_fraction=0.25), make_config("smoke", freeze_below_layer4=True),
+               make_config("smoke", freeze_below_layer4=True, feature_cache=True),
+               make_config("smoke", init_from=_init_from(tiny_root))]
+    hashes = {config_hash(c) for c in changed} | {config_hash(base)}
+    assert len(hashes) == len(changed) + 1
+
+
+def test_init_from_is_hashed_as_the_pretraining_configuration(tiny_root):
+    def fine_tune(**pretraining):
+        return make_config("smoke", init_from=_init_from(tiny_root, **pretraining))
+
+    assert fine_tune().hashed_fields()["init_from"] == config_hash(pretraining_config(_init_from(tiny_root)))
+    assert config_hash(fine_tune(lr=0.02)) != config_hash(fine_tune())  # what it trains: hashed
+    assert config_hash(fine_tune(data_root="/elsewhere")) == config_hash(fine_tune())  # where the data is: not
+    again = TrainConfig.from_dict(json.loads(json.dumps(fine_tune().to_dict())))
+    assert again == fine_tune() and config_hash(again) == config_hash(fine_tune())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"val_fraction": 1.0}, "val_fraction must be a number in"),
+    ({"val_fraction": -0.1}, "val_fraction must be a number in"),
+    ({"feature_cache": True}, "feature_cache needs freeze_below_layer4"),
+    ({"freeze_below_layer4": 1}, "freeze_below_layer4 must be true or false"),
+    ({"init_from": "runs/x"}, "init_from must be a dict"),
+    ({"init_from": {"profile": "smoke"}, "pretrained": "imagenet"}, "set pretrained=None"),
+    ({"init_from": {"profile": "smoke", "backbone": "resnet50"}}, "must be the same backbone"),
+    ({"init_from": {"profile": "smoke", "init_from": {"profile": "smoke"}}}, "cannot itself have init_from"),
+    ({"init_from": {"profile": "smoke", "epochs": 0}}, "epochs must be a positive integer"),
+])
+def test_bad_regime_settings_raise_one_clear_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config("smoke", **overrides)
+
+
+# -- validation split ---------------------------------------------------------------------
+
+def test_validation_split_holds_out_training_identities_and_drops_the_test_split(tiny_dataset):
+    split = split_validation(tiny_dataset, 0.25)
+    assert split.name == f"{tiny_dataset.name}-validation" and split.multi_query == []
+    train_paths = {r.path for r in split.train}
+    held_paths = {r.path for r in split.query + split.gallery}
+    assert not train_paths & held_paths
+    assert train_paths | held_paths == {r.path for r in tiny_dataset.train}  # nothing lost
+    test_paths = {r.path for r in tiny_dataset.query + tiny_dataset.gallery + tiny_dataset.multi_query}
+    assert not test_paths & (train_paths | held_paths)
+    assert sorted({r.pid for r in split.train}) == list(range(split.num_train_pids)) == list(range(12))
+    held_pids = {r.pid for r in split.query}  # the dataset's original ids, as test splits keep them
+    assert len(held_pids) == 4 and held_pids == {r.pid for r in split.query + split.gallery}
+    assert held_pids.isdisjoint(split.train_pid_map) and len(split.train_pid_map) == 12
+    assert held_pids | set(split.train_pid_map) == set(tiny_dataset.train_pid_map)
+    keys = [(r.pid, r.camid) for r in split.query]
+    assert len(keys) == len(set(keys))  # one query per identity and camera
+    gallery_keys = {(r.pid, r.camid) for r in split.gallery}
+    assert gallery_keys <= set(keys)
+    assert split_validation(tiny_dataset, 0.25).query == split.query  # seeded: the same people every time
+    with pytest.raises(ConfigError, match="holds out 0"):
+        split_validation(tiny_dataset, 0.01)
+
+
+def test_a_validation_run_is_scored_on_the_held_out_identities(tiny_root, tmp_path):
+    config = make_config("smoke", data_root=str(tiny_root), val_fraction=0.25, epochs=1, lr_decay_epochs=())
+    run = train_or_load(config, tmp_path, progress=False)
+    split = split_validation(load_dataset("synthetic", tiny_root, preset="tiny", warn_unmatched=False), 0.25)
+    assert run.metrics["dataset"] == "synthetic-validation" and "multi_query" not in run.metrics
+    assert run.metrics["num_queries"] + run.metrics["num_skipped"] == len(split.query)
+
+
+# -- model split and feature cache --------------------------------------------------------
+
+def test_forward_from_layer3_equals_the_full_forward():
+    torch.manual_seed(0)
+    model = build_model(5, preset="mmhpn", backbone="resnet34", layout={"conv5_1": (4, 3), "conv5_2": (2,),
+                                                                          "conv5_3": (1,)})
+    images = torch.randn(2, 3, 64, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(images), model.forward_from_layer3(model.trunk_below_layer4(images)))
+        model.train()
+        for full, split in zip(model(images), model.forward_from_layer3(model.trunk_below_layer4(images))):
+            assert torch.allclose(full, split, atol=1e-6)
+
+
+def test_the_narrow_backbone_keeps_three_layer4_blocks_and_refuses_imagenet_weights():
+    model = build_model(5, preset="mmhpn", backbone="resnet34-l4w256")
+    assert len(model.layer4) == 3 and model.embedding_dim == 15 * 256
+    with torch.no_grad():
+        out = model.eval()(torch.randn(1, 3, 128, 64))
+    assert out.shape == (1, 15 * 256)
+    with pytest.raises(ConfigError, match="has no ImageNet weights"):
+        build_model(5, backbone="resnet34-l4w256", pretrained="imagenet")
+
+
+def test_cached_feature_batches_follow_the_image_loaders_batches_and_flip_half(tiny_dataset):
+    config = make_config("smoke")
+    model = build_model(16, preset="baseline", backbone="resnet34").eval()
+    records = tiny_dataset.train
+    features, mirrored = layer3_features(model, records, config, torch.device("cpu"), "fp32")
+    images = next(iter(build_eval_loader(records[:3], 64, 32, batch_size=3)))[0]
+    with torch.no_grad():
+        assert torch.allclose(features[:3], model.trunk_below_layer4(images), atol=1e-5)
+        assert torch.allclose(mirrored[:3], model.trunk_below_layer4(torch.flip(images, dims=[3])), atol=1e-5)
+    for sampler in ("shuffle", "pk"):
+        image_loader = build_train_loader(records, 64, 32, batch_size=16, sampler=sampler, seed=3)
+        feature_loader = CachedFeatureLoader(features, mirrored, records, 16, sampler, 4, seed=3)
+        set_loader_epoch(image_loader, 3, 1)
+        set_loader_epoch(feature_loader, 3, 1)
+        image_pids = [pids.tolist() for _, pids, _ in image_loader]
+        batches = list(feature_loader)
+        assert [pids.tolist() for _, pids, _ in batches] == image_pids and len(batches) == len(feature_loader)
+    # One batch of every image: each item is its stored map or its mirror image's, about half flipped.
+    x, _, _ = next(iter(CachedFeatureLoader(features, mirrored, records, len(records), "shuffle", seed=0)))
+    order = torch.as_tensor(next(iter(ShuffleBatchSampler(len(records), len(records), seed=0))))
+    is_plain = (x == features[order]).flatten(1).all(1)
+    is_mirror = (x == mirrored[order]).flatten(1).all(1)
+    assert bool((is_plain | is_mirror).all())
+    assert 0 < int((is_mirror & ~is_plain).sum()) < len(records)
+
+
+# -- the whole regime on the smoke settings -------------------------------------------------
+
+def test_fine_tuning_from_a_cached_pretraining_run_with_a_frozen_cached_trunk(tiny_root, tmp_path):
+    init_from = _init_from(tiny_root)
+    config = make_config("smoke", data_root=str(tiny_root), val_fraction=0.25, init_from=init_from,
+                         freeze_below_layer4=True, feature_cache=True, epochs=2, lr_decay_epochs=(), eval_every=1)
+    run = train_or_load(config, tmp_path, progress=False)
+    pretraining_dir = run_dir_for(pretraining_config(init_from), tmp_path)
+    assert is_finished(pretraining_dir) and is_finished(run.path)  # cached like any run, beside the fine-tuning
+    source = torch.load(pretraining_dir / "model.pt", weights_only=True)["model"]
+    tuned = run.load_model().state_dict()
+    frozen = [k for k in tuned if k.startswith(("stem.", "layer1.", "layer2.", "layer3."))]
+    assert frozen and all(torch.equal(tuned[k], source[k]) for k in frozen)  # weights and BN statistics
+    assert any(not torch.equal(tuned[k], source[k]) for k in tuned if k.startswith("layer4.") and "weight" in k)
+    assert run.metrics["dataset"] == "synthetic-validation" and run.metrics["feature_cache_seconds"] > 0
+    assert list(run.history["epoch"]) == [1, 2] and run.history["loss"].notna().all()
+    # A second seed fine-tunes from the same, cached, pretraining run.
+    mtime = (pretraining_dir / "model.pt").stat().st_mtime
+    other = train_or_load(dataclasses.replace(config, seed=1), tmp_path, progress=False)
+    assert other.trained_now and (pretraining_dir / "model.pt").stat().st_mtime == mtime
+
+
+def test_frozen_without_cache_trains_layer4_and_heads_only(tiny_root, tmp_path):
+    config = make_config("smoke", data_root=str(tiny_root), freeze_below_layer4=True, epochs=1, lr_decay_epochs=())
+    torch.manual_seed(config.seed)
+    initial = build_model(16, preset="mmhpn", backbone="resnet34", layout=config.layout).state_dict()
+    run = train_or_load(config, tmp_path, progress=False)
+    tuned = run.load_model().state_dict()
+    assert all(torch.equal(tuned[k], initial[k]) for k in tuned if k.startswith(("stem.", "layer3.")))
+    assert any(not torch.equal(tuned[k], initial[k]) for k in tuned if k.startswith("heads."))
+
+
+def test_pretrain_command_trains_once_and_prints_init_from(tiny_root, tmp_path, capsys):
+    from mmhpn.cli import main
+
+    argv = ["pretrain", "--profile", "smoke", "--synthetic-preset", "tiny", "--data-root", str(tiny_root),
+            "--epochs", "1", "--runs-dir", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "(trained)" in out
+    init_from = json.loads(out.split("init_from=")[1])
+    assert is_finished(run_dir_for(pretraining_config(init_from), tmp_path))
+    assert main(argv) == 0 and "loaded from the run folder" in capsys.readouterr().out
