@@ -137,7 +137,7 @@ def test_one_training_epoch_logs_the_psl_factors_the_control_then_uses(monkeypat
         model = build_model(3, backbone="resnet34", layout=config.layout)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: both batches see the same weights
         scaler = torch.amp.GradScaler("cpu", enabled=False)
-        return training._train_one_epoch(model, loader, loss, optimizer, scaler, config, 0, torch.device("cpu"),
+        return training._train_one_epoch(model, model, loader, loss, optimizer, scaler, config, 0, torch.device("cpu"),
                                          "fp32", False), model
 
     psl = build_loss("psl", num_scales=4)

@@ -25,20 +25,20 @@ def _init_from(root, **overrides):
 # -- configuration and hash ---------------------------------------------------------------
 
 def test_regime_fields_at_their_defaults_leave_the_hash_alone_and_change_it_when_set(tiny_root):
-    base = make_config("smoke")
-    explicit = make_config("smoke", val_fraction=0.0, init_from=None, freeze_below_layer4=False, feature_cache=False)
+    base = make_config("unit")
+    explicit = make_config("unit", val_fraction=0.0, init_from=None, freeze_below_layer4=False, feature_cache=False)
     assert config_hash(explicit) == config_hash(base)
     assert not {"val_fraction", "init_from", "freeze_below_layer4", "feature_cache"} & set(base.hashed_fields())
-    changed = [make_config("smoke", val_fraction=0.25), make_config("smoke", freeze_below_layer4=True),
-               make_config("smoke", freeze_below_layer4=True, feature_cache=True),
-               make_config("smoke", init_from=_init_from(tiny_root))]
+    changed = [make_config("unit", val_fraction=0.25), make_config("unit", freeze_below_layer4=True),
+               make_config("unit", freeze_below_layer4=True, feature_cache=True),
+               make_config("unit", init_from=_init_from(tiny_root))]
     hashes = {config_hash(c) for c in changed} | {config_hash(base)}
     assert len(hashes) == len(changed) + 1
 
 
 def test_init_from_is_hashed_as_the_pretraining_configuration(tiny_root):
     def fine_tune(**pretraining):
-        return make_config("smoke", init_from=_init_from(tiny_root, **pretraining))
+        return make_config("unit", init_from=_init_from(tiny_root, **pretraining))
 
     assert fine_tune().hashed_fields()["init_from"] == config_hash(pretraining_config(_init_from(tiny_root)))
     assert config_hash(fine_tune(lr=0.02)) != config_hash(fine_tune())  # what it trains: hashed
@@ -60,7 +60,7 @@ def test_init_from_is_hashed_as_the_pretraining_configuration(tiny_root):
 ])
 def test_bad_regime_settings_raise_one_clear_error(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        make_config("smoke", **overrides)
+        make_config("unit", **overrides)
 
 
 # -- validation split ---------------------------------------------------------------------
@@ -89,7 +89,7 @@ def test_validation_split_holds_out_training_identities_and_drops_the_test_split
 
 
 def test_a_validation_run_is_scored_on_the_held_out_identities(tiny_root, tmp_path):
-    config = make_config("smoke", data_root=str(tiny_root), val_fraction=0.25, epochs=1, lr_decay_epochs=())
+    config = make_config("unit", data_root=str(tiny_root), val_fraction=0.25, epochs=1, lr_decay_epochs=())
     run = train_or_load(config, tmp_path, progress=False)
     split = split_validation(load_dataset("synthetic", tiny_root, preset="tiny", warn_unmatched=False), 0.25)
     assert run.metrics["dataset"] == "synthetic-validation" and "multi_query" not in run.metrics
@@ -122,7 +122,7 @@ def test_the_narrow_backbone_keeps_three_layer4_blocks_and_refuses_imagenet_weig
 
 
 def test_cached_feature_batches_follow_the_image_loaders_batches_and_flip_half(tiny_dataset):
-    config = make_config("smoke")
+    config = make_config("unit")
     model = build_model(16, preset="baseline", backbone="resnet34").eval()
     records = tiny_dataset.train
     features, mirrored = layer3_features(model, records, config, torch.device("cpu"), "fp32")
@@ -151,7 +151,7 @@ def test_cached_feature_batches_follow_the_image_loaders_batches_and_flip_half(t
 
 def test_fine_tuning_from_a_cached_pretraining_run_with_a_frozen_cached_trunk(tiny_root, tmp_path):
     init_from = _init_from(tiny_root)
-    config = make_config("smoke", data_root=str(tiny_root), val_fraction=0.25, init_from=init_from,
+    config = make_config("unit", data_root=str(tiny_root), val_fraction=0.25, init_from=init_from,
                          freeze_below_layer4=True, feature_cache=True, epochs=2, lr_decay_epochs=(), eval_every=1)
     run = train_or_load(config, tmp_path, progress=False)
     pretraining_dir = run_dir_for(pretraining_config(init_from), tmp_path)
@@ -170,7 +170,7 @@ def test_fine_tuning_from_a_cached_pretraining_run_with_a_frozen_cached_trunk(ti
 
 
 def test_frozen_without_cache_trains_layer4_and_heads_only(tiny_root, tmp_path):
-    config = make_config("smoke", data_root=str(tiny_root), freeze_below_layer4=True, epochs=1, lr_decay_epochs=())
+    config = make_config("unit", data_root=str(tiny_root), freeze_below_layer4=True, epochs=1, lr_decay_epochs=())
     torch.manual_seed(config.seed)
     initial = build_model(16, preset="mmhpn", backbone="resnet34", layout=config.layout).state_dict()
     run = train_or_load(config, tmp_path, progress=False)
