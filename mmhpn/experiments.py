@@ -735,6 +735,22 @@ def multiple_query_results(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines, columns=["seed", "rank1", "mAP"])
 
 
+def companion_summary(results: pd.DataFrame, multiple: pd.DataFrame, measured_on: str) -> pd.DataFrame:
+    """Our MMHPN's single- (and, where measured, multiple-) query Rank-1 and mAP, mean ± std."""
+    ours = {"single query Rank-1": mean_std(results["rank1"]), "single query mAP": mean_std(results["mAP"])}
+    if not multiple.empty:
+        ours.update({"multiple query Rank-1": mean_std(multiple["rank1"]),
+                     "multiple query mAP": mean_std(multiple["mAP"])})
+    return pd.DataFrame(ours, index=[f"MMHPN, this companion (measured on {measured_on})"])
+
+
+def paper_notes(tables: Sequence[str]) -> pd.DataFrame:
+    """The notes recorded beside the paper's numbers of `tables` (inconsistencies, sources)."""
+    numbers = paper_numbers()
+    notes = numbers[numbers["table"].isin(list(tables)) & numbers["note"].notna()]
+    return notes[["table", "row", "dataset", "note"]]
+
+
 COMPARISON_TABLES = (("table1", "Table 1: Market-1501"), ("table2", "Table 2: DukeMTMC-reID"),
                      ("table3", "Table 3: CUHK03 (detected, new protocol)"))
 

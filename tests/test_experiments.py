@@ -201,3 +201,16 @@ def test_notebook_parameters_to_rows_and_fields():
     assert "dataset" not in common and "data_root" not in common  # empty: the training profile's
     assert experiments.notebook_rows("10-figure-4-ranking", params)[1] == [0]  # first seed only
     assert experiments.notebook_rows("01-data", params) == ((), [])
+
+
+def test_companion_summary_and_paper_notes():
+    import pandas as pd
+
+    single = pd.DataFrame({"seed": [0, 1], "rank1": [50.0, 52.0], "mAP": [30.0, 32.0]})
+    only_single = experiments.companion_summary(single, pd.DataFrame(columns=["seed", "rank1", "mAP"]), "synthetic")
+    assert list(only_single.columns) == ["single query Rank-1", "single query mAP"]
+    assert only_single.iloc[0]["single query mAP"] == "31.0 ± 1.4"
+    both = experiments.companion_summary(single, single, "synthetic")
+    assert "multiple query mAP" in both.columns and both.index[0].endswith("(measured on synthetic)")
+    notes = experiments.paper_notes(["table1", "table2", "table3"])
+    assert set(notes["table"]) <= {"table1", "table2", "table3"} and notes["note"].notna().all() and len(notes)
