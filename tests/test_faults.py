@@ -445,3 +445,37 @@ def test_every_notebooks_defaults_pass_its_own_check(path):
     assert declared and set(declared) <= set(namespace)
     namespace["In"] = ["", source, notebook_params.CHECK_CELL_SOURCE]
     notebook_params.check_parameters(namespace)
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_notebook_publishes_nothing_and_the_next_build_resumes(tmp_path):
+    """`make book` killed (kill -9, the whole process group: the build and its kernel) while a
+    notebook trains: no executed page is published, the run keeps its last epoch's checkpoint,
+    and the next build resumes from it and publishes the page."""
+    root = tmp_path / "book"
+    shutil.copytree(REPO / "notebooks", root / "notebooks")
+    command = [sys.executable, "-m", "mmhpn", "book", "--profile", "smoke", "--notebooks", "02-training",
+               "--no-build", "--root", str(root)]
+    page = root / "book" / "executed" / "02-training.ipynb"
+    child = subprocess.Popen(command, env=_child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not list((root / "runs").glob(f"*/{CHECKPOINT_FILE}")):  # epoch 1 of 2 is done
+            assert child.poll() is None, "the build ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+            time.sleep(0.5)
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert not page.exists()  # nothing half-executed is published
+    (checkpoint,) = (root / "runs").glob(f"*/{CHECKPOINT_FILE}")
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    run_dir = checkpoint.parent
+    again = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert page.is_file() and is_finished(run_dir)
+    # resumed: the finished run is the same folder, with both epochs in its history
+    assert list(load_run(run_dir).history["epoch"]) == [1, 2]
