@@ -162,9 +162,10 @@ PINNED_HASHES = [
     ("paper", {}, "9eeb81b86706af24d24e5a6025a602ce3fa1d52171d06be4c097860c17dc2423"),
     ("demo", {}, "4eb6251282cc0ebd24f39646c28da17b16d797e43839c7a3cdcf334193532067"),
     # `unit` is what `smoke` was until the smoke profile moved to 128x64 with the presets'
-    # layouts (deliberately: a smoke run's hash changed then); the same settings, the same hash.
+    # layouts, then to one bf16 epoch so that the smoke book fits the test budget (each time
+    # deliberately changing the smoke hash); the same settings, the same hash.
     ("unit", {}, "2aaa24c5e146918751ca3f320d7b47812c57fc1d181c5d0e0d9b5b9240cd5cfa"),
-    ("smoke", {}, "33aa6b2c790981e9daeeb1699cefadf9a1514089d1d8cff41773febe1a1a162a"),
+    ("smoke", {}, "2bc682018b03b183439aed935c2fca0387b1b5831bcb8cab571b167573f0e4c8"),
     ("demo", {"preset": "baseline"}, "63174a9e5c68f2397b600610933d25709453074783225a343d506a4c5c343998"),
     ("unit", {"loss": "psl", "sampler": "pk", "layout": {"conv5_3": (2, 1)}, "gammas": (0.1, 0.2, 0.3, 0.4)},
      "ec2dee43a7ae43ac767f2e09b5f2e983201b02ae57b567fd4b4ad3e61b129be8"),
