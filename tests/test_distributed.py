@@ -24,7 +24,8 @@ def test_two_gloo_processes_train_one_run(tiny_root, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained") == 1  # only rank 0 reports
 
-    (run_dir,) = list(runs.iterdir())  # one run folder for both processes
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]  # one run folder for both processes
+    assert (runs / f"{run_dir.name}.lock").is_file()  # rank 0 held the run's lock beside it
     assert sorted(p.name for p in run_dir.iterdir()) == \
         ["FINISHED", "config.json", "history.csv", "metrics.json", "model.pt"]
     metrics = json.loads((run_dir / "metrics.json").read_text())

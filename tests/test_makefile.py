@@ -49,7 +49,9 @@ def test_ci_installs_the_system_tools_then_runs_make_test():
     commands = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
     assert commands.index(".ci/install-system-deps") < commands.index("make test")
-    dry = subprocess.run(["make", "-n", "system-deps"], cwd=ROOT, capture_output=True, text=True, check=True)
+    # --no-print-directory: under `make test` (as in CI) a nested make would add "Entering directory" lines
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "system-deps"], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
     assert dry.stdout.strip() == ".ci/install-system-deps"
 
 
