@@ -30,7 +30,6 @@ CSV files, from which `mmhpn.book` assembles ``results.csv`` and ``claims.csv``.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,13 +170,6 @@ def verdict_sentence(checked: pd.DataFrame) -> str:
 # records for the book's CSV files
 
 
-def _run_hash(run_dir: str) -> str:
-    try:
-        return json.loads((Path(run_dir) / "config.json").read_text())["hash"]
-    except (OSError, ValueError, KeyError):
-        return ""
-
-
 def result_records(table: str, results: pd.DataFrame) -> pd.DataFrame:
     """`mmhpn.experiments.run_rows` output as results.csv lines (table, row, seed, ...)."""
     return pd.DataFrame({
@@ -187,7 +179,7 @@ def result_records(table: str, results: pd.DataFrame) -> pd.DataFrame:
         "rank1": results["rank1"],
         "mAP": results["mAP"],
         "train_seconds": results["train_s"],
-        "run_hash": [_run_hash(run) for run in results["run"]],
+        "run_hash": results["run_hash"],
     }, columns=list(RESULT_COLUMNS))
 
 

@@ -335,6 +335,7 @@ def run_rows(rows: Sequence[Row], profile: str, seeds: Sequence[int], runs_dir: 
                 "trained_now": bool(run.trained_now),
                 "train_s": float(run.history["seconds"].sum()) if "seconds" in run.history else np.nan,
                 "run": str(run.path),
+                "run_hash": config.hash,
                 # only rows trained with constant scale weights (the PSL control) get this column
                 **({"scale_weights": ", ".join(f"{w:.3f}" for w in config.scale_weights)}
                    if config.scale_weights else {}),

@@ -10,7 +10,8 @@ from mmhpn.claims import Claim
 
 def results_from(per_seed: dict[str, list[float]]) -> pd.DataFrame:
     """A run_rows-like frame: one line per (row, seed); rank1 = mAP + 10 for simplicity."""
-    lines = [{"row": row, "seed": seed, "mAP": value, "rank1": value + 10.0, "train_s": 1.0, "run": "nowhere"}
+    lines = [{"row": row, "seed": seed, "mAP": value, "rank1": value + 10.0, "train_s": 1.0, "run": "nowhere",
+              "run_hash": f"{row}-{seed}"}
              for row, values in per_seed.items() for seed, value in enumerate(values)]
     return pd.DataFrame(lines)
 
