@@ -37,7 +37,8 @@ from mmhpn.config import PROFILES, build_model_for, make_config
 from mmhpn.data import CachedFeatureLoader, load_data, set_loader_epoch
 from mmhpn.losses import build_loss
 from mmhpn.runtime import autocast, cpu_supports_bf16, resolve_precision
-from mmhpn.training import frozen_modules, layer3_features, train_loader
+from mmhpn.training import frozen_modules, train_loader
+from mmhpn.trunk_cache import compute_layer3_maps
 
 from _results import write_result  # benchmarks/ is on sys.path when a script runs
 
@@ -95,7 +96,7 @@ def measure(config, dataset, device, precision, steps, warmup, repeats, cache_im
     # The cache of a subset of the training images (enough batches for the timing), timed.
     records = dataset.train[:cache_images]
     started = time.perf_counter()
-    features, mirrored = layer3_features(cached, records, config, device, precision)
+    features, mirrored = compute_layer3_maps(cached, records, config, device, precision)
     cache_seconds_per_image = (time.perf_counter() - started) / len(records)
     feature_loader = CachedFeatureLoader(features, mirrored, records, config.batch_size, config.sampler,
                                          config.num_instances, config.seed)

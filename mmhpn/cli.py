@@ -131,6 +131,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     inputs.add_argument("--momentum", type=float, default=None, help="SGD momentum")
     inputs.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay")
 
+    regime = p.add_argument_group("fine-tuning regime (the demo and smoke profiles set these)")
+    regime.add_argument("--init-from", type=_init_from, default=None,
+                        help="fine-tune from a pretraining run: the JSON that `mmhpn pretrain` prints after "
+                             "init_from=, or 'none' to train from --pretrained's weights")
+    regime.add_argument("--freeze-below-layer4", action=argparse.BooleanOptionalAction, default=None,
+                        help="freeze stem..layer3 (no gradients, BatchNorm in eval mode): train layer4 and the heads")
+    regime.add_argument("--feature-cache", action=argparse.BooleanOptionalAction, default=None,
+                        help="with the freeze: compute layer3's maps once per image (shared by every run "
+                             "fine-tuned from the same pretraining run) and train on them")
+    regime.add_argument("--val-fraction", type=float, default=None,
+                        help="hold out this fraction of the training identities as a validation query/gallery "
+                             "and score on it (the test split is not read)")
+
     machine = p.add_argument_group("reproducibility, speed and evaluation")
     machine.add_argument("--seed", type=int, default=None, help="random seed")
     machine.add_argument("--precision", default=None, choices=["auto", "bf16", "fp16", "fp32"],
@@ -168,7 +181,7 @@ _TRAIN_OPTION_FIELDS = (
     "pooling", "pretrained", "loss", "gammas", "single_stripe", "scale_weights", "height", "width", "batch_size", "sampler",
     "num_instances", "epochs", "lr", "lr_decay_epochs", "lr_decay_factor", "momentum", "weight_decay", "seed",
     "precision", "deterministic", "channels_last", "eval_every", "eval_flip", "eval_protocol", "num_workers",
-    "cache_images", "device",
+    "cache_images", "device", "init_from", "freeze_below_layer4", "feature_cache", "val_fraction",
 )
 
 
@@ -210,6 +223,25 @@ def _json_layout(text: str) -> dict:
     return layout
 
 
+_NONE = "none"  # an option's explicit "no value" (None means: the profile's value)
+
+
+def _init_from(text: str) -> dict | str:
+    import json
+
+    if text.strip().lower() == _NONE:
+        return _NONE
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected the JSON `mmhpn pretrain` prints, like "
+                                         f"'{{\"profile\": \"demo\", ...}}', or 'none'; got {text!r} ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{\"profile\": ..., field: value}} or 'none', "
+                                         f"got {text!r}")
+    return value
+
+
 def _train_command(args: argparse.Namespace) -> int:
     import json
     import os
@@ -219,8 +251,9 @@ def _train_command(args: argparse.Namespace) -> int:
     from mmhpn.runs import run_dir_for, train_or_load
 
     overrides = {f: getattr(args, f) for f in _TRAIN_OPTION_FIELDS if getattr(args, f) is not None}
-    if isinstance(overrides.get("pretrained"), str) and overrides["pretrained"].lower() == "none":
-        overrides["pretrained"] = None
+    for field in ("pretrained", "init_from"):
+        if isinstance(overrides.get(field), str) and overrides[field].lower() == _NONE:
+            overrides[field] = None
     config = make_config(args.profile, **overrides)
     if config.dataset != "synthetic" and not os.path.isdir(config.data_root):
         raise FileNotFoundError(f"dataset folder {config.data_root} does not exist; pass --data-root DIR")

@@ -703,12 +703,74 @@ def training_histories(results: pd.DataFrame) -> pd.DataFrame:
         run = load_run(line["run"])
         history = run.history.copy()
         history["seed"] = line["seed"]
+        if "row" in line:
+            history["row"] = line["row"]
         for column in ("rank1", "mAP"):
             if column not in history.columns:
                 history[column] = np.nan
             history.loc[history.index[-1], column] = run.metrics[column]
         histories.append(history)
     return pd.concat(histories, ignore_index=True)
+
+
+def pretraining_summary(params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The pretraining run a notebook's rows fine-tune from (their ``init_from``): a one-line
+    summary (data, epochs, seconds, scores on its own test split) and its per-epoch history;
+    None when the profile trains from random weights or ImageNet.
+
+    Trained or loaded through the run cache like any run (the rows' trainings have already
+    trained it).
+    """
+    import dataclasses
+
+    from mmhpn.config import pretraining_config
+    from mmhpn.runs import train_or_load
+
+    rows, seeds = notebook_rows("02-training", params)
+    config = row_config(rows[0], params["profile"], seeds[0] if seeds else 0, **notebook_common(params))
+    if config.init_from is None:
+        return None
+    source = pretraining_config(config.init_from)
+    if "device" not in config.init_from:
+        source = dataclasses.replace(source, device=config.device)
+    run = train_or_load(source, params.get("runs_dir", "runs"), progress=False)
+    images = int(run.history["images"].iloc[-1])  # training images per epoch
+    summary = pd.DataFrame([{
+        "data": f"synthetic {source.synthetic_preset} ({images} training images)", "backbone": source.backbone,
+        "epochs": source.epochs, "lr": source.lr, "train_s": round(run.metrics["train_seconds"], 1),
+        "rank1 (its test split)": round(100 * run.metrics["rank1"], 1),
+        "mAP (its test split)": round(100 * run.metrics["mAP"], 1), "run": run.path.name}])
+    history = run.history.copy()
+    history["seed"] = source.seed
+    return summary, history
+
+
+def regime_selection(path: str = "benchmarks/reference/regime-selection.json") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`benchmarks/select_regime.py`'s result: a summary (one line per regime and preset: the
+    final validation mAP of each seed, mean, std, seconds per run) and a per-epoch frame
+    (validation mAP mean over seeds, training loss) for `mmhpn.figures.validation_curves`."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"no regime-selection result at {file}; expected the JSON that "
+                          "benchmarks/select_regime.py writes (committed under benchmarks/reference/)")
+    record = json.loads(file.read_text(encoding="utf-8"))
+    lines, epochs = [], []
+    for result in record["results"]:
+        decay = ",".join(str(e) for e in result["lr_decay_epochs"]) or "none"
+        regime = f"{result['backbone']}, {result['epochs']} epochs (decay after {decay})"
+        lines.append({"regime": regime, "preset": result["preset"],
+                      "val mAP per seed": ", ".join(f"{v:.1f}" for v in result["val_mAP"]),
+                      "val mAP mean": round(result["val_mAP_mean"], 2), "val mAP std": round(result["val_mAP_std"], 2),
+                      "s per run": round(float(np.mean(result["seconds_per_run"])), 1)})
+        for epoch, (value, loss) in enumerate(zip(result["val_mAP_per_epoch"], result["loss_per_epoch"]), start=1):
+            epochs.append({"regime": regime, "preset": result["preset"], "epoch": epoch, "val_mAP": value,
+                           "loss": loss})
+    summary = pd.DataFrame(lines)
+    summary.attrs["recorded"] = record.get("recorded", {})
+    return summary, pd.DataFrame(epochs)
 
 
 def aps_weights(results: pd.DataFrame, row: str = "MMHPN+APS") -> pd.DataFrame:

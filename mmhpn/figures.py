@@ -20,6 +20,8 @@ the returned figure once, and nothing accumulates in memory across calls.
 """
 from __future__ import annotations
 
+import itertools
+
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -600,4 +602,53 @@ def training_curves(history: pd.DataFrame, *, loss_label: str = "training loss")
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("epoch")
         axes[0].legend(fontsize=8)
+    return fig
+
+
+def row_curves(history: pd.DataFrame, *, metrics: Sequence[str] = ("loss", "mAP")) -> Figure:
+    """Per-epoch curves of every row of a table, to show where training levelled off.
+
+    One panel per metric (``loss``: the training loss; ``mAP``: the evaluations during
+    training and the final one, in %), one colour per row, one thin line per seed.
+    `history` is `mmhpn.experiments.training_histories`' frame with its ``row`` column.
+    """
+    _check_frame(history, ("row", "epoch", "seed", *metrics), "history")
+    titles = {"loss": "training loss", "mAP": "test mAP (%)", "rank1": "test Rank-1 (%)"}
+    rows = list(dict.fromkeys(history["row"]))
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(4.2 * len(metrics), 3.2), layout="constrained")
+        axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+        for ax, column in zip(axes, metrics):
+            scale = 100 if column in ("mAP", "rank1") else 1
+            for row, color in zip(rows, itertools.cycle(PALETTE)):
+                for i, (_, group) in enumerate(history[history["row"] == row].groupby("seed")):
+                    points = group[["epoch", column]].dropna()
+                    ax.plot(points["epoch"], points[column] * scale, marker=".", color=color, linewidth=1,
+                            alpha=0.8, label=row if i == 0 else None)
+            ax.set_title(titles.get(column, column), fontsize=10)
+            ax.set_xlabel("epoch")
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    return fig
+
+
+def validation_curves(selection: pd.DataFrame) -> Figure:
+    """Validation mAP after each epoch (mean over seeds) of every regime the schedule was chosen from.
+
+    `selection` is `mmhpn.experiments.regime_selection`'s per-epoch frame (columns regime,
+    preset, epoch, val_mAP in %, loss).
+    """
+    _check_frame(selection, ("regime", "preset", "epoch", "val_mAP", "loss"), "regime selection")
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(8.4, 3.2), layout="constrained")
+        axes = fig.subplots(1, 2)
+        keys = list(dict.fromkeys(zip(selection["regime"], selection["preset"])))
+        for (regime, preset), color in zip(keys, itertools.cycle(PALETTE)):
+            group = selection[(selection["regime"] == regime) & (selection["preset"] == preset)]
+            for ax, column in zip(axes, ("val_mAP", "loss")):
+                ax.plot(group["epoch"], group[column], marker="o", color=color, label=f"{regime}, {preset}")
+        axes[0].set_title("validation mAP (%), training identities held out", fontsize=10)
+        axes[1].set_title("training loss", fontsize=10)
+        for ax in axes:
+            ax.set_xlabel("epoch")
+        axes[0].legend(fontsize=7)
     return fig

@@ -30,8 +30,10 @@ Fine-tuning regimes (opt-in `TrainConfig` fields, for CPU budgets; see the field
 * ``feature_cache`` (with the freeze): layer3's output is computed once per training image
   and per mirror image, in eval mode under the run's precision, and every epoch trains
   layer4 + heads on those maps (`mmhpn.data.CachedFeatureLoader`, same batches as the image
-  loader). The time it takes is counted in ``train_seconds``. Evaluation runs the full
-  model, which gives the same descriptors (the frozen part is in eval mode either way).
+  loader). Evaluations start from the query and gallery images' layer3 maps as well. With
+  ``init_from``, the maps are shared by every run fine-tuned from the same pretraining run
+  (`mmhpn.trunk_cache`, in ``<runs>/trunk-features/``): the first run of a build computes
+  them, the others read them. The time it takes is counted in ``train_seconds``.
 
 Multi-process training (`torchrun`): when `torch.distributed` is initialised, the model is
 wrapped in DistributedDataParallel, each process sees its share of every epoch through a
@@ -52,11 +54,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from mmhpn import distributed
+from mmhpn import distributed, trunk_cache
 from mmhpn.checkpoints import (CHECKPOINT_FILE, load_resume_state, write_checkpoint, write_config, write_history,
                                write_metrics, write_model_file)
 from mmhpn.config import TrainConfig, build_model_for, config_hash, pretraining_config
-from mmhpn.data import CachedFeatureLoader, build_eval_loader, build_train_loader, load_data, set_loader_epoch
+from mmhpn.data import CachedFeatureLoader, build_train_loader, load_data, set_loader_epoch
 from mmhpn.errors import ConfigError
 from mmhpn.evaluation.model import evaluate_model
 from mmhpn.losses import build_loss
@@ -162,17 +164,26 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
         elif distributed.world_size() > 1:
             torch.manual_seed(config.seed + distributed.rank())
 
+        # With a frozen trunk cached, evaluations start from the query/gallery images' layer3
+        # maps too, computed once for every run fine-tuned from the same pretraining run.
+        trunk_cache_dir = run_dir.parent / trunk_cache.FOLDER
+
+        def cached_maps(records, mirrored: bool):
+            return trunk_cache.layer3_maps(model, records, config, device, precision, cache_dir=trunk_cache_dir,
+                                           mirrored=mirrored)
+
         def evaluate_now() -> dict:
             return evaluate_model(model, dataset, height=config.height, width=config.width,
                                   batch_size=max(config.batch_size, 64), device=device,
                                   num_workers=config.num_workers, precision=precision, flip=config.eval_flip,
                                   protocol=config.eval_protocol, channels_last=config.channels_last,
-                                  progress=progress)
+                                  progress=progress, layer3_maps=cached_maps if config.feature_cache else None)
 
         cache_seconds = 0.0
         if config.feature_cache:
             started = time.perf_counter()
-            features, mirrored = layer3_features(model, dataset.train, config, device, precision)
+            features, mirrored = trunk_cache.layer3_maps(model, dataset.train, config, device, precision,
+                                                         cache_dir=trunk_cache_dir)
             loader = CachedFeatureLoader(features, mirrored, dataset.train, config.batch_size, config.sampler,
                                          config.num_instances, config.seed)
             forward = model.forward_from_layer3
@@ -235,29 +246,6 @@ def pretrained_trunk_state(config: TrainConfig, runs_dir: Path, progress: bool =
         source = dataclasses.replace(source, device=config.device)
     run = train_or_load(source, runs_dir, progress=progress)
     return run.load_model("cpu").state_dict()
-
-
-def layer3_features(model, records, config: TrainConfig, device: torch.device,
-                    precision: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """layer3's output for every record's image and for its mirror image (eval mode, no grad).
-
-    The images go through the evaluation transform (resize + normalisation, no random
-    flip); the mirror image is the flipped input tensor, as the training pipeline's flip
-    gives. Kept in the dtype the run's precision produces (bf16 halves the memory).
-    """
-    loader = build_eval_loader(records, config.height, config.width, batch_size=max(config.batch_size, 64),
-                               num_workers=config.num_workers, cache_images=False)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    was_training = model.training
-    model.eval()
-    features, mirrored = [], []
-    with torch.inference_mode(), autocast(device, precision):
-        for images, _pids, _camids in loader:
-            images = images.to(device).contiguous(memory_format=memory_format)
-            features.append(model.trunk_below_layer4(images))
-            mirrored.append(model.trunk_below_layer4(torch.flip(images, dims=[3])))
-    model.train(was_training)
-    return torch.cat(features).clone(), torch.cat(mirrored).clone()
 
 
 def _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, config: TrainConfig, epoch: int,

@@ -34,7 +34,8 @@ import json
 import sys
 from pathlib import Path
 
-TRAINING_SEMANTICS_VERSION = 2  # 2: the layout read from the text, PSL factor logging, the split engine
+TRAINING_SEMANTICS_VERSION = 3  # 2: the layout read from the text, PSL factor logging, the split engine;
+# 3: feature-cache runs evaluate from cached layer3 maps, shared across runs (trunk_cache)
 
 # Paths relative to the folder that holds the `mmhpn` package. What each one decides:
 # - model.py: the network (backbone taps, stripes, pooling, classifiers);
@@ -46,7 +47,9 @@ TRAINING_SEMANTICS_VERSION = 2  # 2: the layout read from the text, PSL factor l
 #   identity relabelling);
 # - data/pipeline.py: transforms, samplers and the training loader, i.e. the batches;
 # - evaluation/protocol.py, evaluation/features.py: how metrics.json's scores are computed
-#   (a finished run caches them).
+#   (a finished run caches them);
+# - trunk_cache.py: the frozen trunk's layer3 maps that feature-cache runs train and
+#   evaluate on.
 # Not listed: data/synthetic.py (its own format version is hashed for synthetic runs),
 # evaluation/reranking.py (never used by a training's metrics), distributed.py (process
 # plumbing; one-process results do not depend on it), checkpoints.py, atomic.py, runs.py,
@@ -62,6 +65,7 @@ SEMANTICS_SOURCES: tuple[str, ...] = (
     "mmhpn/data/pipeline.py",
     "mmhpn/evaluation/protocol.py",
     "mmhpn/evaluation/features.py",
+    "mmhpn/trunk_cache.py",
 )
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent

@@ -103,10 +103,12 @@ def test_the_plan_follows_the_notebooks_run_calls():
     every = {run for name in book.NOTEBOOK_ORDER for run in book.planned_runs(name, profile.for_notebook(name))}
     # the demo book: Table 4 (4 configurations), Table 5 (+2), Table 6 (+2), Table 7 (+4, the
     # control planned as one placeholder per seed until its PSL run exists), the layouts (+3),
-    # Figure 5 at 192x64 (+5), all over 2 seeds; Figure 3's 4-stripe model (first seed only)
-    assert len(every) == 20 * 2 + 1
+    # Figure 5 at 192x64 (+5), all over 3 seeds; Figure 3's 4-stripe model (first seed only);
+    # the one pretraining run every row fine-tunes from
+    assert len(every) == 20 * 3 + 1 + 1
+    assert len([run for run in every if run.name.startswith("pretrain-demo-")]) == 1
     control = [run for run in every if ".then-" in run.name]
-    assert len(control) == 2  # no hash before the PSL run: one placeholder per seed
+    assert len(control) == 3  # no hash before the PSL run: one placeholder per seed
 
 
 def test_the_control_is_planned_by_its_hash_once_its_psl_run_exists(tmp_path, monkeypatch):
@@ -124,3 +126,39 @@ def test_the_control_is_planned_by_its_hash_once_its_psl_run_exists(tmp_path, mo
     after = book.planned_runs("06-table-7-psl", params)
     assert not [run for run in after if ".then-" in run.name]
     assert len(after) == len(before)
+
+
+def test_target_checks_read_the_build_the_log_and_the_records(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from mmhpn.claims import CLAIM_COLUMNS, write_records
+
+    records = tmp_path / "records"
+    results = pd.DataFrame({"row": ["Baseline"] * 3 + ["Baseline+MSM"] * 3, "seed": [0, 1, 2] * 2,
+                            "rank1": [60.0] * 6, "mAP": [40.0, 41.0, 42.0, 43.0, 44.0, 45.0],
+                            "train_s": [1.0] * 6, "run_hash": ["h"] * 6})
+    claim = {column: None for column in CLAIM_COLUMNS}
+    claims = pd.DataFrame([{**claim, "table": "table4", "better": "Baseline+MSM", "worse": "Baseline", "metric": "mAP",
+                            "n_seeds": 3, "mean": 3.0, "ci_low": 2.5, "ci_high": 3.5, "verdict": "supported"},
+                           {**claim, "table": "table4", "better": "Baseline+MSM", "worse": "Baseline",
+                            "metric": "rank1", "n_seeds": 3, "mean": 0.0, "ci_low": -9.0, "ci_high": 9.0,
+                            "verdict": "inconclusive"}])  # Rank-1's width is not a target
+    write_records("table4", results, claims, records)
+    log = tmp_path / "build-log.json"
+    entry = {"profile": "demo", "dataset": "synthetic", "machine": "m", "notebooks_s": {"a": 60}, "complete": True}
+    log.write_text(json.dumps([{**entry, "started_utc": "t1", "trainings": 62, "total_s": 45 * 60},
+                               {**entry, "started_utc": "t2", "trainings": 0, "total_s": 100}]))
+    table = book.target_checks({"profile": "demo"}, book.build_history(log), records).set_index("target")
+    met = table["met"].tolist()
+    assert met == ["NO", "yes", "yes", "yes", "yes"], table
+    assert "45.0 min" in table["measured"].iloc[0] and "1.7 min" in table["measured"].iloc[1]
+    assert "41.0%" in table["measured"].iloc[4]
+    # This build's own record wins over the log; a wide interval misses the target.
+    claims.loc[0, ["ci_low", "ci_high"]] = [-1.0, 7.0]
+    write_records("table4", results, claims, records)
+    table = book.target_checks({"profile": "demo", "trainings": 62, "total_s": 35 * 60, "notebooks_s": {"a": 1}},
+                               book.build_history(log), records)
+    assert table["met"].tolist() == ["yes", "yes", "yes", "NO", "yes"]
+    assert "4.00 pp" in table["measured"].iloc[3]

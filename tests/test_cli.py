@@ -20,7 +20,7 @@ def test_train_help_lists_every_option(capsys):
     for option in ("--profile", "--data-root", "--run-dir", "--preset", "--layout", "--epochs", "--seed",
                    "--dataset", "--backbone", "--pooling", "--loss", "--gammas", "--height", "--width",
                    "--batch-size", "--lr", "--precision", "--device", "--deterministic", "--eval-every",
-                   "torchrun"):
+                   "--init-from", "--freeze-below-layer4", "--feature-cache", "--val-fraction", "torchrun"):
         assert option in text, option
 
 
@@ -55,6 +55,8 @@ def test_bad_train_values_give_one_line(capsys, tmp_path):
     ["train", "--layout", "{not json"],
     ["train", "--gammas", "a,b"],
     ["train", "--epochs", "two"],
+    ["train", "--init-from", "{not json"],
+    ["train", "--init-from", "[1, 2]"],
     ["evaluate"],
     ["evaluate", "--run-dir", "a", "--checkpoint", "b"],
 ])
@@ -82,6 +84,9 @@ def test_train_then_evaluate_end_to_end(tiny_root, tmp_path, capsys):
             "--run-dir", str(run_dir), "--no-progress"]
     assert main(argv) == 0
     assert "trained" in capsys.readouterr().out
+    # The smoke profile fine-tunes from its pretraining run, trained first beside the run folder.
+    assert len(list(tmp_path.glob("pretrain-smoke-*/metrics.json"))) == 1
+    assert json.loads((run_dir / "config.json").read_text())["config"]["init_from"]["profile"] == "smoke"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0 <= metrics["rank1"] <= 1 and 0 <= metrics["mAP"] <= 1 and metrics["protocol"] == "toolbox"
 
@@ -113,3 +118,14 @@ def test_book_command_is_part_of_the_one_command_line(tmp_path, capsys):
     assert main(["book", "--notebooks", "99-nowhere", "--no-build", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("mmhpn book: error: unknown notebook(s) ['99-nowhere']")
+
+
+def test_regime_options_set_the_fields_and_none_clears_init_from(tiny_root, tmp_path, capsys):
+    argv = ["train", "--profile", "smoke", "--init-from", "none", "--no-freeze-below-layer4", "--no-feature-cache",
+            "--val-fraction", "0.25", "--data-root", str(tiny_root), "--run-dir", str(tmp_path / "run"),
+            "--no-progress"]
+    assert main(argv) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert config["init_from"] is None and not config["freeze_below_layer4"] and not config["feature_cache"]
+    assert config["val_fraction"] == 0.25 and not list(tmp_path.glob("pretrain-*"))
+    assert "synthetic-validation" in (tmp_path / "run" / "metrics.json").read_text()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +15,11 @@ from mmhpn.data import (CachedFeatureLoader, ShuffleBatchSampler, build_eval_loa
 from mmhpn.errors import ConfigError
 from mmhpn.model import build_model
 from mmhpn.runs import run_dir_for, train_or_load
-from mmhpn.training import layer3_features
+from mmhpn.trunk_cache import compute_layer3_maps
 
 
 def _init_from(root, **overrides):
-    return pretrain_overrides("smoke", **{"synthetic_preset": "tiny", "data_root": str(root), "epochs": 1,
+    return pretrain_overrides("unit", **{"synthetic_preset": "tiny", "data_root": str(root), "epochs": 1,
                                           **overrides})
 
 
@@ -125,7 +126,7 @@ def test_cached_feature_batches_follow_the_image_loaders_batches_and_flip_half(t
     config = make_config("unit")
     model = build_model(16, preset="baseline", backbone="resnet34").eval()
     records = tiny_dataset.train
-    features, mirrored = layer3_features(model, records, config, torch.device("cpu"), "fp32")
+    features, mirrored = compute_layer3_maps(model, records, config, torch.device("cpu"), "fp32")
     images = next(iter(build_eval_loader(records[:3], 64, 32, batch_size=3)))[0]
     with torch.no_grad():
         assert torch.allclose(features[:3], model.trunk_below_layer4(images), atol=1e-5)
@@ -163,10 +164,25 @@ def test_fine_tuning_from_a_cached_pretraining_run_with_a_frozen_cached_trunk(ti
     assert any(not torch.equal(tuned[k], source[k]) for k in tuned if k.startswith("layer4.") and "weight" in k)
     assert run.metrics["dataset"] == "synthetic-validation" and run.metrics["feature_cache_seconds"] > 0
     assert list(run.history["epoch"]) == [1, 2] and run.history["loss"].notna().all()
-    # A second seed fine-tunes from the same, cached, pretraining run.
+    # The frozen trunk's layer3 maps (training images, validation query and gallery) were
+    # stored once, beside the runs.
+    stored = sorted((tmp_path / "trunk-features").glob("*.pt"))
+    assert len(stored) == 3
+    # A second seed fine-tunes from the same, cached, pretraining run and reads the same maps.
     mtime = (pretraining_dir / "model.pt").stat().st_mtime
+    map_times = [p.stat().st_mtime_ns for p in stored]
     other = train_or_load(dataclasses.replace(config, seed=1), tmp_path, progress=False)
     assert other.trained_now and (pretraining_dir / "model.pt").stat().st_mtime == mtime
+    assert sorted((tmp_path / "trunk-features").glob("*.pt")) == stored
+    assert [p.stat().st_mtime_ns for p in stored] == map_times
+    # Its final scores from the cached maps are the full model's scores on the images.
+    from mmhpn.data import load_data
+    from mmhpn.evaluation.model import evaluate_model
+
+    full = evaluate_model(other.load_model(), load_data(config), height=config.height, width=config.width,
+                          precision="fp32", progress=False)
+    assert full["mAP"] == pytest.approx(other.metrics["mAP"], abs=1e-6)
+    assert full["rank1"] == pytest.approx(other.metrics["rank1"], abs=1e-6)
 
 
 def test_frozen_without_cache_trains_layer4_and_heads_only(tiny_root, tmp_path):
@@ -190,3 +206,54 @@ def test_pretrain_command_trains_once_and_prints_init_from(tiny_root, tmp_path, 
     init_from = json.loads(out.split("init_from=")[1])
     assert is_finished(run_dir_for(pretraining_config(init_from), tmp_path))
     assert main(argv) == 0 and "loaded from the run folder" in capsys.readouterr().out
+
+
+# -- the shared trunk cache ---------------------------------------------------------------
+
+def test_trunk_cache_key_follows_the_trunk_the_input_and_every_image_file(tiny_root, tmp_path):
+    import shutil
+
+    from mmhpn.data.market import ImageRecord
+    from mmhpn.trunk_cache import cache_key
+
+    folder = tmp_path / "images"
+    shutil.copytree(tiny_root / "bounding_box_train", folder)
+    records = [ImageRecord(str(p), i, 0) for i, p in enumerate(sorted(folder.glob("*.jpg"))[:4])]
+    cpu = torch.device("cpu")
+    config = make_config("unit", data_root=str(tiny_root), init_from=_init_from(tiny_root),
+                         freeze_below_layer4=True, feature_cache=True)
+    key = cache_key(config, records, cpu, "fp32")
+    assert cache_key(dataclasses.replace(config, seed=5, preset="baseline", loss="psl"), records, cpu, "fp32") == key
+    others = [cache_key(dataclasses.replace(config, init_from=_init_from(tiny_root, epochs=2)), records, cpu, "fp32"),
+              cache_key(dataclasses.replace(config, height=128, width=64), records, cpu, "fp32"),
+              cache_key(config, records, cpu, "bf16"),
+              cache_key(config, records[:3], cpu, "fp32"),
+              cache_key(config, [records[0]._replace(pid=9), *records[1:]], cpu, "fp32")]
+    Path(records[1].path).write_bytes(Path(records[1].path).read_bytes() + b"\0")  # an edited image file
+    others.append(cache_key(config, records, cpu, "fp32"))
+    assert len({key, *others}) == len(others) + 1
+    with pytest.raises(ValueError, match="init_from"):
+        cache_key(make_config("unit", freeze_below_layer4=True, feature_cache=True), records, cpu, "fp32")
+
+
+def test_trunk_cache_computes_once_and_sets_a_damaged_file_aside(tiny_root, tiny_dataset, tmp_path, capsys):
+    from mmhpn.trunk_cache import layer3_maps
+
+    config = make_config("unit", data_root=str(tiny_root), init_from=_init_from(tiny_root),
+                         freeze_below_layer4=True, feature_cache=True)
+    model = build_model(16, preset="baseline", backbone="resnet34").eval()
+    records, cpu = tiny_dataset.query, torch.device("cpu")
+    plain, none = layer3_maps(model, records, config, cpu, "fp32", cache_dir=tmp_path, mirrored=False)
+    assert none is None and len(plain) == len(records)
+    # Asked again with the mirror maps: computed again (the file had none), then served.
+    maps, mirrored = layer3_maps(model, records, config, cpu, "fp32", cache_dir=tmp_path)
+    assert torch.equal(maps, plain) and mirrored.shape == maps.shape
+    (path,) = tmp_path.glob("*.pt")
+    mtime = path.stat().st_mtime_ns
+    again, again_mirrored = layer3_maps(model, records, config, cpu, "fp32", cache_dir=tmp_path)
+    assert torch.equal(again_mirrored, mirrored) and path.stat().st_mtime_ns == mtime
+    path.write_bytes(path.read_bytes()[:100])  # truncated: set aside (kept), computed again
+    maps, _ = layer3_maps(model, records, config, cpu, "fp32", cache_dir=tmp_path, mirrored=False)
+    assert torch.equal(maps, plain)
+    assert "could not be read" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("*.pt.damaged-*"))) == 1 and path.exists()

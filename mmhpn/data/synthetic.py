@@ -121,6 +121,11 @@ PRESETS: dict[str, SyntheticConfig] = {
     "pretrain": SyntheticConfig(num_train_ids=1000, num_test_ids=50, train_images_per_id=10,
                                 gallery_images_per_id=5, num_distractors=50, num_junk=0,
                                 gt_bbox_per_query=0, identity_stream=1),
+    # The smoke profile's pretraining set: the tiny preset's size, drawn like "pretrain" from
+    # another identity stream (no identity of the tiny test split).
+    "tiny-pretrain": SyntheticConfig(num_train_ids=24, num_test_ids=8, train_images_per_id=6,
+                                     gallery_images_per_id=3, num_distractors=4, num_junk=0,
+                                     gt_bbox_per_query=0, identity_stream=1),
     # Market-1501's split sizes: 751 / 750 ids, ~12.9k train, ~3.4k query, ~15.9k gallery
     # (13.1k identity images + 2.8k distractors), plus 3.8k junk as in Market.
     "market-sized": SyntheticConfig(num_train_ids=751, num_test_ids=750, train_images_per_id=17.2,
