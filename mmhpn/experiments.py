@@ -747,7 +747,7 @@ def pretraining_summary(params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Dat
 
 def regime_selection(path: str = "benchmarks/reference/regime-selection.json") -> tuple[pd.DataFrame, pd.DataFrame]:
     """`benchmarks/select_regime.py`'s result: a summary (one line per regime and preset: the
-    final validation mAP of each seed, mean, std, seconds per run) and a per-epoch frame
+    final validation mAP of each seed, mean, std, training seconds per run) and a per-epoch frame
     (validation mAP mean over seeds, training loss) for `mmhpn.figures.validation_curves`."""
     import json
     from pathlib import Path
@@ -764,7 +764,7 @@ def regime_selection(path: str = "benchmarks/reference/regime-selection.json") -
         lines.append({"regime": regime, "preset": result["preset"],
                       "val mAP per seed": ", ".join(f"{v:.1f}" for v in result["val_mAP"]),
                       "val mAP mean": round(result["val_mAP_mean"], 2), "val mAP std": round(result["val_mAP_std"], 2),
-                      "s per run": round(float(np.mean(result["seconds_per_run"])), 1)})
+                      "train s per run": round(float(np.mean(result["train_seconds"])), 1)})
         for epoch, (value, loss) in enumerate(zip(result["val_mAP_per_epoch"], result["loss_per_epoch"]), start=1):
             epochs.append({"regime": regime, "preset": result["preset"], "epoch": epoch, "val_mAP": value,
                            "loss": loss})

@@ -612,7 +612,10 @@ def row_curves(history: pd.DataFrame, *, metrics: Sequence[str] = ("loss", "mAP"
     training and the final one, in %), one colour per row, one thin line per seed.
     `history` is `mmhpn.experiments.training_histories`' frame with its ``row`` column.
     """
-    _check_frame(history, ("row", "epoch", "seed", *metrics), "history")
+    _check_frame(history, ("row", "epoch", "seed", "loss"), "history")  # mAP: NaN between evaluations
+    missing = [column for column in metrics if column not in history.columns]
+    if missing:
+        raise ConfigError(f"history lacks column(s) {missing}; expected training_histories' frame")
     titles = {"loss": "training loss", "mAP": "test mAP (%)", "rank1": "test Rank-1 (%)"}
     rows = list(dict.fromkeys(history["row"]))
     with matplotlib.rc_context(_STYLE):

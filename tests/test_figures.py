@@ -288,3 +288,38 @@ def test_body_scale_results_from_runs():
                                      "mAP": [0.3, 0.3, 0.3]}
     with pytest.raises(ConfigError, match="one scale at the final layer"):
         body_scale_results([run(None, 0, "mmhpn")])
+
+
+def test_row_curves_one_line_per_row_and_seed_and_refuses_missing_columns():
+    from mmhpn.figures import row_curves
+
+    history = pd.DataFrame({"row": ["A"] * 4 + ["B"] * 4, "seed": [0, 0, 1, 1] * 2, "epoch": [1, 2] * 4,
+                            "loss": [3.0, 1.0, 3.1, 1.1, 2.0, 0.5, 2.1, 0.6],
+                            "mAP": [np.nan, 0.5, np.nan, 0.52, np.nan, 0.6, np.nan, 0.61]})
+    fig = row_curves(history)
+    loss_axes, map_axes = fig.axes[:2]
+    assert len(loss_axes.lines) == 4 and len(map_axes.lines) == 4
+    assert map_axes.lines[0].get_ydata().tolist() == [50.0]  # the final evaluation only, in %
+    with pytest.raises(ConfigError, match="row"):
+        row_curves(history.drop(columns=["row"]))
+
+
+def test_regime_selection_reads_the_benchmark_result_and_draws_it(tmp_path):
+    import json
+
+    from mmhpn.experiments import regime_selection
+    from mmhpn.figures import validation_curves
+
+    result = {"backbone": "resnet34-l4w128", "epochs": 2, "lr_decay_epochs": [1], "val_mAP": [70.0, 72.0],
+              "val_mAP_mean": 71.0, "val_mAP_std": 1.41, "val_mAP_per_epoch": [60.0, 71.0], "loss_per_epoch": [3.0, 1.0],
+              "seconds_per_run": [5.0, 6.0], "train_seconds": [4.0, 5.0]}
+    path = tmp_path / "regime-selection.json"
+    path.write_text(json.dumps({"results": [{**result, "preset": "baseline"}, {**result, "preset": "mmhpn"}],
+                                "recorded": {"utc": "now", "machine": "here"}}))
+    summary, epochs = regime_selection(str(path))
+    assert summary["val mAP per seed"].tolist() == ["70.0, 72.0"] * 2 and summary["train s per run"].tolist() == [4.5] * 2
+    assert summary.attrs["recorded"]["machine"] == "here" and len(epochs) == 4
+    assert "decay after 1" in summary["regime"].iloc[0]
+    assert len(validation_curves(epochs).axes[0].lines) == 2
+    with pytest.raises(ConfigError, match="select_regime.py"):
+        regime_selection(str(tmp_path / "missing.json"))
