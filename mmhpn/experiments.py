@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from importlib import resources
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -745,12 +746,15 @@ def pretraining_summary(params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Dat
     return summary, history
 
 
-def regime_selection(path: str = "benchmarks/reference/regime-selection.json") -> tuple[pd.DataFrame, pd.DataFrame]:
+# Committed with the repository (next to the package), wherever a book is built.
+REGIME_SELECTION = Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / "regime-selection.json"
+
+
+def regime_selection(path: str | Path = REGIME_SELECTION) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`benchmarks/select_regime.py`'s result: a summary (one line per regime and preset: the
     final validation mAP of each seed, mean, std, training seconds per run) and a per-epoch frame
     (validation mAP mean over seeds, training loss) for `mmhpn.figures.validation_curves`."""
     import json
-    from pathlib import Path
 
     file = Path(path)
     if not file.is_file():

@@ -18,7 +18,10 @@ def test_two_gloo_processes_train_one_run(tiny_root, tmp_path):
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "mmhpn", "train", "--profile", "smoke", "--epochs", "1", "--data-root", str(data),
-               "--runs-dir", str(runs), "--device", "cpu", "--no-progress"]
+               "--runs-dir", str(runs), "--device", "cpu", "--no-progress",
+               # DDP trains the whole network (the paper profile's way), not the smoke book's
+               # single-process fine-tuning from cached layer3 maps
+               "--init-from", "none", "--no-freeze-below-layer4", "--no-feature-cache"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on a 2-core machine
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
