@@ -752,7 +752,8 @@ REGIME_SELECTION = Path(__file__).resolve().parents[1] / "benchmarks" / "referen
 
 def regime_selection(path: str | Path = REGIME_SELECTION) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`benchmarks/select_regime.py`'s result: a summary (one line per regime and preset: the
-    final validation mAP of each seed, mean, std, training seconds per run) and a per-epoch frame
+    final validation mAP of each seed, mean, std, the training loss's relative change in the last
+    epoch, training seconds per run) and a per-epoch frame
     (validation mAP mean over seeds, training loss) for `mmhpn.figures.validation_curves`."""
     import json
 
@@ -768,6 +769,8 @@ def regime_selection(path: str | Path = REGIME_SELECTION) -> tuple[pd.DataFrame,
         lines.append({"regime": regime, "preset": result["preset"],
                       "val mAP per seed": ", ".join(f"{v:.1f}" for v in result["val_mAP"]),
                       "val mAP mean": round(result["val_mAP_mean"], 2), "val mAP std": round(result["val_mAP_std"], 2),
+                      "loss change in the last epoch (%)": round(
+                          100 * (result["loss_per_epoch"][-1] / result["loss_per_epoch"][-2] - 1), 1),
                       "train s per run": round(float(np.mean(result["train_seconds"])), 1)})
         for epoch, (value, loss) in enumerate(zip(result["val_mAP_per_epoch"], result["loss_per_epoch"]), start=1):
             epochs.append({"regime": regime, "preset": result["preset"], "epoch": epoch, "val_mAP": value,

@@ -320,6 +320,7 @@ def test_regime_selection_reads_the_benchmark_result_and_draws_it(tmp_path):
     assert summary["val mAP per seed"].tolist() == ["70.0, 72.0"] * 2 and summary["train s per run"].tolist() == [4.5] * 2
     assert summary.attrs["recorded"]["machine"] == "here" and len(epochs) == 4
     assert "decay after 1" in summary["regime"].iloc[0]
+    assert summary["loss change in the last epoch (%)"].tolist() == [-66.7] * 2
     assert len(validation_curves(epochs).axes[0].lines) == 2
     with pytest.raises(ConfigError, match="select_regime.py"):
         regime_selection(str(tmp_path / "missing.json"))
