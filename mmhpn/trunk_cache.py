@@ -34,6 +34,7 @@ from mmhpn import versions
 from mmhpn.atomic import atomic_torch_save
 from mmhpn.config import TrainConfig, config_hash, pretraining_config
 from mmhpn.data import build_eval_loader
+from mmhpn.errors import ConfigError
 from mmhpn.runtime import autocast
 
 FOLDER = "trunk-features"
@@ -42,7 +43,7 @@ FOLDER = "trunk-features"
 def cache_key(config: TrainConfig, records: Sequence, device: torch.device, precision: str) -> str:
     """sha256 of what the layer3 maps of `records` depend on (see the module docstring)."""
     if config.init_from is None:
-        raise ValueError("a shared trunk cache needs init_from: a randomly initialised trunk differs per seed")
+        raise ConfigError("a shared trunk cache needs init_from: a randomly initialised trunk differs per seed")
     images = []
     for record in records:
         stat = os.stat(record.path)

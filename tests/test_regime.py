@@ -232,7 +232,7 @@ def test_trunk_cache_key_follows_the_trunk_the_input_and_every_image_file(tiny_r
     Path(records[1].path).write_bytes(Path(records[1].path).read_bytes() + b"\0")  # an edited image file
     others.append(cache_key(config, records, cpu, "fp32"))
     assert len({key, *others}) == len(others) + 1
-    with pytest.raises(ValueError, match="init_from"):
+    with pytest.raises(ConfigError, match="init_from"):
         cache_key(make_config("unit", freeze_below_layer4=True, feature_cache=True), records, cpu, "fp32")
 
 
