@@ -690,52 +690,47 @@ def target_checks(record: dict[str, Any], builds: pd.DataFrame, records_dir: Pat
 
     same = builds[builds["profile"] == record.get("profile")] if len(builds) else builds
     trainings = pd.to_numeric(same["trainings"], errors="coerce")  # "not recorded" in old logs
-    trained = same[trainings > 0]
-    if record.get("trainings") and record.get("total_s"):
-        minutes = record["total_s"] / 60
-        line(f"a build that trains, pretraining included: <= {BUDGET_TRAINED_MIN} min",
-             f"{minutes:.1f} min (this build, {record['trainings']} training(s))", minutes <= BUDGET_TRAINED_MIN)
-    elif len(trained):
-        minutes = float(trained["total (min)"].iloc[-1])
-        line(f"a build that trains, pretraining included: <= {BUDGET_TRAINED_MIN} min",
-             f"{minutes:.1f} min (build of {trained['started (UTC)'].iloc[-1]}, "
-             f"{trained['trainings'].iloc[-1]} training(s))", minutes <= BUDGET_TRAINED_MIN)
-    else:
-        line(f"a build that trains, pretraining included: <= {BUDGET_TRAINED_MIN} min", "no such build logged", None)
-    cached = same[trainings == 0]
-    if record.get("notebooks_s") and record.get("trainings") == 0 and record.get("total_s"):
-        minutes = record["total_s"] / 60
-        line(f"a rebuild with every run cached: <= {BUDGET_CACHED_MIN} min", f"{minutes:.1f} min (this build)",
-             minutes <= BUDGET_CACHED_MIN)
-    elif len(cached):
-        minutes = float(cached["total (min)"].iloc[-1])
-        line(f"a rebuild with every run cached: <= {BUDGET_CACHED_MIN} min",
-             f"{minutes:.1f} min (build of {cached['started (UTC)'].iloc[-1]})", minutes <= BUDGET_CACHED_MIN)
-    else:
-        line(f"a rebuild with every run cached: <= {BUDGET_CACHED_MIN} min", "no such build logged yet", None)
+    this_build = bool(record.get("notebooks_s") and record.get("total_s"))
+
+    def build_time(target: str, budget: float, logged: pd.DataFrame, this_kind: bool) -> None:
+        """This build's total if it is of the kind, else the last logged build of the kind."""
+        if this_build and this_kind:
+            minutes, which = record["total_s"] / 60, "this build"
+            count = record["trainings"]
+        elif len(logged):
+            minutes, which = float(logged["total (min)"].iloc[-1]), f"build of {logged['started (UTC)'].iloc[-1]}"
+            count = logged["trainings"].iloc[-1]
+        else:
+            return line(target, "no such build logged yet", None)
+        line(target, f"{minutes:.1f} min ({which}, {count} training(s))", minutes <= budget)
+
+    build_time(f"a build that trains, pretraining included: <= {BUDGET_TRAINED_MIN} min", BUDGET_TRAINED_MIN,
+               same[trainings > 0], bool(record.get("trainings")))
+    build_time(f"a rebuild with every run cached: <= {BUDGET_CACHED_MIN} min", BUDGET_CACHED_MIN,
+               same[trainings == 0], record.get("trainings") == 0)
+    target = f"every table row trained with >= {TARGET_MIN_SEEDS} seeds"
     if len(results):
         seeds = results.groupby(["table", "row"])["seed"].nunique()
-        line(f"every table row trained with >= {TARGET_MIN_SEEDS} seeds",
-             f"{seeds.min()} to {seeds.max()} seeds over {len(seeds)} rows", bool(seeds.min() >= TARGET_MIN_SEEDS))
+        line(target, f"{seeds.min()} to {seeds.max()} seeds over {len(seeds)} rows",
+             bool(seeds.min() >= TARGET_MIN_SEEDS))
     else:
-        line(f"every table row trained with >= {TARGET_MIN_SEEDS} seeds", "no table results recorded", None)
+        line(target, "no table results recorded", None)
+    target = f"every Table 4-7 claim's 95% interval on mAP: half-width <= {TARGET_HALF_WIDTH_PP} pp"
     paper = checked[checked["table"].isin(["table4", "table5", "table6", "table7"]) & (checked["metric"] == "mAP")]
     half = ((paper["ci_high"] - paper["ci_low"]) / 2).dropna() if len(paper) else pd.Series(dtype=float)
     if len(half):
         over = int((half > TARGET_HALF_WIDTH_PP).sum())
-        line(f"every Table 4-7 claim's 95% interval on mAP: half-width <= {TARGET_HALF_WIDTH_PP} pp",
-             f"largest {half.max():.2f} pp, median {half.median():.2f} pp; {over} of {len(half)} wider",
+        line(target, f"largest {half.max():.2f} pp, median {half.median():.2f} pp; {over} of {len(half)} wider",
              over == 0 and len(half) == len(paper))
     else:
-        line(f"every Table 4-7 claim's 95% interval on mAP: half-width <= {TARGET_HALF_WIDTH_PP} pp",
-             "no interval (fewer than two seeds, or no table run)", None)
-    baseline = results[(results["table"] == "table4") & (results["row"] == "Baseline")]["mAP"]
+        line(target, "no interval (fewer than two seeds, or no table run)", None)
     low, high = TARGET_BASELINE_MAP
+    target = f"the baseline's mean mAP between {low:.0f}% and {high:.0f}% (trained, not saturated)"
+    baseline = results[(results["table"] == "table4") & (results["row"] == "Baseline")]["mAP"]
     if len(baseline):
-        line(f"the baseline's mean mAP between {low:.0f}% and {high:.0f}% (trained, not saturated)",
-             f"{baseline.mean():.1f}% (Table 4, {len(baseline)} seeds)", bool(low <= baseline.mean() <= high))
+        line(target, f"{baseline.mean():.1f}% (Table 4, {len(baseline)} seeds)", bool(low <= baseline.mean() <= high))
     else:
-        line(f"the baseline's mean mAP between {low:.0f}% and {high:.0f}%", "Table 4 not run", None)
+        line(target, "Table 4 not run", None)
     return pd.DataFrame(lines)
 
 

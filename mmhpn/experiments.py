@@ -722,19 +722,14 @@ def pretraining_summary(params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Dat
     Trained or loaded through the run cache like any run (the rows' trainings have already
     trained it).
     """
-    import dataclasses
-
-    from mmhpn.config import pretraining_config
-    from mmhpn.runs import train_or_load
+    from mmhpn.training import pretraining_run
 
     rows, seeds = notebook_rows("02-training", params)
     config = row_config(rows[0], params["profile"], seeds[0] if seeds else 0, **notebook_common(params))
     if config.init_from is None:
         return None
-    source = pretraining_config(config.init_from)
-    if "device" not in config.init_from:
-        source = dataclasses.replace(source, device=config.device)
-    run = train_or_load(source, params.get("runs_dir", "runs"), progress=False)
+    run = pretraining_run(config, params.get("runs_dir", "runs"), progress=False)
+    source = run.config
     images = int(run.history["images"].iloc[-1])  # training images per epoch
     summary = pd.DataFrame([{
         "data": f"synthetic {source.synthetic_preset} ({images} training images)", "backbone": source.backbone,

@@ -21,7 +21,6 @@ the returned figure once, and nothing accumulates in memory across calls.
 from __future__ import annotations
 
 import itertools
-
 import os
 from pathlib import Path
 from typing import Mapping, Sequence

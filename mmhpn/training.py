@@ -165,12 +165,17 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
             torch.manual_seed(config.seed + distributed.rank())
 
         # With a frozen trunk cached, evaluations start from the query/gallery images' layer3
-        # maps too, computed once for every run fine-tuned from the same pretraining run.
+        # maps too, computed once for every run fine-tuned from the same pretraining run, and
+        # kept for this run's later evaluations (eval_every) instead of read again.
         trunk_cache_dir = run_dir.parent / trunk_cache.FOLDER
+        maps_of: dict[tuple[int, bool], tuple] = {}  # (id of a split's record list, mirrored) -> maps
 
         def cached_maps(records, mirrored: bool):
-            return trunk_cache.layer3_maps(model, records, config, device, precision, cache_dir=trunk_cache_dir,
-                                           mirrored=mirrored)
+            key = (id(records), mirrored)
+            if key not in maps_of:
+                maps_of[key] = trunk_cache.layer3_maps(model, records, config, device, precision,
+                                                       cache_dir=trunk_cache_dir, mirrored=mirrored)
+            return maps_of[key]
 
         def evaluate_now() -> dict:
             return evaluate_model(model, dataset, height=config.height, width=config.width,
@@ -182,8 +187,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
         cache_seconds = 0.0
         if config.feature_cache:
             started = time.perf_counter()
-            features, mirrored = trunk_cache.layer3_maps(model, dataset.train, config, device, precision,
-                                                         cache_dir=trunk_cache_dir)
+            features, mirrored = cached_maps(dataset.train, True)
             loader = CachedFeatureLoader(features, mirrored, dataset.train, config.batch_size, config.sampler,
                                          config.num_instances, config.seed)
             forward = model.forward_from_layer3
@@ -237,15 +241,19 @@ def frozen_modules(model) -> list[torch.nn.Module]:
     return [model.stem, model.layer1, model.layer2, model.layer3]
 
 
-def pretrained_trunk_state(config: TrainConfig, runs_dir: Path, progress: bool = True) -> dict:
-    """The state_dict of the `init_from` run's model, trained or loaded via the run cache in `runs_dir`."""
+def pretraining_run(config: TrainConfig, runs_dir: str | os.PathLike, progress: bool = True):
+    """The `init_from` run of `config` (a `mmhpn.runs.Run`), trained or loaded via the run cache in `runs_dir`."""
     from mmhpn.runs import train_or_load  # runs imports this module
 
     source = pretraining_config(config.init_from)
     if "device" not in config.init_from:  # where it runs is not part of what it is
         source = dataclasses.replace(source, device=config.device)
-    run = train_or_load(source, runs_dir, progress=progress)
-    return run.load_model("cpu").state_dict()
+    return train_or_load(source, runs_dir, progress=progress)
+
+
+def pretrained_trunk_state(config: TrainConfig, runs_dir: Path, progress: bool = True) -> dict:
+    """The state_dict of the `init_from` run's model (`pretraining_run`)."""
+    return pretraining_run(config, runs_dir, progress=progress).load_model("cpu").state_dict()
 
 
 def _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, config: TrainConfig, epoch: int,
