@@ -47,7 +47,7 @@ def main() -> None:
             wall_rates.append(num_images / seconds)
 
     # Drawing alone (identities, camera effects, no encoding or disk) on a sample of the jobs.
-    plan = synthetic.make_plan(synthetic.make_config(args.preset), args.seed)
+    plan = synthetic.make_plan(synthetic.synthetic_config(args.preset), args.seed)
     sample = range(0, len(plan.jobs), max(1, len(plan.jobs) // 1000))
     start = time.process_time()
     for index in sample:

@@ -66,7 +66,7 @@ def main() -> None:
     root = args.root or f"data/bench-synthetic-{args.preset}"
 
     from mmhpn.data import load_dataset
-    from mmhpn.data.synthetic import make_config, make_plan
+    from mmhpn.data.synthetic import make_plan, synthetic_config
     from mmhpn.evaluation import evaluate_features
 
     dataset = load_dataset("synthetic", root, preset=args.preset, seed=args.seed)
@@ -87,7 +87,7 @@ def main() -> None:
                          "mAP": round(float(scores.mAP), 4), "num_queries": scores.num_queries}
 
     # Rank-1 errors of the centre descriptor that retrieve a look-alike of the query.
-    plan = make_plan(make_config(args.preset), args.seed)
+    plan = make_plan(synthetic_config(args.preset), args.seed)
     group_of = {pid: ident.group for pid, ident in plan.identities.items() if isinstance(pid, int)}
     qf, gf = features["centre"]
     qn = qf / np.linalg.norm(qf, axis=1, keepdims=True)

@@ -112,7 +112,7 @@ def main() -> None:
 
     start = time.perf_counter()
     dataset = load_dataset("synthetic", root, preset=args.preset, seed=args.seed)
-    config = synthetic.make_config(args.preset)
+    config = synthetic.synthetic_config(args.preset)
     plan = synthetic.make_plan(config, args.seed)
     job_of = {Path(job[0]).name: index for index, job in enumerate(plan.jobs)}
     splits = {"query": dataset.query, "gallery": dataset.gallery}

@@ -16,7 +16,7 @@ from mmhpn.errors import ConfigError, MMHPNError
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     """`mmhpn synth`: write the synthetic benchmark (mmhpn.data.synthetic)."""
-    from mmhpn.data.synthetic import PRESETS
+    from mmhpn.data.synthetic import SYNTHETIC_PRESETS
 
     p = sub.add_parser(
         "synth",
@@ -26,7 +26,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         "give byte-identical files. A finished dataset with the same settings is reused; a folder "
         "holding anything else is an error.",
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="dataset size (default: demo)")
+    p.add_argument("--preset", choices=sorted(SYNTHETIC_PRESETS), default="demo", help="dataset size (default: demo)")
     p.add_argument("--out", required=True, help="folder to create, e.g. data/synthetic-demo")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--workers", type=int, default=1, help="processes drawing images (default: 1)")

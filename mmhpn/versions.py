@@ -50,7 +50,8 @@ TRAINING_SEMANTICS_VERSION = 3  # 2: the layout read from the text, PSL factor l
 #   (a finished run caches them);
 # - trunk_cache.py: the frozen trunk's layer3 maps that feature-cache runs train and
 #   evaluate on.
-# Not listed: data/synthetic.py (its own format version is hashed for synthetic runs),
+# Not listed: the data/synthetic/ package (its own format version is hashed for synthetic
+# runs, and tests/test_data_synthetic.py pins the bytes it draws, asking for a bump),
 # evaluation/reranking.py (never used by a training's metrics), distributed.py (process
 # plumbing; one-process results do not depend on it), checkpoints.py, atomic.py, runs.py,
 # run_integrity.py and the book (files, cache and presentation, not computation).

@@ -29,10 +29,39 @@ def test_same_seed_byte_identical_other_seed_different(tiny_root, tmp_path):
     assert tree_digest(other) != tree_digest(tiny_root)
 
 
+# What the tiny preset (seed 0) draws at FORMAT_VERSION 3: sha256 over every file's relative
+# path and bytes (the marker excepted: it records the drawing time), and over the pixels of
+# every image before JPEG encoding. Recorded with Pillow 13.0.0, libjpeg-turbo 3.2.0, NumPy 2.4.6.
+TINY_FILES_DIGEST = "ace19a80eb980d853ad57ed91b3e53577408036138aea738825df85467425456"
+TINY_PIXELS_DIGEST = "f3fe47666d7dfb579941387ced280b57dbdbacd24ca2be0725592b231f361fcb"
+PINNED_WITH = "Pillow 13.0.0, libjpeg-turbo 3.2.0, NumPy 2.4.6"
+
+
+def test_tiny_preset_draws_the_pinned_bytes(tiny_root):
+    """A change to what the generator draws must come with a FORMAT_VERSION bump (it is in every run hash)."""
+    from PIL import __version__ as pillow_version
+    from PIL import features
+
+    files = hashlib.sha256()
+    for path in sorted(p for p in tiny_root.rglob("*") if p.is_file() and p.name != synthetic.MARKER_NAME):
+        name = path.relative_to(tiny_root).as_posix().encode()
+        files.update(name + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    plan = synthetic.make_plan(synthetic.synthetic_config("tiny"), seed=TINY_SEED)
+    pixels = hashlib.sha256()
+    for index in range(len(plan.jobs)):
+        pixels.update(synthetic.render_job(plan, index).tobytes())
+    here = f"Pillow {pillow_version}, libjpeg-turbo {features.version_feature('libjpeg_turbo')}, NumPy {np.__version__}"
+    advice = (f"the synthetic generator now draws other {{}} for the tiny preset than FORMAT_VERSION "
+              f"{synthetic.FORMAT_VERSION} recorded (pinned with {PINNED_WITH}; here {here}). If the generator "
+              "changed, bump FORMAT_VERSION in mmhpn/data/synthetic/writer.py and pin the new digests here")
+    assert pixels.hexdigest() == TINY_PIXELS_DIGEST, advice.format("pixels")
+    assert files.hexdigest() == TINY_FILES_DIGEST, advice.format("file names or JPEG bytes (same pixels)")
+
+
 def test_layout_images_distractors_junk(tiny_root):
     for folder in ("bounding_box_train", "bounding_box_test", "query", "gt_bbox"):
         assert any((tiny_root / folder).iterdir()), folder
-    config = synthetic.PRESETS["tiny"]
+    config = synthetic.SYNTHETIC_PRESETS["tiny"]
     test_files = [p.name for p in (tiny_root / "bounding_box_test").iterdir()]
     assert sum(n.startswith("-1_") for n in test_files) == config.num_junk
     assert sum(n.startswith("0000_") for n in test_files) == config.num_distractors
@@ -58,7 +87,7 @@ def test_splits_disjoint_and_every_query_matchable(tiny_root):
 
 
 def test_market_sized_plan_matches_market_split_sizes():
-    plan = synthetic.make_plan(synthetic.make_config("market-sized"), seed=0)
+    plan = synthetic.make_plan(synthetic.synthetic_config("market-sized"), seed=0)
     folders = [job[0].split("/")[0] for job in plan.jobs]
     train, query = folders.count("bounding_box_train"), folders.count("query")
     gallery = sum(f == "bounding_box_test" and job[1] != -1 for f, job in zip(folders, plan.jobs))
@@ -77,12 +106,12 @@ PART_FIELDS = {
 
 
 def test_tiny_stays_tiny():
-    plan = synthetic.make_plan(synthetic.make_config("tiny"), seed=0)
+    plan = synthetic.make_plan(synthetic.synthetic_config("tiny"), seed=0)
     assert len(plan.jobs) < 400
 
 
 def test_lookalike_groups_differ_in_exactly_one_part():
-    config = synthetic.make_config("demo")
+    config = synthetic.synthetic_config("demo")
     plan = synthetic.make_plan(config, seed=0)
     part_fields = PART_FIELDS
     groups: dict[int, list] = {}
@@ -114,7 +143,7 @@ def _front_drawing(ident) -> np.ndarray:
 def test_position_lookalikes_have_the_same_colours_at_other_heights():
     """Pairs that differ only in where parts are: same colours, so a global colour histogram barely
     changes, while per-stripe histograms change several times more."""
-    plan = synthetic.make_plan(synthetic.make_config("tiny"), seed=0)
+    plan = synthetic.make_plan(synthetic.synthetic_config("tiny"), seed=0)
     people = {pid: ident for pid, ident in plan.identities.items() if isinstance(pid, int)}
     pairs = [(next(b for b in people.values() if b.group == v.group and not b.changed_part), v)
              for v in people.values() if v.changed_part in synthetic.POSITION_PARTS]
@@ -140,7 +169,7 @@ def test_position_lookalikes_have_the_same_colours_at_other_heights():
 
 
 def test_render_info_describes_the_image_without_changing_it():
-    plan = synthetic.make_plan(synthetic.make_config("tiny"), seed=3)
+    plan = synthetic.make_plan(synthetic.synthetic_config("tiny"), seed=3)
     for index in range(0, len(plan.jobs), 17):
         info: dict = {}
         with_info = synthetic.render_job(plan, index, info)
@@ -159,25 +188,27 @@ def test_pretrain_set_shares_no_identity_with_the_test_split():
     for profile, expected_ids in (("demo", 1000), ("smoke", 24)):
         config = make_config(profile)
         source = pretraining_config(config.init_from)
-        evaluation = synthetic.make_plan(synthetic.make_config(config.synthetic_preset), seed=config.synthetic_seed)
-        pretrain = synthetic.make_plan(synthetic.make_config(source.synthetic_preset), seed=source.synthetic_seed)
+        evaluation = synthetic.make_plan(synthetic.synthetic_config(config.synthetic_preset),
+                                         seed=config.synthetic_seed)
+        pretrain = synthetic.make_plan(synthetic.synthetic_config(source.synthetic_preset), seed=source.synthetic_seed)
         assert pretrain.config.identity_stream != evaluation.config.identity_stream
         assert synthetic.check_disjoint_identities(pretrain, evaluation) == len(pretrain.identities) > expected_ids
     # Drawn from the same identity stream (same seed), the check catches the shared people,
     # even with other sizes of the non-identity parts.
-    same_stream = synthetic.make_plan(synthetic.make_config("tiny", num_junk=0, num_distractors=3), seed=0)
+    same_stream = synthetic.make_plan(synthetic.synthetic_config("tiny", num_junk=0, num_distractors=3), seed=0)
+    tiny = synthetic.make_plan(synthetic.synthetic_config("tiny"), seed=0)
     with pytest.raises(DatasetError, match="shares 16 people with the evaluation test split"):
-        synthetic.check_disjoint_identities(same_stream, synthetic.make_plan(synthetic.make_config("tiny"), seed=0))
+        synthetic.check_disjoint_identities(same_stream, tiny)
 
 
 def test_config_errors():
     with pytest.raises(ConfigError, match="unknown synthetic preset"):
-        synthetic.make_config("huge")
+        synthetic.synthetic_config("huge")
     with pytest.raises(ConfigError, match="unknown synthetic knob.*num_ids"):
-        synthetic.make_config("tiny", num_ids=3)
+        synthetic.synthetic_config("tiny", num_ids=3)
     with pytest.raises(ConfigError, match="min_cameras_per_id"):
-        synthetic.make_config("tiny", min_cameras_per_id=1)
-    assert synthetic.make_config("demo", num_train_ids=50).num_train_ids == 50
+        synthetic.synthetic_config("tiny", min_cameras_per_id=1)
+    assert synthetic.synthetic_config("demo", num_train_ids=50).num_train_ids == 50
 
 
 def test_ensure_synthetic_reuses_finished_and_refuses_others(tmp_path, monkeypatch):
@@ -185,7 +216,7 @@ def test_ensure_synthetic_reuses_finished_and_refuses_others(tmp_path, monkeypat
     assert synthetic.ensure_synthetic(root, "tiny", seed=1) == root
     digest = tree_digest(root)
     calls = []
-    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(synthetic.writer, "generate", lambda *a, **k: calls.append(a))
     assert synthetic.ensure_synthetic(root, "tiny", seed=1) == root and not calls  # reused, not redrawn
     assert tree_digest(root) == digest
     with pytest.raises(DatasetError, match="other settings.*seed 1"):
@@ -228,7 +259,7 @@ def test_interrupted_generation_leaves_nothing_that_looks_finished(tmp_path, mon
         (out / plan.jobs[indices[0]][0]).write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "_write_jobs", fail)
+    monkeypatch.setattr(synthetic.writer, "_write_jobs", fail)
     with pytest.raises(KeyboardInterrupt):
         synthetic.ensure_synthetic(tmp_path / "syn", "tiny", seed=0)
     assert not (tmp_path / "syn").exists()

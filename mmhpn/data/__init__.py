@@ -4,7 +4,8 @@
   (`load_dataset("market1501" | "dukemtmc-reid" | "cuhk03-np" | "synthetic", root)`), and
   `load_data(config)`: the dataset a training configuration names (`split_validation`:
   held-out training identities as query/gallery).
-- `mmhpn.data.synthetic`: the procedural pedestrian generator (`generate`, `ensure_synthetic`).
+- `mmhpn.data.synthetic`: the procedural pedestrian generator, a package (`generate`,
+  `ensure_synthetic`, `SYNTHETIC_PRESETS`, `synthetic_config`).
 - `mmhpn.data.pipeline`: transforms, `ImageDataset`, samplers, the training loader (with
   `set_loader_epoch`) and the evaluation loader, `sample_grid` for looking at a dataset.
 """
@@ -35,8 +36,7 @@ from mmhpn.data.pipeline import (
     sample_grid,
     set_loader_epoch,
 )
-from mmhpn.data.synthetic import PRESETS as SYNTHETIC_PRESETS
-from mmhpn.data.synthetic import ensure_synthetic, generate
+from mmhpn.data.synthetic import SYNTHETIC_PRESETS, ensure_synthetic, generate
 
 __all__ = [
     "CachedFeatureLoader",
