@@ -18,7 +18,8 @@ hand-made colour descriptors, no learning:
 * scored (a) on the whole test split with the standard protocol
   (`mmhpn.evaluation.evaluate_features`: same-id same-camera gallery images removed,
   distractors kept), and (b) within look-alike pairs (a group's base identity and one
-  variant; the queries of both against the gallery of both), per kind of difference:
+  variant; the queries of both against the gallery of both, by the same protocol:
+  `mmhpn.evaluation.evaluate`'s per-query scores), per kind of difference:
   WHERE parts are (``swap-upper-lower``, ``swap-block``, ``detail-height``: the same
   colours) or WHAT one part is (``hair``, ``shoes``, ``lower``, ``bag``, ``upper-pattern``).
   Within a pair, a descriptor that cannot separate the two people has rank-1 near the
@@ -82,18 +83,21 @@ def clean_drawing(synthetic, ident, view: str, height: int, width: int) -> tuple
 
 
 def rank1_ap(distances: np.ndarray, q_pids, g_pids, q_cams, g_cams) -> tuple[np.ndarray, np.ndarray]:
-    """Per-query rank-1 hit and average precision (same-id same-camera gallery images ignored)."""
-    hits, aps = [], []
-    for i in range(len(q_pids)):
-        valid = ~((g_pids == q_pids[i]) & (g_cams == q_cams[i]))
-        order = np.argsort(distances[i, valid], kind="stable")
-        match = (g_pids[valid] == q_pids[i])[order]
-        if not match.any():
-            continue
-        hits.append(float(match[0]))
-        ranks = np.flatnonzero(match) + 1
-        aps.append(float(np.mean(np.arange(1, len(ranks) + 1) / ranks)))
-    return np.array(hits), np.array(aps)
+    """Per query: rank-1 hit and average precision, NaN for a query without a true match.
+
+    The standard protocol's per-query results (`mmhpn.evaluation.evaluate`: same-id
+    same-camera gallery images ignored, ties in gallery order).
+    """
+    from mmhpn.evaluation import evaluate
+
+    result = evaluate(distances, q_pids, g_pids, q_cams, g_cams, max_rank=1)
+    scored = result.query_first_match >= 0
+    return np.where(scored, (result.query_first_match == 0).astype(float), np.nan), result.query_ap
+
+
+def scored_mean(values) -> float:
+    """The mean over the queries that have a true match."""
+    return float(np.nanmean(values))
 
 
 def main() -> None:
@@ -158,10 +162,10 @@ def main() -> None:
         distances = 1 - f["query"] @ f["gallery"].T
         hits, aps = rank1_ap(distances, q_pids, g_pids, q_cams, g_cams)
         by_occlusion[str(k)] = {
-            "occluded": {"rank1": round(float(hits[occluded_query].mean()), 4),
-                         "mAP": round(float(aps[occluded_query].mean()), 4)},
-            "unoccluded": {"rank1": round(float(hits[~occluded_query].mean()), 4),
-                           "mAP": round(float(aps[~occluded_query].mean()), 4)},
+            "occluded": {"rank1": round(scored_mean(hits[occluded_query]), 4),
+                         "mAP": round(scored_mean(aps[occluded_query]), 4)},
+            "unoccluded": {"rank1": round(scored_mean(hits[~occluded_query]), 4),
+                           "mAP": round(scored_mean(aps[~occluded_query]), 4)},
         }
 
     # (b) within look-alike pairs (base, variant), per kind of difference.
@@ -186,8 +190,8 @@ def main() -> None:
             for key in (kind, family, "all"):
                 per_kind[key][0].extend(hits)
                 per_kind[key][1].extend(aps)
-        within[f"{source}/{k}"] = {key: {"rank1": round(float(np.mean(h)), 4), "mAP": round(float(np.mean(a)), 4),
-                                         "queries": len(h)} for key, (h, a) in per_kind.items()}
+        within[f"{source}/{k}"] = {key: {"rank1": round(scored_mean(h), 4), "mAP": round(scored_mean(a), 4),
+                                         "queries": int(np.sum(~np.isnan(h)))} for key, (h, a) in per_kind.items()}
     pair_counts = {kind: sum(p[0] == kind for p in pairs) for kind in kinds}
 
     # Conditions of the test images: occlusion and vertical shift of the person in the box.
