@@ -52,9 +52,10 @@ TRAINING_SEMANTICS_VERSION = 3  # 2: the layout read from the text, PSL factor l
 #   evaluate on.
 # Not listed: the data/synthetic/ package (its own format version is hashed for synthetic
 # runs, and tests/test_data_synthetic.py pins the bytes it draws, asking for a bump),
-# evaluation/reranking.py (never used by a training's metrics), distributed.py (process
-# plumbing; one-process results do not depend on it), checkpoints.py, atomic.py, runs.py,
-# run_integrity.py and the book (files, cache and presentation, not computation).
+# data/checks.py (it refuses a dataset, it never changes one), evaluation/reranking.py
+# (never used by a training's metrics), distributed.py (process plumbing; one-process
+# results do not depend on it), checkpoints.py, atomic.py, runs.py, run_integrity.py and the
+# book (files, cache and presentation, not computation).
 SEMANTICS_SOURCES: tuple[str, ...] = (
     "mmhpn/model.py",
     "mmhpn/losses.py",

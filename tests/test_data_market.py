@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from mmhpn.data import count_unmatched_queries, load_dataset, load_market_layout, parse_image_name
-from mmhpn.data.market import verify_image_files
+from mmhpn.data.checks import check_image_files
 from mmhpn.errors import ConfigError, DatasetError
 
 
@@ -157,4 +157,4 @@ def test_corrupt_image_is_named_when_verifying(market_root):
     with pytest.raises(DatasetError, match=r"1 unreadable or corrupt image\(s\): .*0003_c1s1_001400_00.jpg"):
         load_market_layout(market_root, verify_images=True)
     with pytest.raises(DatasetError, match="0003_c1s1_001400_00.jpg"):
-        verify_image_files([str(bad)])
+        check_image_files([str(bad)], decode=True)

@@ -3,7 +3,9 @@
 - `mmhpn.data.market`: records, the Market-1501 file-layout parser, the dataset registry
   (`load_dataset("market1501" | "dukemtmc-reid" | "cuhk03-np" | "synthetic", root)`), and
   `load_data(config)`: the dataset a training configuration names (`split_validation`:
-  held-out training identities as query/gallery).
+  held-out training identities as query/gallery), checked for training.
+- `mmhpn.data.checks`: what a dataset must pass before training (`check_training_data`:
+  two identities or more, every image it uses readable), one `DatasetError` line each.
 - `mmhpn.data.synthetic`: the procedural pedestrian generator, a package (`generate`,
   `ensure_synthetic`, `SYNTHETIC_PRESETS`, `synthetic_config`).
 - `mmhpn.data.pipeline`: transforms, `ImageDataset`, samplers, the training loader (with

@@ -5,7 +5,8 @@ one a training configuration names.
 
 This module owns reading a re-ID dataset folder into lists of `ImageRecord`s, exactly as the
 community's PyTorch toolboxes (open-reid, torchreid, fast-reid) do, and nothing else: no image
-is decoded here (see `mmhpn.data.pipeline`).
+is decoded here (see `mmhpn.data.pipeline`); `load_data` hands the dataset it returns to the
+checks of `mmhpn.data.checks` (identities, image headers) before anything trains on it.
 
 Layout (Market-1501 and every dataset released in its format)::
 
@@ -31,6 +32,7 @@ Conventions (those of the toolboxes, so that numbers are comparable):
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import warnings
@@ -41,6 +43,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 import numpy as np
 import pandas as pd
 
+from mmhpn.data.checks import check_image_files, check_training_data, first_few
 from mmhpn.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:  # the data layer reads a configuration's fields, it does not import the config layer
@@ -147,6 +150,20 @@ def parse_image_name(name: str) -> tuple[int, int] | None:
     return pid, cam - 1
 
 
+def _is_link_loop(path: str | os.PathLike) -> bool:
+    """Whether `path` is a symbolic link that leads back to itself (Path.is_dir() just says False)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        return err.errno == errno.ELOOP
+    return False
+
+
+def _link_loop_error(paths: list[str]) -> DatasetError:
+    return DatasetError(f"{len(paths)} symbolic link loop(s) in the dataset: {first_few(paths)} (each link leads "
+                        "back to itself); replace each with the file or folder it should point to, or remove it")
+
+
 def read_split_folder(folder: Path) -> list[ImageRecord]:
     """All images of one split folder as records with their original ids (junk included).
 
@@ -154,20 +171,34 @@ def read_split_folder(folder: Path) -> list[ImageRecord]:
     """
     if not folder.is_dir():
         raise DatasetError(f"missing split folder {folder}; {_LAYOUT_HELP}")
-    records, unparsable = [], []
+    records, unparsable, loops, broken = [], [], [], []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if not entry.is_file() or not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+        is_image = entry.name.lower().endswith(IMAGE_EXTENSIONS)
+        try:
+            is_file = entry.is_file()
+        except OSError as err:  # is_file() follows links: a loop raises ELOOP
+            if err.errno != errno.ELOOP:
+                raise DatasetError(f"cannot read {entry.path}: {err.strerror}") from None
+            loops.append(entry.path)
+            continue
+        if is_image and not is_file and entry.is_symlink() and not os.path.exists(entry.path):
+            broken.append(entry.path)  # an image that is not there: never silently left out
+            continue
+        if not is_file or not is_image:
             continue  # Thumbs.db, .DS_Store, readme files: not images
         parsed = parse_image_name(entry.name)
         if parsed is None:
             unparsable.append(entry.name)
             continue
         records.append(ImageRecord(os.path.join(str(folder), entry.name), parsed[0], parsed[1]))
+    if loops:
+        raise _link_loop_error(loops)
+    if broken:
+        raise DatasetError(f"{len(broken)} broken symbolic link(s) in {folder}: {first_few(broken)} (the file each "
+                           "points to does not exist); restore the images they point to, or remove the links")
     if unparsable:
-        shown = ", ".join(unparsable[:5])
-        more = f" (and {len(unparsable) - 5} more)" if len(unparsable) > 5 else ""
         raise DatasetError(
-            f"{len(unparsable)} image file name(s) in {folder} do not parse: {shown}{more}; "
+            f"{len(unparsable)} image file name(s) in {folder} do not parse: {first_few(unparsable)}; "
             "expected names like 0002_c1s1_000451_03.jpg (person id, '_c', camera number >= 1)"
         )
     return records
@@ -181,12 +212,18 @@ def load_market_layout(
 ) -> ReIDDataset:
     """Read a Market-1501-layout folder (see the module docstring) into a `ReIDDataset`.
 
-    `verify_images=True` opens every image once and raises `DatasetError` naming the corrupt
-    ones (slow on real datasets; by default corrupt images are reported when they are decoded).
+    `verify_images=True` decodes every image once and raises `DatasetError` naming the corrupt
+    ones (slow on real datasets; by default `load_data` reads every image's header before
+    training, and an image corrupt past its header is reported when it is decoded).
+    A symbolic link loop (the root, a split folder or a file) is a `DatasetError` naming it.
     A query identity with no gallery image from another camera cannot be scored by the
     protocol; their count is reported with `warnings.warn` (`warn_unmatched=False` silences it).
     """
     root_path = Path(root)
+    loops = [str(root_path)] if _is_link_loop(root_path) else \
+        [str(root_path / f) for f in (*SPLIT_FOLDERS.values(), MULTI_QUERY_FOLDER) if _is_link_loop(root_path / f)]
+    if loops:
+        raise _link_loop_error(loops)
     if not root_path.is_dir():
         raise DatasetError(f"dataset root {root_path} does not exist or is not a folder; {_LAYOUT_HELP}")
     missing = [folder for folder in SPLIT_FOLDERS.values() if not (root_path / folder).is_dir()]
@@ -244,7 +281,8 @@ def load_market_layout(
                 stacklevel=2,
             )
     if verify_images:
-        verify_image_files([r.path for split in (train, keep_query, keep_gallery, multi_query) for r in split])
+        check_image_files([r.path for split in (train, keep_query, keep_gallery, multi_query) for r in split],
+                          decode=True)
     return dataset
 
 
@@ -254,23 +292,6 @@ def count_unmatched_queries(query: list[ImageRecord], gallery: list[ImageRecord]
     for r in gallery:
         cameras_of.setdefault(r.pid, set()).add(r.camid)
     return sum(not (cameras_of.get(q.pid, set()) - {q.camid}) for q in query)
-
-
-def verify_image_files(paths: list[str]) -> None:
-    """Decode every image fully; raise `DatasetError` naming the first unreadable ones."""
-    from PIL import Image
-
-    bad = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.load()
-        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... on bad files
-            bad.append(f"{path} ({type(err).__name__}: {err})")
-    if bad:
-        shown = "; ".join(bad[:5])
-        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
-        raise DatasetError(f"{len(bad)} unreadable or corrupt image(s): {shown}{more}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,15 +415,20 @@ def split_validation(dataset: ReIDDataset, fraction: float, seed: int = VALIDATI
 
 
 def load_data(config: TrainConfig) -> ReIDDataset:
-    """The dataset of a training configuration (synthetic data is generated first if missing).
+    """The dataset of a training configuration (synthetic data is generated first if missing), checked.
 
     With ``config.val_fraction > 0`` the validation split of the training identities
-    (`split_validation`) replaces the test split.
+    (`split_validation`) replaces the test split. The result has passed
+    `mmhpn.data.checks.check_training_data` (two identities or more, every image it uses
+    readable), so a dataset that cannot train fails here, before any run folder is written.
     """
     options: dict = {}
     if config.dataset == "synthetic":
         options.update(preset=config.synthetic_preset, seed=config.synthetic_seed)
     if getattr(config, "val_fraction", 0.0) > 0:
         options["warn_unmatched"] = False  # the test split's queries are not used
-        return split_validation(load_dataset(config.dataset, config.data_root, **options), config.val_fraction)
-    return load_dataset(config.dataset, config.data_root, **options)
+        dataset = split_validation(load_dataset(config.dataset, config.data_root, **options), config.val_fraction)
+    else:
+        dataset = load_dataset(config.dataset, config.data_root, **options)
+    check_training_data(dataset)
+    return dataset

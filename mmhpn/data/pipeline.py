@@ -106,7 +106,7 @@ def decode_image(path: str) -> Image.Image:
     try:
         with Image.open(path) as image:
             return image.convert("RGB")  # convert() forces a full decode: truncated files fail here
-    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for missing/corrupt/truncated files
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # missing/corrupt/truncated/huge
         raise DatasetError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
 
 
