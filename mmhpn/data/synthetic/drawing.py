@@ -3,9 +3,9 @@
 A person is drawn back to front with PIL's ImageDraw: a backpack seen from the side, legs
 and lower garment, the arms behind the torso, the torso and its pattern, a coloured band,
 bags over the torso, the arm in front (side views) and a handbag, then neck, head, hair
-and headwear. Where each part goes is computed once (`Figure`); the only random draws are
-the stride and the arm swing, taken in `figure`. The same inputs draw the same pixels:
-the order of the draws and of the shapes is part of the synthetic format
+and headwear. Where each part goes is computed once (`PersonGeometry`); the only random
+draws are the stride and the arm swing, taken in `person_geometry`. The same inputs draw
+the same pixels: the order of the draws and of the shapes is part of the synthetic format
 (`mmhpn.data.synthetic.writer.FORMAT_VERSION`).
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _torso_patch(t, fx0, fx1, fy0, fy1):
 
 
 @dataclass(frozen=True)
-class Figure:
+class PersonGeometry:
     """Where the parts of one drawn person are (pixels) and how its colours are painted."""
 
     ident: Identity
@@ -71,8 +71,8 @@ class Figure:
         return tuple(int(min(255, max(0, v + d))) for v, d in zip(color, self.tint))
 
 
-def figure(ident: Identity, view: str, cx: float, top: float, height: float, rng: np.random.Generator,
-           tint: tuple = (0, 0, 0), solid: tuple | None = None) -> Figure:
+def person_geometry(ident: Identity, view: str, cx: float, top: float, height: float, rng: np.random.Generator,
+                    tint: tuple = (0, 0, 0), solid: tuple | None = None) -> PersonGeometry:
     """The geometry of `ident` seen from `view`, feet at top + height; draws the stride and arm swing."""
     u = height * ident.stature
     top = top + (height - u)  # shorter people: feet stay on the ground line
@@ -89,7 +89,7 @@ def figure(ident: Identity, view: str, cx: float, top: float, height: float, rng
     else:
         off = half_hip * 0.5
         leg_centers = [(cx - off, cx - off - stride), (cx + off, cx + off + stride)]
-    return Figure(
+    return PersonGeometry(
         ident=ident, view=view, side=side, facing=facing, cx=cx, top=top, u=u,
         half_shoulder=half_shoulder, half_hip=half_hip, y_shoulder=y_shoulder, y_waist=y_waist, y_foot=y_foot,
         torso=(cx - half_shoulder, cx + half_shoulder, y_shoulder, y_waist, cx - half_hip, cx + half_hip),
@@ -109,65 +109,66 @@ def draw_person(draw: ImageDraw.ImageDraw, ident: Identity, view: str, cx: float
     `tint` is a small per-image colour offset (clothes under slightly different light).
     `solid`: draw every part in this one colour (a silhouette, for the person's pixel mask).
     """
-    f = figure(ident, view, cx, top, height, rng, tint, solid)
-    if ident.bag_type == "backpack" and f.side:
-        _draw_backpack_behind(draw, f)
-    _draw_legs(draw, f)
+    body = person_geometry(ident, view, cx, top, height, rng, tint, solid)
+    if ident.bag_type == "backpack" and body.side:
+        _draw_backpack_behind(draw, body)
+    _draw_legs(draw, body)
     hands = []
-    if not f.side:  # both arms behind the torso
-        hands.append(_draw_arm(draw, f, cx - f.half_shoulder - f.arm_w * 0.35, -0.01 * f.u))
-        hands.append(_draw_arm(draw, f, cx + f.half_shoulder + f.arm_w * 0.35, 0.01 * f.u))
-    _draw_torso(draw, f)
+    if not body.side:  # both arms behind the torso
+        hands.append(_draw_arm(draw, body, cx - body.half_shoulder - body.arm_w * 0.35, -0.01 * body.u))
+        hands.append(_draw_arm(draw, body, cx + body.half_shoulder + body.arm_w * 0.35, 0.01 * body.u))
+    _draw_torso(draw, body)
     if ident.detail_height != "none":
-        _draw_band(draw, f)  # before the bags, which may hide it
-    _draw_bags_over_torso(draw, f)
-    if f.side:  # one arm in front of the torso, swinging
-        hands.append(_draw_arm(draw, f, cx + 0.2 * f.swing, f.swing))
+        _draw_band(draw, body)  # before the bags, which may hide it
+    _draw_bags_over_torso(draw, body)
+    if body.side:  # one arm in front of the torso, swinging
+        hands.append(_draw_arm(draw, body, cx + 0.2 * body.swing, body.swing))
     if ident.bag_type == "handbag" and hands:
-        _draw_handbag(draw, f, hands)
-    head = _head(f)
-    _draw_head_and_hair(draw, f, head)
+        _draw_handbag(draw, body, hands)
+    head = _head(body)
+    _draw_head_and_hair(draw, body, head)
     if ident.hair_style in ("hat", "cap"):
-        _draw_headwear(draw, f, head)
+        _draw_headwear(draw, body, head)
 
 
-def _draw_backpack_behind(draw: ImageDraw.ImageDraw, f: Figure) -> None:
+def _draw_backpack_behind(draw: ImageDraw.ImageDraw, body: PersonGeometry) -> None:
     """A backpack seen from the side sticks out behind (from the back it covers the torso: drawn later)."""
-    u = f.u
-    bx = f.cx - f.facing * (f.half_shoulder + 0.06 * u)
-    draw.rectangle([bx - 0.06 * u, f.y_shoulder + 0.02 * u, bx + 0.06 * u, f.top + 0.42 * u],
-                   fill=f.paint(f.ident.bag_color))
+    u = body.u
+    bx = body.cx - body.facing * (body.half_shoulder + 0.06 * u)
+    draw.rectangle([bx - 0.06 * u, body.y_shoulder + 0.02 * u, bx + 0.06 * u, body.top + 0.42 * u],
+                   fill=body.paint(body.ident.bag_color))
 
 
-def _draw_legs(draw: ImageDraw.ImageDraw, f: Figure) -> None:
+def _draw_legs(draw: ImageDraw.ImageDraw, body: PersonGeometry) -> None:
     """Legs (skin), the lower garment over them down to its hem, shoes, and the skirt or waistband."""
-    ident, u, leg_w = f.ident, f.u, f.leg_w
-    skin, lower, shoes = f.paint(ident.skin), f.paint(ident.lower_color), f.paint(ident.shoe_color)
-    for hip_x, foot_x in f.leg_centers:
-        draw.polygon(_quad(hip_x - leg_w / 2, hip_x + leg_w / 2, f.y_waist, f.y_foot,
+    ident, u, cx, leg_w, half_hip = body.ident, body.u, body.cx, body.leg_w, body.half_hip
+    y_waist, y_foot, hem = body.y_waist, body.y_foot, body.hem
+    skin, lower, shoes = body.paint(ident.skin), body.paint(ident.lower_color), body.paint(ident.shoe_color)
+    for hip_x, foot_x in body.leg_centers:
+        draw.polygon(_quad(hip_x - leg_w / 2, hip_x + leg_w / 2, y_waist, y_foot,
                            foot_x - leg_w * 0.4, foot_x + leg_w * 0.4), fill=skin)
         if ident.lower_type != "skirt":
-            frac = (f.hem - f.y_waist) / (f.y_foot - f.y_waist)
+            frac = (hem - y_waist) / (y_foot - y_waist)
             hx = hip_x + (foot_x - hip_x) * frac
             w_hem = leg_w / 2 + (leg_w * 0.4 - leg_w / 2) * frac
-            draw.polygon(_quad(hip_x - leg_w / 2, hip_x + leg_w / 2, f.y_waist, f.hem, hx - w_hem, hx + w_hem),
+            draw.polygon(_quad(hip_x - leg_w / 2, hip_x + leg_w / 2, y_waist, hem, hx - w_hem, hx + w_hem),
                          fill=lower)
-        toe = f.facing * 0.05 * u if f.side else 0.0
+        toe = body.facing * 0.05 * u if body.side else 0.0
         sx0, sx1 = sorted((foot_x - leg_w * 0.55 + min(toe, 0), foot_x + leg_w * 0.55 + max(toe, 0)))
-        draw.rectangle([sx0, f.y_foot - 0.01 * u, sx1, f.top + u], fill=shoes)
+        draw.rectangle([sx0, y_foot - 0.01 * u, sx1, body.top + u], fill=shoes)
     if ident.lower_type == "skirt":
-        draw.polygon(_quad(f.cx - f.half_hip, f.cx + f.half_hip, f.y_waist - 0.02 * u, f.hem,
-                           f.cx - f.half_hip * 1.5, f.cx + f.half_hip * 1.5), fill=lower)
+        draw.polygon(_quad(cx - half_hip, cx + half_hip, y_waist - 0.02 * u, hem,
+                           cx - half_hip * 1.5, cx + half_hip * 1.5), fill=lower)
     else:
-        draw.rectangle([f.cx - f.half_hip, f.y_waist - 0.02 * u, f.cx + f.half_hip, f.top + 0.56 * u], fill=lower)
+        draw.rectangle([cx - half_hip, y_waist - 0.02 * u, cx + half_hip, body.top + 0.56 * u], fill=lower)
 
 
-def _draw_arm(draw: ImageDraw.ImageDraw, f: Figure, x_shoulder: float, dx: float) -> tuple:
+def _draw_arm(draw: ImageDraw.ImageDraw, body: PersonGeometry, x_shoulder: float, dx: float) -> tuple:
     """One arm from the shoulder at `x_shoulder` to a hand `dx` to the side; returns the hand's (x, y)."""
-    ident, u, arm_w, y_shoulder = f.ident, f.u, f.arm_w, f.y_shoulder
-    skin = f.paint(ident.skin)
-    y_elbow_sleeve = f.top + (0.45 if ident.long_sleeves else 0.27) * u
-    y_hand = f.top + 0.50 * u
+    ident, u, arm_w, y_shoulder = body.ident, body.u, body.arm_w, body.y_shoulder
+    skin = body.paint(ident.skin)
+    y_elbow_sleeve = body.top + (0.45 if ident.long_sleeves else 0.27) * u
+    y_hand = body.top + 0.50 * u
     x_hand = x_shoulder + dx
     draw.polygon(_quad(x_shoulder - arm_w / 2, x_shoulder + arm_w / 2, y_shoulder + 0.01 * u, y_hand,
                        x_hand - arm_w / 2, x_hand + arm_w / 2), fill=skin)
@@ -176,22 +177,22 @@ def _draw_arm(draw: ImageDraw.ImageDraw, f: Figure, x_shoulder: float, dx: float
     frac = (y_elbow_sleeve - y_shoulder) / (y_hand - y_shoulder)
     xs = x_shoulder + dx * frac
     draw.polygon(_quad(x_shoulder - arm_w / 2, x_shoulder + arm_w / 2, y_shoulder + 0.01 * u,
-                       y_elbow_sleeve, xs - arm_w / 2, xs + arm_w / 2), fill=f.paint(ident.upper_color))
+                       y_elbow_sleeve, xs - arm_w / 2, xs + arm_w / 2), fill=body.paint(ident.upper_color))
     draw.ellipse([x_hand - arm_w * 0.55, y_hand - 0.01 * u, x_hand + arm_w * 0.55, y_hand + 0.045 * u],
                  fill=skin)
     return x_hand, y_hand
 
 
-def _draw_torso(draw: ImageDraw.ImageDraw, f: Figure) -> None:
+def _draw_torso(draw: ImageDraw.ImageDraw, body: PersonGeometry) -> None:
     """The upper garment with its pattern (patterns live in torso coordinates, so they follow its shape)."""
-    torso, view, pattern = f.torso, f.view, f.ident.upper_pattern
-    second = f.paint(f.ident.upper_second)
-    draw.polygon(_torso_patch(torso, 0, 1, 0, 1), fill=f.paint(f.ident.upper_color))
+    torso, view, pattern = body.torso, body.view, body.ident.upper_pattern
+    second = body.paint(body.ident.upper_second)
+    draw.polygon(_torso_patch(torso, 0, 1, 0, 1), fill=body.paint(body.ident.upper_color))
     if pattern == "hstripes":
         for k in range(0, 6, 2):
             draw.polygon(_torso_patch(torso, 0, 1, k / 6, (k + 1) / 6), fill=second)
     elif pattern == "vstripes":
-        n = 3 if f.side else 5
+        n = 3 if body.side else 5
         for k in range(0, n, 2):
             draw.polygon(_torso_patch(torso, (k + 0.5) / n, (k + 1) / n, 0, 1), fill=second)
     elif pattern == "checker":
@@ -201,70 +202,70 @@ def _draw_torso(draw: ImageDraw.ImageDraw, f: Figure) -> None:
                     draw.polygon(_torso_patch(torso, j / 4, (j + 1) / 4, i / 4, (i + 1) / 4), fill=second)
     elif pattern == "open-jacket" and view == "front":
         draw.polygon(_torso_patch(torso, 0.32, 0.68, 0, 1), fill=second)
-    elif pattern == "open-jacket" and f.side:
-        f0, f1 = (0.0, 0.2) if f.facing < 0 else (0.8, 1.0)
+    elif pattern == "open-jacket" and body.side:
+        f0, f1 = (0.0, 0.2) if body.facing < 0 else (0.8, 1.0)
         draw.polygon(_torso_patch(torso, f0, f1, 0, 1), fill=second)
     elif pattern == "logo" and view == "front":
         draw.polygon(_torso_patch(torso, 0.3, 0.7, 0.2, 0.5), fill=second)
     elif pattern == "block":  # colour-block top: the lower part in the second colour, split at equal areas
         # torso width w(t) = b + 2 a t over its height t in [0, 1]; solve int_0^split w = area / 2
-        a, b = f.half_hip - f.half_shoulder, 2 * f.half_shoulder
+        a, b = body.half_hip - body.half_shoulder, 2 * body.half_shoulder
         split = 0.5 if abs(a) < 1e-9 else (-b + np.sqrt(b * b + 2 * a * (a + b))) / (2 * a)
         draw.polygon(_torso_patch(torso, 0, 1, split, 1), fill=second)
 
 
-def _draw_band(draw: ImageDraw.ImageDraw, f: Figure) -> None:
+def _draw_band(draw: ImageDraw.ImageDraw, body: PersonGeometry) -> None:
     """The narrow coloured band: across the torso, or across each leg (the skirt above its hem)."""
-    ident, u, cx = f.ident, f.u, f.cx
-    band = f.paint(ident.detail_color)
-    y_band = f.top + DETAIL_HEIGHTS[ident.detail_height] * u
+    ident, u, cx = body.ident, body.u, body.cx
+    band = body.paint(ident.detail_color)
+    y_band = body.top + DETAIL_HEIGHTS[ident.detail_height] * u
     half_band = 0.03 * u
-    if y_band < f.y_waist:
-        fy = (y_band - f.y_shoulder) / (f.y_waist - f.y_shoulder)
-        draw.polygon(_torso_patch(f.torso, 0, 1, fy - half_band / (f.y_waist - f.y_shoulder),
-                                  fy + half_band / (f.y_waist - f.y_shoulder)), fill=band)
-    elif ident.lower_type == "skirt" and y_band < f.hem:
-        frac = (y_band - (f.y_waist - 0.02 * u)) / (f.hem - f.y_waist + 0.02 * u)
-        half = f.half_hip * (1 + 0.5 * frac)
+    if y_band < body.y_waist:
+        fy = (y_band - body.y_shoulder) / (body.y_waist - body.y_shoulder)
+        draw.polygon(_torso_patch(body.torso, 0, 1, fy - half_band / (body.y_waist - body.y_shoulder),
+                                  fy + half_band / (body.y_waist - body.y_shoulder)), fill=band)
+    elif ident.lower_type == "skirt" and y_band < body.hem:
+        frac = (y_band - (body.y_waist - 0.02 * u)) / (body.hem - body.y_waist + 0.02 * u)
+        half = body.half_hip * (1 + 0.5 * frac)
         draw.rectangle([cx - half, y_band - half_band, cx + half, y_band + half_band], fill=band)
     else:
-        frac = (y_band - f.y_waist) / (f.y_foot - f.y_waist)
-        for hip_x, foot_x in f.leg_centers:
+        frac = (y_band - body.y_waist) / (body.y_foot - body.y_waist)
+        for hip_x, foot_x in body.leg_centers:
             x = hip_x + (foot_x - hip_x) * frac
-            half = (f.leg_w / 2 + (f.leg_w * 0.4 - f.leg_w / 2) * frac) * 1.05
+            half = (body.leg_w / 2 + (body.leg_w * 0.4 - body.leg_w / 2) * frac) * 1.05
             draw.rectangle([x - half, y_band - half_band, x + half, y_band + half_band], fill=band)
 
 
-def _draw_bags_over_torso(draw: ImageDraw.ImageDraw, f: Figure) -> None:
+def _draw_bags_over_torso(draw: ImageDraw.ImageDraw, body: PersonGeometry) -> None:
     """A backpack seen from the back (or its straps from the front), or a shoulder bag."""
-    ident, u, cx, top = f.ident, f.u, f.cx, f.top
-    bag = f.paint(ident.bag_color)
-    if ident.bag_type == "backpack" and f.view == "back":
-        draw.rectangle([cx - f.half_shoulder * 0.8, f.y_shoulder + 0.03 * u, cx + f.half_shoulder * 0.8,
+    ident, u, cx, top = body.ident, body.u, body.cx, body.top
+    bag = body.paint(ident.bag_color)
+    if ident.bag_type == "backpack" and body.view == "back":
+        draw.rectangle([cx - body.half_shoulder * 0.8, body.y_shoulder + 0.03 * u, cx + body.half_shoulder * 0.8,
                         top + 0.44 * u], fill=bag)
-    elif ident.bag_type == "backpack" and f.view == "front":
+    elif ident.bag_type == "backpack" and body.view == "front":
         for s in (-1, 1):
-            x = cx + s * f.half_shoulder * 0.55
-            draw.line([(x, f.y_shoulder), (x, top + 0.36 * u)], fill=bag, width=max(1, round(0.02 * u)))
+            x = cx + s * body.half_shoulder * 0.55
+            draw.line([(x, body.y_shoulder), (x, top + 0.36 * u)], fill=bag, width=max(1, round(0.02 * u)))
     elif ident.bag_type == "shoulder-bag":
-        if not f.side:
-            x_hip = cx + f.bag_dx * f.half_hip * 1.4
-            draw.line([(cx - f.bag_dx * f.half_shoulder * 0.8, f.y_shoulder), (x_hip, top + 0.47 * u)], fill=bag,
-                      width=max(1, round(0.018 * u)))
+        if not body.side:
+            x_hip = cx + body.bag_dx * body.half_hip * 1.4
+            draw.line([(cx - body.bag_dx * body.half_shoulder * 0.8, body.y_shoulder), (x_hip, top + 0.47 * u)],
+                      fill=bag, width=max(1, round(0.018 * u)))
             draw.rectangle([x_hip - 0.06 * u, top + 0.44 * u, x_hip + 0.06 * u, top + 0.56 * u], fill=bag)
-        elif f.near_side:
+        elif body.near_side:
             draw.rectangle([cx - 0.07 * u, top + 0.44 * u, cx + 0.07 * u, top + 0.57 * u], fill=bag)
 
 
-def _draw_handbag(draw: ImageDraw.ImageDraw, f: Figure, hands: list) -> None:
+def _draw_handbag(draw: ImageDraw.ImageDraw, body: PersonGeometry, hands: list) -> None:
     """A handbag below the hand that carries it, when that hand is in view."""
-    if f.side:
-        hx, hy = hands[0] if f.near_side else (None, None)
+    if body.side:
+        hx, hy = hands[0] if body.near_side else (None, None)
     else:
-        hx, hy = hands[0] if f.bag_dx < 0 else hands[-1]
+        hx, hy = hands[0] if body.bag_dx < 0 else hands[-1]
     if hx is not None:
-        u = f.u
-        draw.rectangle([hx - 0.05 * u, hy + 0.01 * u, hx + 0.05 * u, hy + 0.11 * u], fill=f.paint(f.ident.bag_color))
+        u, bag = body.u, body.paint(body.ident.bag_color)
+        draw.rectangle([hx - 0.05 * u, hy + 0.01 * u, hx + 0.05 * u, hy + 0.11 * u], fill=bag)
 
 
 class Head(NamedTuple):
@@ -276,41 +277,41 @@ class Head(NamedTuple):
     box: list
 
 
-def _head(f: Figure) -> Head:
-    head_w, head_h = 0.085 * f.u, 0.12 * f.u
-    y_head = f.top + 0.01 * f.u
-    return Head(head_w, head_h, y_head, [f.cx - head_w / 2, y_head, f.cx + head_w / 2, y_head + head_h])
+def _head(body: PersonGeometry) -> Head:
+    head_w, head_h = 0.085 * body.u, 0.12 * body.u
+    y_head = body.top + 0.01 * body.u
+    return Head(head_w, head_h, y_head, [body.cx - head_w / 2, y_head, body.cx + head_w / 2, y_head + head_h])
 
 
-def _draw_head_and_hair(draw: ImageDraw.ImageDraw, f: Figure, head: Head) -> None:
+def _draw_head_and_hair(draw: ImageDraw.ImageDraw, body: PersonGeometry, head: Head) -> None:
     """Neck, head, and short or long hair (on the back of the head in side views, all of it from the back)."""
-    ident, u, cx = f.ident, f.u, f.cx
-    skin, hair = f.paint(ident.skin), f.paint(ident.hair_color)
+    ident, u, cx = body.ident, body.u, body.cx
+    skin, hair = body.paint(ident.skin), body.paint(ident.hair_color)
     head_w, head_h, y_head, head_box = head
-    draw.rectangle([cx - head_w * 0.3, f.top + 0.11 * u, cx + head_w * 0.3, f.y_shoulder + 0.01 * u], fill=skin)
+    draw.rectangle([cx - head_w * 0.3, body.top + 0.11 * u, cx + head_w * 0.3, body.y_shoulder + 0.01 * u], fill=skin)
     style = ident.hair_style
     if style == "long":  # hair falls behind the shoulders
-        draw.rectangle([cx - head_w * 0.6, y_head + head_h * 0.3, cx + head_w * 0.6, f.top + 0.24 * u], fill=hair)
-    if f.view == "back" and style in ("short", "long"):
+        draw.rectangle([cx - head_w * 0.6, y_head + head_h * 0.3, cx + head_w * 0.6, body.top + 0.24 * u], fill=hair)
+    if body.view == "back" and style in ("short", "long"):
         draw.ellipse(head_box, fill=hair)
         return
     draw.ellipse(head_box, fill=skin)
     if style in ("short", "long"):
-        if f.side:  # hair on the back half of the head
-            x_split = cx - f.facing * head_w * 0.1
-            box = [head_box[0], y_head, x_split, y_head + head_h * 0.8] if f.facing > 0 else \
+        if body.side:  # hair on the back half of the head
+            x_split = cx - body.facing * head_w * 0.1
+            box = [head_box[0], y_head, x_split, y_head + head_h * 0.8] if body.facing > 0 else \
                 [x_split, y_head, head_box[2], y_head + head_h * 0.8]
             draw.rectangle(box, fill=hair)
         draw.pieslice([head_box[0] - 0.5, y_head - 0.5, head_box[2] + 0.5, y_head + head_h * 0.9], 180, 360,
                       fill=hair)
 
 
-def _draw_headwear(draw: ImageDraw.ImageDraw, f: Figure, head: Head) -> None:
+def _draw_headwear(draw: ImageDraw.ImageDraw, body: PersonGeometry, head: Head) -> None:
     """A hat (brim and crown) or a cap (crown, and its peak where the view shows it)."""
-    cx, facing = f.cx, f.facing
+    cx, facing = body.cx, body.facing
     head_w, head_h, y_head, head_box = head
-    hat = f.paint(f.ident.hat_color)
-    if f.ident.hair_style == "hat":
+    hat = body.paint(body.ident.hat_color)
+    if body.ident.hair_style == "hat":
         draw.rectangle([cx - head_w * 0.85, y_head + head_h * 0.18, cx + head_w * 0.85, y_head + head_h * 0.3],
                        fill=hat)
         draw.rectangle([cx - head_w * 0.5, y_head - head_h * 0.2, cx + head_w * 0.5, y_head + head_h * 0.25],
@@ -318,10 +319,10 @@ def _draw_headwear(draw: ImageDraw.ImageDraw, f: Figure, head: Head) -> None:
         return
     draw.pieslice([head_box[0] - 0.5, y_head - 0.5, head_box[2] + 0.5, y_head + head_h * 0.8], 180, 360,
                   fill=hat)
-    if f.side:
+    if body.side:
         x0 = cx + facing * head_w * 0.3
         x1 = x0 + facing * head_w * 0.55
         draw.rectangle([min(x0, x1), y_head + head_h * 0.3, max(x0, x1), y_head + head_h * 0.4], fill=hat)
-    elif f.view == "front":
+    elif body.view == "front":
         draw.rectangle([cx - head_w * 0.5, y_head + head_h * 0.3, cx + head_w * 0.5, y_head + head_h * 0.42],
                        fill=hat)
