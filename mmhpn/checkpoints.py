@@ -12,10 +12,12 @@ A run folder holds
   (`write_model_file`, `load_model_file`);
 * ``metrics.json`` - the final scores and the protocol used (`write_metrics`);
 * ``FINISHED`` - the marker, written last (`mark_finished`, `is_finished`), so a run killed at
-  any moment is never mistaken for a finished one; it records the code versions and every
-  file's size and sha256 (`read_finished`; `mmhpn.run_integrity` checks them).
+  any moment is never mistaken for a finished one; it records the code versions, the
+  fingerprint of the data the run used and every file's size and sha256 (`read_finished`;
+  `mmhpn.run_integrity` checks them).
 
-Every file is written atomically (`mmhpn.atomic`). Torch files are read back with
+Every file is written atomically (`mmhpn.atomic`; a full disk is one line and keeps the
+previous file). Torch files are read back with
 ``torch.load(weights_only=True)``; a file made for another configuration is refused with
 the fields that differ.
 """
@@ -34,7 +36,7 @@ import torch
 from mmhpn import distributed, versions
 from mmhpn.atomic import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text
 from mmhpn.config import TrainConfig, build_model_for, config_differences, config_hash
-from mmhpn.errors import CheckpointError, ConfigError, DamagedRunError, StaleRunError
+from mmhpn.errors import CheckpointError, ConfigError, DamagedRunError, StaleRunError, torch_load_problem
 from mmhpn.runtime import rng_state
 
 CONFIG_FILE = "config.json"
@@ -118,11 +120,13 @@ def file_record(path: Path) -> dict:
     return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def mark_finished(run_dir: Path, config: TrainConfig) -> None:
-    """Write the FINISHED marker (last, atomically) with the versions and every file's size and
-    sha256, then drop the resume checkpoint (~2x the model, no longer needed)."""
+def mark_finished(run_dir: Path, config: TrainConfig, data: dict) -> None:
+    """Write the FINISHED marker (last, atomically) with the versions, the fingerprint of the
+    data the run was trained and scored on (`data`, `mmhpn.data.fingerprint.dataset_fingerprint`)
+    and every file's size and sha256, then drop the resume checkpoint (~2x the model, no longer needed)."""
     marker = {"format": FINISHED_FORMAT, "config_hash": config_hash(config),
               "versions": recorded_versions(config.dataset),
+              "data": {**data, "data_root": config.data_root},
               "files": {name: file_record(run_dir / name) for name in RECORDED_FILES},
               "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write_text(run_dir / FINISHED_FILE, json.dumps(marker, indent=2, sort_keys=True) + "\n")
@@ -176,8 +180,9 @@ def load_checkpoint(path: str | os.PathLike, config: TrainConfig | None = None,
                     map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint or model file (weights_only); refuse corrupt or foreign ones.
 
-    With `config`, a file whose stored configuration hash differs raises `CheckpointError`
-    listing the fields that differ.
+    An unreadable file, or one that is not an mmhpn checkpoint, raises `DamagedRunError`; with
+    `config`, a file whose stored configuration hash differs raises `CheckpointError` listing
+    the fields that differ.
     """
     path = Path(path)
     if not path.is_file():
@@ -185,12 +190,10 @@ def load_checkpoint(path: str | os.PathLike, config: TrainConfig | None = None,
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - zip, pickle and EOF errors all mean "unreadable"
-        first_line = (str(err).strip().splitlines() or [""])[0][:200]  # torch's messages run to many lines
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file "
-                              f"({type(err).__name__}: {first_line})") from err
+        raise DamagedRunError(f"checkpoint {path} is corrupt or not a torch file ({torch_load_problem(err)})") from err
     required = ("format", "config", "config_hash", "num_classes", "model")
     if not isinstance(state, dict) or any(k not in state for k in required):
-        raise CheckpointError(f"checkpoint {path} is not an mmhpn checkpoint (expected the keys {list(required)})")
+        raise DamagedRunError(f"checkpoint {path} is not an mmhpn checkpoint (expected the keys {list(required)})")
     if state["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} has format {state['format']}, this mmhpn reads format {CHECKPOINT_FORMAT}")
     if config is not None and state["config_hash"] != config_hash(config):

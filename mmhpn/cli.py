@@ -2,7 +2,8 @@
 
 Each subcommand is declared by one function below and calls into the library; the
 logic lives in the library modules, not here. Errors a user can cause
-(`mmhpn.errors.MMHPNError`, missing files) print as one line and exit with status 2.
+(`mmhpn.errors.MMHPNError`, missing files) print as one line and exit with status 2; Ctrl-C
+prints one line (where an interrupted training resumes) and exits with status 130.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmhpn.errors import ConfigError, MMHPNError
+from mmhpn.errors import ConfigError, MMHPNError, TrainingInterrupted
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -265,7 +266,9 @@ def _train_command(args: argparse.Namespace) -> int:
             m = run.metrics
             print(f"run {run.path} ({how}): rank-1 {m['rank1']:.4f}, mAP {m['mAP']:.4f} "
                   f"({m['protocol']} protocol, {m['num_queries']} queries); metrics in {run.path / 'metrics.json'}")
-            if "multi_query" in m:
+            if "error" in m.get("multi_query", {}):  # some query had no gt_bbox image to pool
+                print(f"multiple query: not scored ({m['multi_query']['error']})")
+            elif "multi_query" in m:
                 print("multiple query: " + json.dumps({k: m["multi_query"][k] for k in ("rank1", "mAP")}))
     return 0
 
@@ -480,3 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     except (MMHPNError, FileNotFoundError) as err:
         print(f"mmhpn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line saying where the same command picks up
+        line = err.resume_line() if isinstance(err, TrainingInterrupted) else "interrupted"
+        print(f"mmhpn {args.command}: {line}", file=sys.stderr)
+        return 130

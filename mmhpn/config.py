@@ -5,6 +5,8 @@
   `config_differences` says which fields two configurations disagree on.
 * The profiles `paper` (Sec. 4.2 to the letter), `demo` (the book's CPU settings), `smoke`
   (seconds, the smoke book) and `unit` (smaller still, unit tests only): `PROFILES`, `make_config`.
+* `check_config` - how the fields fit together and with the machine (layout, loss, input
+  height, weights file), checked before anything trains or is written.
 * `build_model_for` - the network a configuration describes.
 """
 from __future__ import annotations
@@ -20,8 +22,10 @@ import torch
 
 from mmhpn import versions
 from mmhpn.errors import ConfigError
+from mmhpn.losses import build_loss
+from mmhpn.model import BACKBONES as MODEL_BACKBONES
+from mmhpn.model import POOLINGS, build_model, check_stripes_fit, feature_map_rows, parse_layout, pretrained_weights_path
 from mmhpn.model import PRESETS as MODEL_PRESETS
-from mmhpn.model import build_model
 
 LOSSES = ("softmax", "psl", "weighted_softmax")  # mmhpn.losses.build_loss
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -150,14 +154,18 @@ class TrainConfig:
         choice("eval_protocol", EVAL_PROTOCOLS)
         for name in ("height", "width", "batch_size", "epochs", "num_instances"):
             positive(name)
+        if self.batch_size < 2:  # BatchNorm cannot train on one image per batch
+            raise ConfigError(f"batch_size must be at least 2 (BatchNorm needs two images per batch), "
+                              f"got {self.batch_size}")
         for name in ("eval_every", "num_workers", "seed", "synthetic_seed"):
             positive(name, allow_zero=True)
-        for name in ("lr", "lr_decay_factor"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
-                raise ConfigError(f"{name} must be a positive number, got {getattr(self, name)!r}")
-        for name in ("momentum", "weight_decay"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) >= 0):
-                raise ConfigError(f"{name} must be a non-negative number, got {getattr(self, name)!r}")
+        for names, sign, least in ((("lr", "lr_decay_factor"), "positive", math.ulp(0.0)),
+                                   (("momentum", "weight_decay"), "non-negative", 0.0)):
+            for name in names:
+                value = getattr(self, name)
+                if not (isinstance(value, (int, float)) and value >= least and math.isfinite(value)):
+                    finite = "" if not isinstance(value, (int, float)) or math.isfinite(value) else ", which is not finite"
+                    raise ConfigError(f"{name} must be a {sign} number, got {value!r}{finite}")
         if any(e < 1 for e in self.lr_decay_epochs):
             raise ConfigError(f"lr_decay_epochs must be epoch numbers >= 1, got {list(self.lr_decay_epochs)}")
         if self.loss == "weighted_softmax" and (
@@ -419,6 +427,32 @@ def pretrain_overrides(profile: str = "demo", **overrides: Any) -> dict:
     values = {**(PROFILES[profile].get("init_from") or _pretraining_fields(profile)), **overrides}
     pretraining_config(values)  # validate now
     return values
+
+
+def check_config(config: TrainConfig) -> None:
+    """The checks of `config` that need the model's geometry or the file system: one ConfigError line.
+
+    `TrainConfig` checks each field when it is made; this checks how they fit together and
+    with the machine, before any row trains or any run folder is written (the run cache
+    calls it first; a notebook can call it for each of its rows): the layout, backbone and
+    pooling exist; the PSL has one finite gamma >= 0 per scale (the weighted softmax one
+    weight per scale); no scale has more stripes than the feature map has rows at this
+    input height; the ``pretrained`` weights file is there and not empty; and the same for
+    the ``init_from`` pretraining configuration.
+    """
+    layout = config.layout if config.layout is not None else MODEL_PRESETS[config.preset]
+    scales = parse_layout(layout)
+    if config.backbone not in MODEL_BACKBONES:
+        raise ConfigError(f"backbone must be one of {sorted(MODEL_BACKBONES)}, got {config.backbone!r}")
+    if config.pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {list(POOLINGS)}, got {config.pooling!r}")
+    build_loss(config.loss, config.gammas, config.single_stripe, num_scales=len(scales),
+               scale_weights=config.scale_weights)  # the loss's own checks, against this layout's scales
+    check_stripes_fit(scales, feature_map_rows(config.height), (config.height, config.width))
+    if config.pretrained is not None:
+        pretrained_weights_path(config.backbone, config.pretrained)
+    if config.init_from is not None:
+        check_config(pretraining_config(config.init_from))
 
 
 def build_model_for(config: TrainConfig, num_classes: int, pretrained: bool = True) -> torch.nn.Module:

@@ -722,7 +722,7 @@ def pretraining_summary(params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.Dat
     Trained or loaded through the run cache like any run (the rows' trainings have already
     trained it).
     """
-    from mmhpn.training import pretraining_run
+    from mmhpn.runs import pretraining_run
 
     rows, seeds = notebook_rows("02-training", params)
     config = row_config(rows[0], params["profile"], seeds[0] if seeds else 0, **notebook_common(params))
@@ -794,6 +794,8 @@ def multiple_query_results(results: pd.DataFrame) -> pd.DataFrame:
     lines = []
     for _, line in results.iterrows():
         metrics = load_run(line["run"]).metrics
+        if "error" in metrics.get("multi_query", {}):  # the evaluation could not pool some query's images
+            raise ConfigError(f"run {line['run']} has no multiple-query scores: {metrics['multi_query']['error']}")
         if "multi_query" in metrics:
             lines.append({"seed": line["seed"], "rank1": 100 * metrics["multi_query"]["rank1"],
                           "mAP": 100 * metrics["multi_query"]["mAP"]})

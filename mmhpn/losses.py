@@ -118,8 +118,8 @@ class PartSensitiveLoss(nn.Module):
                  detach_weight: bool = False):
         super().__init__()
         gammas = tuple(float(g) for g in gammas)
-        if not gammas or any(g < 0 for g in gammas):
-            raise ConfigError(f"gammas must be a non-empty sequence of non-negative numbers, got {gammas}")
+        if not gammas or not all(math.isfinite(g) and g >= 0 for g in gammas):
+            raise ConfigError(f"gammas must be a non-empty sequence of finite non-negative numbers, got {gammas}")
         if single_stripe not in SINGLE_STRIPE_RULES:
             raise ConfigError(f"unknown single_stripe rule {single_stripe!r}; valid rules are {list(SINGLE_STRIPE_RULES)}")
         self.gammas = gammas

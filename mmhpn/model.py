@@ -65,7 +65,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from mmhpn.errors import ConfigError
+from mmhpn.errors import ConfigError, torch_load_problem
 
 TAPS = ("conv5_1", "conv5_2", "conv5_3")
 POOLINGS = ("avg", "max", "aps")
@@ -145,6 +145,25 @@ def parse_layout(layout: Mapping[str, Sequence[int] | int]) -> list[Scale]:
     if len(set(scales)) != len(scales):
         raise ConfigError(f"layout {dict(layout)} repeats a stripe count at the same tap")
     return scales
+
+
+def feature_map_rows(height: int) -> int:
+    """The rows of layer4's map for inputs `height` pixels high: ``ceil(height / 16)``
+    (the trunk's four stride-2 steps each round up)."""
+    rows = height
+    for _ in range(4):  # conv1, maxpool, layer2, layer3 (layer4's stride is 1)
+        rows = (rows + 1) // 2
+    return rows
+
+
+def check_stripes_fit(scales: Sequence[Scale], rows: int, input_size: tuple[int, int]) -> None:
+    """ConfigError when a scale has more stripes than the feature map has rows (we do not repeat rows)."""
+    tallest = max(s.stripes for s in scales)
+    if tallest > rows:
+        raise ConfigError(
+            f"a {input_size[0]}x{input_size[1]} input gives a feature map {rows} rows high, "
+            f"too short for {tallest} stripes; use inputs at least {tallest * FEATURE_STRIDE} pixels high"
+        )
 
 
 class StripeHeads(nn.Module):
@@ -269,13 +288,8 @@ class MMHPN(nn.Module):
             x = block(x)
             maps[tap] = x
         height = x.shape[2]
-        tallest = max(s.stripes for s in self.scales)
-        if tallest > height:
-            size = input_size or (height * FEATURE_STRIDE, x.shape[3] * FEATURE_STRIDE)
-            raise ConfigError(
-                f"a {size[0]}x{size[1]} input gives a feature map {height} rows high, "
-                f"too short for {tallest} stripes; use inputs at least {tallest * FEATURE_STRIDE} pixels high"
-            )
+        size = input_size or (height * FEATURE_STRIDE, x.shape[3] * FEATURE_STRIDE)
+        check_stripes_fit(self.scales, height, size)
         return maps
 
     def tap_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -339,16 +353,30 @@ def load_pretrained_backbone(model: MMHPN, pretrained: str | os.PathLike) -> Non
     ``num_batches_tracked`` buffers). A file missing any real weight or buffer (conv/BN
     weights, BN running statistics) or holding a mis-shaped one is refused.
     """
-    _, weights, _ = BACKBONES[model.backbone_name]
+    path = pretrained_weights_path(model.backbone_name, pretrained)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure here means an unusable file
+        raise ConfigError(f"could not read pretrained weights {path!r}: {torch_load_problem(err)}") from err
+    load_trunk_state(model, state, source=path)
+
+
+def pretrained_weights_path(backbone: str, pretrained: str | os.PathLike) -> str:
+    """The weights file `pretrained` names for `backbone`; ConfigError (one line) when there is
+    none, it is missing or it is empty. Checked before a run folder is written
+    (`mmhpn.config.check_config`) and when the weights are loaded."""
+    if backbone not in BACKBONES:
+        raise ConfigError(f"unknown backbone {backbone!r}; valid backbones are {sorted(BACKBONES)}")
+    _, weights, _ = BACKBONES[backbone]
     if weights is None:
-        raise ConfigError(f"backbone {model.backbone_name} has no ImageNet weights; train it from random init "
+        raise ConfigError(f"backbone {backbone} has no ImageNet weights; train it from random init "
                           "or fine-tune it from a pretraining run (TrainConfig.init_from)")
     if pretrained == "imagenet":
         filename = os.path.basename(weights.url)
         path = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
         if not os.path.isfile(path):
             raise ConfigError(
-                f"pretrained='imagenet' needs torchvision's {model.backbone_name} weights, which are not on this "
+                f"pretrained='imagenet' needs torchvision's {backbone} weights, which are not on this "
                 f"machine and are never downloaded at run time. On a machine with internet, download {weights.url} "
                 f"and either copy it to {path} or pass its path: build_model(..., pretrained='/path/{filename}')"
             )
@@ -356,11 +384,10 @@ def load_pretrained_backbone(model: MMHPN, pretrained: str | os.PathLike) -> Non
         path = os.fspath(pretrained)
         if not os.path.isfile(path):
             raise ConfigError(f"pretrained weights file {path!r} does not exist (expected a torchvision ResNet state_dict)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure here means an unusable file
-        raise ConfigError(f"could not read pretrained weights {path!r}: {err}") from err
-    load_trunk_state(model, state, source=path)
+    if os.path.getsize(path) == 0:
+        raise ConfigError(f"pretrained weights file {path!r} is empty (0 bytes: an interrupted download or copy?); "
+                          "expected a torchvision ResNet state_dict")
+    return path
 
 
 def load_trunk_state(model: MMHPN, state, source: str = "the state_dict") -> None:

@@ -2,16 +2,28 @@
 
 `train_or_load(config)` is how the book and the command line get a trained model:
 
+* the configuration is checked (`mmhpn.config.check_config`) and its data read before
+  anything is written, so a bad start leaves no run folder behind;
 * the run folder is ``<runs_dir>/<name>-<hash12>/`` (`run_dir_for`), where ``hash12`` is the
   first 12 hex digits of `mmhpn.config.config_hash`; an explicit `run_dir` may be given;
 * a run is *finished* only when its marker file ``FINISHED`` exists. The marker is written
   last, after ``model.pt``, ``history.csv`` and ``metrics.json``, so a run killed at any
   moment is never mistaken for a finished one; the marker records each file's size and
-  sha256 and the code versions, checked before a run is reused (`mmhpn.run_integrity`);
+  sha256, the code versions and the fingerprint of the data (file names, sizes, identities,
+  cameras: `mmhpn.data.fingerprint`), checked before a run is reused (`mmhpn.run_integrity`).
+  ``data_root`` is not in the hash, so a finished run is served only for the data it was
+  trained on;
 * one process at a time works on a run folder (a lock beside it); a stale or damaged
-  folder is moved aside, never deleted, and trained again;
+  folder (an unreadable checkpoint included) is moved aside, never deleted, and trained
+  again; temporary files a killed writer left are removed when a run starts;
 * a finished run is returned without training; an unfinished one resumes from its last
-  checkpoint (at most one epoch of work is lost); a missing one is trained from scratch.
+  checkpoint (at most one epoch of work is lost); a missing one is trained from scratch;
+  a start that fails before its first checkpoint removes the folder it created;
+* a fine-tuning run (``init_from``) needs its pretraining run's trunk: `pretraining_run`
+  trains or loads that run through this cache before the fine-tuning run's lock is taken
+  (never one lock inside another), and `mmhpn.training.train` gets the trunk's state;
+* in a read-only runs folder a finished run is loaded without the lock; an unfinished one
+  is refused in one line.
 
 The files of a run folder (``config.json``, ``checkpoint.pt`` while training, ``history.csv``,
 ``model.pt``, ``metrics.json``, ``FINISHED``) are described, written and read in
@@ -19,6 +31,8 @@ The files of a run folder (``config.json``, ``checkpoint.pt`` while training, ``
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +40,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-import contextlib
-
 from mmhpn import distributed, run_integrity
-from mmhpn.checkpoints import FINISHED_FILE, MODEL_FILE, is_finished, load_model_file, mark_finished, read_run_folder
-from mmhpn.config import TrainConfig, config_differences, config_hash
-from mmhpn.errors import CheckpointError
-from mmhpn.training import train
+from mmhpn.atomic import orphaned_temporaries
+from mmhpn.checkpoints import (CHECKPOINT_FILE, CONFIG_FILE, FINISHED_FILE, MODEL_FILE, is_finished, load_model_file,
+                               mark_finished, read_run_folder)
+from mmhpn.config import TrainConfig, check_config, config_differences, config_hash, pretraining_config
+from mmhpn.data.fingerprint import dataset_fingerprint
+from mmhpn.errors import CheckpointError, DamagedRunError, StaleRunError
+from mmhpn.training import load_training_data, train
 
 
 @dataclass
@@ -57,7 +72,11 @@ def run_dir_for(config: TrainConfig, runs_dir: str | os.PathLike = "runs") -> Pa
 
 
 def load_run(run_dir: str | os.PathLike, config: TrainConfig | None = None) -> Run:
-    """Open a finished run folder; with `config`, refuse a folder trained for another one."""
+    """Open a finished run folder; with `config`, refuse a folder trained for another one.
+
+    The data is not looked at here (`train_or_load` compares the recorded fingerprint with
+    the data at ``data_root`` before it serves a run).
+    """
     run_dir = Path(run_dir)
     if not is_finished(run_dir):
         raise CheckpointError(f"{run_dir} is not a finished run (no {FINISHED_FILE} marker); "
@@ -73,36 +92,105 @@ def load_run(run_dir: str | os.PathLike, config: TrainConfig | None = None) -> R
                history=history)
 
 
+def pretraining_run(config: TrainConfig, runs_dir: str | os.PathLike, progress: bool = True) -> Run:
+    """The `init_from` run of `config`, trained or loaded through this cache in `runs_dir`."""
+    source = pretraining_config(config.init_from)
+    if "device" not in config.init_from:  # where it runs is not part of what it is
+        source = dataclasses.replace(source, device=config.device)
+    return train_or_load(source, runs_dir, progress=progress)
+
+
+def pretrained_trunk_state(config: TrainConfig, runs_dir: str | os.PathLike, progress: bool = True) -> dict:
+    """The state_dict of the `init_from` run's model (`pretraining_run`): what `train` starts the trunk from."""
+    return pretraining_run(config, runs_dir, progress=progress).load_model("cpu").state_dict()
+
+
 def train_or_load(config: TrainConfig, runs_dir: str | os.PathLike = "runs", *,
                   run_dir: str | os.PathLike | None = None, progress: bool = True,
                   **train_options) -> Run | None:
     """Return the finished run of `config`: from the cache, by resuming, or by training.
 
-    `run_dir` overrides the default folder ``<runs_dir>/<name>-<hash12>``. `train_options`
-    go to `mmhpn.training.train`; with its testing hooks (`stop_after_epochs`, a callback
-    raising `StopTraining`) training can stop before the last epoch, and then the run stays
+    `run_dir` overrides the default folder ``<runs_dir>/<name>-<hash12>``; a fine-tuning
+    run's pretraining run is kept beside it (in its parent folder). `train_options` go to
+    `mmhpn.training.train`; with its testing hooks (`stop_after_epochs`, a callback raising
+    `StopTraining`) training can stop before the last epoch, and then the run stays
     unfinished and this returns None.
     """
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config, runs_dir)
-    # One process per run folder (the others wait, then load); a stale or damaged folder is
-    # moved aside, with one line saying why, before anything reads it.
+    check_config(config)  # before any pretraining trains or any folder is written
+    dataset = load_training_data(config)
+    data = dataset_fingerprint(dataset)
     is_main = distributed.is_main_process()
-    with run_integrity.run_lock(run_dir) if is_main else contextlib.nullcontext():
-        if is_main:
-            run_integrity.set_aside_if_unusable(run_dir, config, finished=is_finished(run_dir))
-        distributed.barrier()
-        return _train_or_load_locked(config, run_dir, progress, train_options)
+    trunk_state = None
+    while True:  # twice at most: a folder set aside below may need the pretrained trunk after all
+        if trunk_state is None and _needs_trunk(config, run_dir):
+            # The pretraining run under its own lock, before this run's: never one inside the other.
+            trunk_state = pretrained_trunk_state(config, run_dir.parent, progress=progress)
+        with contextlib.ExitStack() as held:
+            if is_main:
+                try:
+                    held.enter_context(run_integrity.run_lock(run_dir))
+                except run_integrity.ReadOnlyRunsFolder as err:
+                    return _load_without_lock(config, run_dir, data, err)
+                # A stale or damaged folder is moved aside, with one line saying why, before anything reads it.
+                run_integrity.set_aside_if_unusable(run_dir, config, finished=is_finished(run_dir), data=data)
+            distributed.barrier()
+            if is_finished(run_dir):
+                return load_run(run_dir, config)
+            if trunk_state is None and _needs_trunk(config, run_dir):
+                continue  # its checkpoint was set aside: fetch the trunk outside this lock, then start afresh
+            return _train_locked(config, run_dir, data, progress, dict(train_options, trunk_state=trunk_state,
+                                                                       dataset=dataset))
 
 
-def _train_or_load_locked(config: TrainConfig, run_dir: Path, progress: bool, train_options: dict) -> Run | None:
-    if is_finished(run_dir):
-        return load_run(run_dir, config)
-    result = train(config, run_dir, progress=progress, **train_options)
+def _needs_trunk(config: TrainConfig, run_dir: Path) -> bool:
+    """Whether training `run_dir` would start from the init_from run's trunk (nothing to resume from)."""
+    return config.init_from is not None and not is_finished(run_dir) and not (run_dir / CHECKPOINT_FILE).exists()
+
+
+def _train_locked(config: TrainConfig, run_dir: Path, data: dict, progress: bool, train_options: dict) -> Run | None:
+    is_main = distributed.is_main_process()
+    created = not run_dir.exists()
+    if is_main:
+        for leftover in orphaned_temporaries(run_dir):  # a writer killed mid-write; we hold the lock
+            leftover.unlink()
+            run_integrity.say(f"removed {leftover.name} from {run_dir}, left by an interrupted write")
+    try:
+        result = train(config, run_dir, progress=progress, **train_options)
+    except BaseException:
+        if is_main and created:
+            _remove_failed_start(run_dir)
+        raise
     if result.stopped_early:
         return None  # interrupted on purpose (testing hook): the run stays unfinished
-    if distributed.is_main_process():
-        mark_finished(run_dir, config)
+    if is_main:
+        mark_finished(run_dir, config, data)
     distributed.barrier()
     run = load_run(run_dir, config)
     run.trained_now = True
     return run
+
+
+def _remove_failed_start(run_dir: Path) -> None:
+    """Remove the folder a start created and failed in before its first checkpoint: it holds only
+    config.json (and temporary files of ours); anything else there is left alone."""
+    if not run_dir.is_dir() or (run_dir / CHECKPOINT_FILE).exists():
+        return
+    ours = {run_dir / CONFIG_FILE, *orphaned_temporaries(run_dir)}
+    if set(run_dir.iterdir()) <= ours:
+        for path in ours:
+            path.unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
+def _load_without_lock(config: TrainConfig, run_dir: Path, data: dict, err: CheckpointError) -> Run:
+    """A read-only runs folder: a finished, intact run of the same data is loaded without the
+    lock (no process can change the folder); anything else is one line."""
+    if not is_finished(run_dir):
+        raise CheckpointError(f"{err}; the unfinished run {run_dir.name} cannot train there: give a writable "
+                              "runs folder (--runs-dir or --run-dir)")
+    try:
+        run_integrity.check_finished_run(run_dir, data)
+    except (StaleRunError, DamagedRunError) as problem:
+        raise CheckpointError(f"{problem}; it cannot be moved aside and trained again: {err}") from problem
+    return load_run(run_dir, config)

@@ -20,11 +20,10 @@ Fine-tuning regimes (opt-in `TrainConfig` fields, for CPU budgets; see the field
 
 * ``val_fraction``: train on part of the training identities, score on the rest
   (`mmhpn.data.split_validation`); the test split is never read.
-* ``init_from``: before anything else, the pretraining configuration it names is trained
-  or loaded through the run cache (`mmhpn.runs.train_or_load`, in the folder that holds
-  this run's folder; its lock makes parallel fine-tunings wait for one pretraining), and
-  its trunk (stem..layer4, not the heads) initialises this model, as the paper fine-tunes
-  an ImageNet trunk.
+* ``init_from``: the trunk (stem..layer4, not the heads) of the pretraining run it names
+  initialises this model, as the paper fine-tunes an ImageNet trunk. `train` takes that
+  trunk's state (`trunk_state`); the run cache trains or loads the pretraining run before
+  it starts this one (`mmhpn.runs.train_or_load`, outside this run's lock).
 * ``freeze_below_layer4``: stem..layer3 get no gradients and keep BatchNorm in eval mode
   (their running statistics are the pretrained ones); SGD updates layer4 and the heads.
 * ``feature_cache`` (with the freeze): layer3's output is computed once per training image
@@ -42,7 +41,6 @@ and only rank 0 writes files (see `mmhpn.distributed`).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -57,9 +55,9 @@ from tqdm import tqdm
 from mmhpn import distributed, trunk_cache
 from mmhpn.checkpoints import (CHECKPOINT_FILE, load_resume_state, write_checkpoint, write_config, write_history,
                                write_metrics, write_model_file)
-from mmhpn.config import TrainConfig, build_model_for, config_hash, pretraining_config
-from mmhpn.data import CachedFeatureLoader, build_train_loader, load_data, set_loader_epoch
-from mmhpn.errors import ConfigError
+from mmhpn.config import TrainConfig, build_model_for, check_config, config_hash
+from mmhpn.data import CachedFeatureLoader, ReIDDataset, build_train_loader, load_data, set_loader_epoch
+from mmhpn.errors import ConfigError, TrainingInterrupted
 from mmhpn.evaluation.model import evaluate_model
 from mmhpn.losses import build_loss
 from mmhpn.model import load_trunk_state
@@ -99,139 +97,159 @@ def train_loader(config: TrainConfig, records, device: torch.device) -> torch.ut
                               rank=distributed.rank())
 
 
-def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = True,
-          stop_after_epochs: int | None = None,
+def load_training_data(config: TrainConfig) -> ReIDDataset:
+    """The dataset `config` trains on (`mmhpn.data.load_data`), rank 0 first: it generates
+    missing synthetic data while the other processes wait."""
+    dataset = load_data(config) if distributed.is_main_process() else None
+    distributed.barrier()
+    return dataset or load_data(config)
+
+
+def train(config: TrainConfig, run_dir: str | os.PathLike, *, trunk_state: dict | None = None,
+          dataset: ReIDDataset | None = None, progress: bool = True, stop_after_epochs: int | None = None,
           on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train `config` in `run_dir`, resuming from its checkpoint if there is one.
 
     Writes (rank 0 only) ``config.json``, ``checkpoint.pt`` after every epoch,
     ``history.csv``, and at the end ``model.pt`` (weights + config) and ``metrics.json``.
     It does not write the "finished" marker: that is `mmhpn.runs.train_or_load`'s job.
+    The configuration is checked, the data read and the model and loss built before the
+    folder is written, so a start that fails there leaves nothing behind.
+
+    `trunk_state`: with ``config.init_from``, the state_dict of the pretraining run's model
+    whose trunk starts this one (`mmhpn.runs.pretrained_trunk_state`); needed unless the run
+    resumes from a checkpoint. `dataset`: the data `load_training_data` reads, when the
+    caller has it already. Ctrl-C raises `mmhpn.errors.TrainingInterrupted` (a
+    KeyboardInterrupt) saying how many epochs the checkpoint holds.
 
     `stop_after_epochs` (testing hook) stops once that many epochs are done in total, as an
     interruption would, after the checkpoint is written. `on_epoch_end(epoch, row)` is called
     after each epoch's checkpoint; it may raise `StopTraining` to stop the same way.
     """
     run_dir = Path(run_dir)
+    check_config(config)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     is_main = distributed.is_main_process()
-    # Data first (a wrong dataset leaves no run folder behind). Rank 0 first: it generates
-    # missing synthetic data while the others wait.
-    dataset = load_data(config) if is_main else None
-    distributed.barrier()
-    dataset = dataset or load_data(config)
+    dataset = dataset or load_training_data(config)
     num_classes = dataset.num_train_pids
     if config.feature_cache and distributed.world_size() > 1:
         raise ConfigError("feature_cache trains in one process; run without torchrun or set feature_cache=False")
     checkpoint_path = run_dir / CHECKPOINT_FILE
-    # The pretraining run first (trained or loaded; it seeds its own RNGs, so before ours).
-    trunk_state = None
-    if config.init_from is not None and not checkpoint_path.exists():
-        trunk_state = pretrained_trunk_state(config, run_dir.parent, progress=progress)
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(config, run_dir)
-    distributed.barrier()
-    with determinism(config.deterministic):
-        seed_everything(config.seed)
-        model = build_model_for(config, num_classes).to(device)
-        if trunk_state is not None:
-            load_trunk_state(model, trunk_state, source=f"the init_from run of {run_dir}")
-        if config.freeze_below_layer4:
-            for module in frozen_modules(model):
-                module.requires_grad_(False)
-        if config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                    momentum=config.momentum, weight_decay=config.weight_decay)
-        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        criterion = build_loss(config.loss, config.gammas, config.single_stripe, num_scales=len(model.scales),
-                               scale_weights=config.scale_weights)
+    if config.init_from is not None and trunk_state is None and not checkpoint_path.exists():
+        raise ConfigError(f"{run_dir} starts from the trunk of its init_from run: pass that run's state_dict "
+                          "(trunk_state), as mmhpn.runs.train_or_load does")
+    saved_epochs = None  # what the checkpoint on disk holds, once known (for Ctrl-C's line)
+    try:
+        with determinism(config.deterministic):
+            seed_everything(config.seed)
+            model = build_model_for(config, num_classes).to(device)
+            if trunk_state is not None and not checkpoint_path.exists():
+                load_trunk_state(model, trunk_state, source=f"the init_from run of {run_dir}")
+            if config.freeze_below_layer4:
+                for module in frozen_modules(model):
+                    module.requires_grad_(False)
+            if config.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                        momentum=config.momentum, weight_decay=config.weight_decay)
+            scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+            criterion = build_loss(config.loss, config.gammas, config.single_stripe, num_scales=len(model.scales),
+                                   scale_weights=config.scale_weights)
+            # Only now the folder: a configuration, data or weights file that fails above left none.
+            if is_main:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_config(config, run_dir)
+            distributed.barrier()
 
-        start_epoch, history = 0, []
-        if checkpoint_path.exists():
-            state = load_resume_state(checkpoint_path, config, map_location=device)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            start_epoch, history = int(state["epoch"]), list(state["history"])
-            set_rng_state(state["rng"])
-            if distributed.world_size() > 1:
-                # Every process restored rank 0's state; keep their streams distinct.
-                torch.manual_seed(config.seed * 1000 + start_epoch * 10 + distributed.rank())
-        elif distributed.world_size() > 1:
-            torch.manual_seed(config.seed + distributed.rank())
+            start_epoch, history = 0, []
+            saved_epochs = 0
+            if checkpoint_path.exists():
+                state = load_resume_state(checkpoint_path, config, map_location=device)
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                if state.get("scaler"):
+                    scaler.load_state_dict(state["scaler"])
+                start_epoch, history = int(state["epoch"]), list(state["history"])
+                saved_epochs = start_epoch
+                set_rng_state(state["rng"])
+                if distributed.world_size() > 1:
+                    # Every process restored rank 0's state; keep their streams distinct.
+                    torch.manual_seed(config.seed * 1000 + start_epoch * 10 + distributed.rank())
+            elif distributed.world_size() > 1:
+                torch.manual_seed(config.seed + distributed.rank())
 
-        # With a frozen trunk cached, evaluations start from the query/gallery images' layer3
-        # maps too, computed once for every run fine-tuned from the same pretraining run, and
-        # kept for this run's later evaluations (eval_every) instead of read again.
-        trunk_cache_dir = run_dir.parent / trunk_cache.FOLDER
-        maps_of: dict[tuple[int, bool], tuple] = {}  # (id of a split's record list, mirrored) -> maps
+            # With a frozen trunk cached, evaluations start from the query/gallery images' layer3
+            # maps too, computed once for every run fine-tuned from the same pretraining run, and
+            # kept for this run's later evaluations (eval_every) instead of read again.
+            trunk_cache_dir = run_dir.parent / trunk_cache.FOLDER
+            maps_of: dict[tuple[int, bool], tuple] = {}  # (id of a split's record list, mirrored) -> maps
 
-        def cached_maps(records, mirrored: bool):
-            key = (id(records), mirrored)
-            if key not in maps_of:
-                maps_of[key] = trunk_cache.layer3_maps(model, records, config, device, precision,
-                                                       cache_dir=trunk_cache_dir, mirrored=mirrored)
-            return maps_of[key]
+            def cached_maps(records, mirrored: bool):
+                key = (id(records), mirrored)
+                if key not in maps_of:
+                    maps_of[key] = trunk_cache.layer3_maps(model, records, config, device, precision,
+                                                           cache_dir=trunk_cache_dir, mirrored=mirrored)
+                return maps_of[key]
 
-        def evaluate_now() -> dict:
-            return evaluate_model(model, dataset, height=config.height, width=config.width,
-                                  batch_size=max(config.batch_size, 64), device=device,
-                                  num_workers=config.num_workers, precision=precision, flip=config.eval_flip,
-                                  protocol=config.eval_protocol, channels_last=config.channels_last,
-                                  progress=progress, layer3_maps=cached_maps if config.feature_cache else None)
+            def evaluate_now() -> dict:
+                return evaluate_model(model, dataset, height=config.height, width=config.width,
+                                      batch_size=max(config.batch_size, 64), device=device,
+                                      num_workers=config.num_workers, precision=precision, flip=config.eval_flip,
+                                      protocol=config.eval_protocol, channels_last=config.channels_last,
+                                      progress=progress, layer3_maps=cached_maps if config.feature_cache else None)
 
-        cache_seconds = 0.0
-        if config.feature_cache:
-            started = time.perf_counter()
-            features, mirrored = cached_maps(dataset.train, True)
-            loader = CachedFeatureLoader(features, mirrored, dataset.train, config.batch_size, config.sampler,
-                                         config.num_instances, config.seed)
-            forward = model.forward_from_layer3
-            cache_seconds = time.perf_counter() - started
-        else:
-            net = distributed.wrap_model(model, device)
-            loader = train_loader(config, dataset.train, device)
-            forward = net
-        stopped_early = False
-        for epoch in range(start_epoch, config.epochs):
-            row = _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, config, epoch, device,
-                                   precision, progress and is_main)
-            if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
+            cache_seconds = 0.0
+            if config.feature_cache:
+                started = time.perf_counter()
+                features, mirrored = cached_maps(dataset.train, True)
+                loader = CachedFeatureLoader(features, mirrored, dataset.train, config.batch_size, config.sampler,
+                                             config.num_instances, config.seed)
+                forward = model.forward_from_layer3
+                cache_seconds = time.perf_counter() - started
+            else:
+                net = distributed.wrap_model(model, device)
+                loader = train_loader(config, dataset.train, device)
+                forward = net
+            stopped_early = False
+            for epoch in range(start_epoch, config.epochs):
+                row = _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, config, epoch, device,
+                                       precision, progress and is_main)
+                if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
+                    if is_main:
+                        scores = evaluate_now()
+                        row.update({k: scores[k] for k in ("rank1", "rank5", "rank10", "mAP")})
+                    distributed.barrier()
+                history.append(row)
                 if is_main:
-                    scores = evaluate_now()
-                    row.update({k: scores[k] for k in ("rank1", "rank5", "rank10", "mAP")})
+                    write_checkpoint(run_dir, config, num_classes, model, optimizer, scaler, epoch + 1, history)
+                    saved_epochs = epoch + 1
+                    write_history(history, run_dir)
                 distributed.barrier()
-            history.append(row)
-            if is_main:
-                write_checkpoint(run_dir, config, num_classes, model, optimizer, scaler, epoch + 1, history)
-                write_history(history, run_dir)
-            distributed.barrier()
-            try:
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, row)
-                if stop_after_epochs is not None and epoch + 1 >= stop_after_epochs and epoch + 1 < config.epochs:
-                    raise StopTraining
-            except StopTraining:
-                stopped_early = True
-                break
+                try:
+                    if on_epoch_end is not None:
+                        on_epoch_end(epoch, row)
+                    if stop_after_epochs is not None and epoch + 1 >= stop_after_epochs and epoch + 1 < config.epochs:
+                        raise StopTraining
+                except StopTraining:
+                    stopped_early = True
+                    break
 
-        metrics: dict = {}
-        if not stopped_early:
-            if is_main:
-                metrics = evaluate_now()
-                metrics.update(precision=precision, device=device.type, world_size=distributed.world_size(),
-                               epochs=config.epochs, config_hash=config_hash(config),
-                               train_seconds=float(sum(r["seconds"] for r in history)) + cache_seconds)
-                if config.feature_cache:
-                    metrics["feature_cache_seconds"] = cache_seconds
-                write_model_file(run_dir, config, num_classes, model)
-                write_history(history, run_dir)
-                write_metrics(metrics, run_dir)
-            distributed.barrier()
+            metrics: dict = {}
+            if not stopped_early:
+                if is_main:
+                    metrics = evaluate_now()
+                    metrics.update(precision=precision, device=device.type, world_size=distributed.world_size(),
+                                   epochs=config.epochs, config_hash=config_hash(config),
+                                   train_seconds=float(sum(r["seconds"] for r in history)) + cache_seconds)
+                    if config.feature_cache:
+                        metrics["feature_cache_seconds"] = cache_seconds
+                    write_model_file(run_dir, config, num_classes, model)
+                    write_history(history, run_dir)
+                    write_metrics(metrics, run_dir)
+                distributed.barrier()
+    except KeyboardInterrupt as err:
+        raise TrainingInterrupted(run_dir, saved_epochs, config.epochs) from err
     return TrainResult(history=pd.DataFrame(history), metrics=metrics, resumed_from_epoch=start_epoch,
                        stopped_early=stopped_early)
 
@@ -239,21 +257,6 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, progress: bool = T
 def frozen_modules(model) -> list[torch.nn.Module]:
     """The part of the trunk `freeze_below_layer4` freezes: stem, layer1, layer2, layer3."""
     return [model.stem, model.layer1, model.layer2, model.layer3]
-
-
-def pretraining_run(config: TrainConfig, runs_dir: str | os.PathLike, progress: bool = True):
-    """The `init_from` run of `config` (a `mmhpn.runs.Run`), trained or loaded via the run cache in `runs_dir`."""
-    from mmhpn.runs import train_or_load  # runs imports this module
-
-    source = pretraining_config(config.init_from)
-    if "device" not in config.init_from:  # where it runs is not part of what it is
-        source = dataclasses.replace(source, device=config.device)
-    return train_or_load(source, runs_dir, progress=progress)
-
-
-def pretrained_trunk_state(config: TrainConfig, runs_dir: Path, progress: bool = True) -> dict:
-    """The state_dict of the `init_from` run's model (`pretraining_run`)."""
-    return pretraining_run(config, runs_dir, progress=progress).load_model("cpu").state_dict()
 
 
 def _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, config: TrainConfig, epoch: int,

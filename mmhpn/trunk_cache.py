@@ -12,8 +12,8 @@ training epochs and the evaluations then run layer4 + heads only.
 The key is the sha256 of everything the maps depend on: the pretraining configuration's
 hash (its fields and code versions), the input size, precision, memory format and device
 type, `mmhpn.versions.TRAINING_SEMANTICS_VERSION`, and each image's file name, size,
-modification time, identity and camera - so regenerated or edited data, another trunk or
-changed code never meet an old file. The file is written atomically under a lock (two
+modification time, identity and camera (`mmhpn.data.fingerprint.image_entries`) - so
+regenerated or edited data, another trunk or changed code never meet an old file. The file is written atomically under a lock (two
 processes compute it once); a file that cannot be read back is moved aside (never
 deleted) and computed again, with one line saying so. Loaded with ``weights_only=True``.
 """
@@ -34,6 +34,7 @@ from mmhpn import versions
 from mmhpn.atomic import atomic_torch_save
 from mmhpn.config import TrainConfig, config_hash, pretraining_config
 from mmhpn.data import build_eval_loader
+from mmhpn.data.fingerprint import image_entries
 from mmhpn.errors import ConfigError
 from mmhpn.runtime import autocast
 
@@ -44,10 +45,7 @@ def cache_key(config: TrainConfig, records: Sequence, device: torch.device, prec
     """sha256 of what the layer3 maps of `records` depend on (see the module docstring)."""
     if config.init_from is None:
         raise ConfigError("a shared trunk cache needs init_from: a randomly initialised trunk differs per seed")
-    images = []
-    for record in records:
-        stat = os.stat(record.path)
-        images.append([os.path.basename(record.path), stat.st_size, stat.st_mtime_ns, record.pid, record.camid])
+    images = image_entries(records, with_mtime=True)  # name, size, mtime, identity, camera
     fields = {"trunk": config_hash(pretraining_config(config.init_from)), "height": config.height,
               "width": config.width, "precision": precision, "channels_last": config.channels_last,
               "device": device.type, "semantics": versions.TRAINING_SEMANTICS_VERSION, "images": images}

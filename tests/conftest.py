@@ -1,9 +1,11 @@
 """Shared test settings and fixtures.
 
-Small thread counts so tests behave on 2-core machines, and the tiny synthetic dataset,
+Small thread counts so tests behave on 2-core machines, the tiny synthetic dataset,
 generated once per test session for every test that reads it (tests must not modify it;
-a test that needs its own copy generates one in its `tmp_path`).
+a test that needs its own copy generates one in its `tmp_path`), and the environment of a
+child process that runs this checkout's mmhpn.
 """
+import os
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,14 @@ def tiny_root(tmp_path_factory) -> Path:
 def tiny_dataset(tiny_root) -> ReIDDataset:
     """The tiny synthetic dataset's records (train, query, gallery, multi-query)."""
     return load_market_layout(tiny_root)
+
+
+@pytest.fixture(scope="session")
+def child_env() -> dict:
+    """The environment for a child process or notebook kernel: this checkout's mmhpn first on
+    PYTHONPATH, progress bars off."""
+    env = dict(os.environ)
+    repo = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([repo, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["TQDM_DISABLE"] = "1"
+    return env
