@@ -1,6 +1,7 @@
 """The Makefile: `make help` lists every target, a too-old Python is refused in one line,
-.ci/run installs the system tools then runs `make test`, and the nbstripout git filter
-that `make install` configures strips a notebook's outputs on `git add`."""
+.ci/run installs the system tools then runs `make test`, `make test` and `make book` install
+the tools they need themselves (dry runs), and the nbstripout git filter that `make install`
+configures strips a notebook's outputs on `git add`."""
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ def test_make_help_lists_every_target_with_one_line():
     lines = result.stdout.splitlines()
     listed = [line.split()[1] for line in lines]
     assert sorted(listed) == sorted(_targets())
-    assert {"test", "book", "book-archive", "lab", "system-deps", "help"} <= set(listed)
+    assert {"test", "test-fast", "book", "book-archive", "lab", "system-deps", "help"} <= set(listed)
     for line in lines:
         assert len(line.split(maxsplit=2)) == 3, f"no description: {line!r}"
     phony = set(re.search(r"^\.PHONY: (.*)$", MAKEFILE, flags=re.M).group(1).split())
@@ -53,6 +54,33 @@ def test_ci_installs_the_system_tools_then_runs_make_test():
     dry = subprocess.run(["make", "--no-print-directory", "-n", "system-deps"], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert dry.stdout.strip() == ".ci/install-system-deps"
+
+
+def _dry_run(tmp_path: Path, target: str, *variables: str) -> list[str]:
+    # STAMP: a file newer than pyproject.toml, so the install steps are not part of what is checked
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    result = subprocess.run(["make", "--no-print-directory", "-n", target, f"STAMP={stamp}", *variables],
+                            cwd=ROOT, capture_output=True, text=True, check=True)
+    return [line.rstrip() for line in result.stdout.splitlines()]
+
+
+def test_make_test_installs_the_browser_and_npm_before_the_tests_when_missing(tmp_path):
+    # a fresh machine (issue #21): the browser test needs Chromium, the smoke book npm until
+    # MathJax is vendored; .ci/install-system-deps installs only what is missing
+    vendored = tmp_path / "tex-svg.js"
+    vendored.write_text("")
+    fresh = _dry_run(tmp_path, "test", f"MATHJAX_JS={tmp_path / 'missing.js'}")
+    assert fresh[0] == ".ci/install-system-deps chromium npm" and "-m pytest" in fresh[1]
+    assert _dry_run(tmp_path, "test", f"MATHJAX_JS={vendored}")[0] == ".ci/install-system-deps chromium"
+    assert _dry_run(tmp_path, "book", f"MATHJAX_JS={tmp_path / 'missing.js'}")[0] == ".ci/install-system-deps npm"
+    assert "install-system-deps" not in " ".join(_dry_run(tmp_path, "book", f"MATHJAX_JS={vendored}"))
+    # the fast loop needs no system tool; .venv is made only once python3-venv is there
+    assert [line for line in _dry_run(tmp_path, "test-fast") if "pytest" in line][0].startswith(
+        '.venv/bin/python -m pytest -m "not slow"')
+    assert "install-system-deps" not in " ".join(_dry_run(tmp_path, "test-fast"))
+    assert re.search(r"\.ci/install-system-deps venv && \$\(PYTHON\) -m venv", MAKEFILE)
+    assert "MATHJAX_JS ?= book/_static/mathjax/es5/tex-svg.js" in MAKEFILE
 
 
 def test_the_nbstripout_filter_strips_outputs_when_a_notebook_is_added(tmp_path):
