@@ -1,6 +1,9 @@
 # The README's two commands: `make test` and `make book`. Both create .venv and install the
-# project with its dev extras on first use (and again whenever pyproject.toml changes).
-# `make help` lists every target. System tools (make, chromium, npm): `make system-deps`.
+# project with its dev extras on first use (and again whenever pyproject.toml changes), and
+# install the system tools they need when missing (.ci/install-system-deps, with apt-get):
+# python3-venv before .venv is made, Chromium for `make test`'s browser test, npm where
+# MathJax is not vendored yet. `make help` lists every target; `make system-deps` installs
+# every missing tool at once.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +12,7 @@ STAMP := $(VENV)/.installed
 MIN_PYTHON := 3.10
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps install test book book-archive lab clean-book
+.PHONY: help system-deps install test test-fast book book-archive lab clean-book
 
 help: ## list the targets, one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -22,7 +25,7 @@ install: $(STAMP) ## create .venv, install the project with its dev extras and t
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; m = tuple(map(int, "$(MIN_PYTHON)".split("."))); sys.exit(0 if sys.version_info[:2] >= m else 1)' 2>/dev/null || \
 	{ echo "make: Python >= $(MIN_PYTHON) is needed, but $(PYTHON) is $$($(PYTHON) -V 2>&1 || echo missing); run make PYTHON=python3.11 (or newer)" >&2; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || { PYTHON=$(PYTHON) .ci/install-system-deps venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
 	@# Notebooks are committed without outputs: .gitattributes routes them through the
@@ -35,11 +38,24 @@ $(STAMP): pyproject.toml
 	fi
 	touch $(STAMP)
 
+# npm is needed once, to vendor MathJax into book/_static/ (mmhpn.book.vendor_mathjax); the
+# book build and the smoke book of `make test` copy it from there afterwards.
+MATHJAX_JS ?= book/_static/mathjax/es5/tex-svg.js
+NPM_IF_NEEDED = $(if $(wildcard $(MATHJAX_JS)),,npm)
+
 # pytest exits 5 when it collected no test: that is an error here, said out loud.
-test: $(STAMP) ## run the whole test suite (unit tests + the smoke build of the book)
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests - failing on purpose" >&2; exit 1; fi; \
+PYTEST = @$(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make $@: pytest collected no tests - failing on purpose" >&2; exit 1; fi; \
 	exit $$rc
+
+test: $(STAMP) ## run the whole test suite (unit tests + the smoke build of the book)
+	.ci/install-system-deps chromium $(NPM_IF_NEEDED)
+	$(call PYTEST,)
+
+# The slow tests (marked `slow`: they train for more than seconds, run papermill, build the
+# book or start several processes) are left out: an answer in about a minute or two.
+test-fast: $(STAMP) ## run the tests not marked slow (no training runs, no book build, no browser)
+	$(call PYTEST,-m "not slow")
 
 # `make book` executes every notebook with papermill (profile PROFILE: smoke, demo or paper)
 # and builds the HTML offline into _build/html/. The synthetic dataset of the profile is
@@ -50,6 +66,7 @@ DATA_ROOT ?=
 DEVICE ?=
 SEEDS ?=
 book: $(STAMP) ## execute every notebook (PROFILE=demo) and build the HTML into _build/html/
+	$(if $(NPM_IF_NEEDED),.ci/install-system-deps npm)
 	$(BIN)/mmhpn book --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) \
 		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(DEVICE),--device $(DEVICE)) $(if $(SEEDS),--seeds $(SEEDS))
 

@@ -75,95 +75,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=_HelpFormatter,
     )
-    where = p.add_argument_group("profile and run folder")
-    where.add_argument("--profile", default="paper", choices=_profiles(),
-                       help="base settings: paper = Sec. 4.2 (ImageNet ResNet-50, 384x128, 60 epochs, the PSL with "
-                            "the paper's gammas; precision is ours: bf16 autocast where supported, see "
-                            "--precision), demo = the book's CPU settings on synthetic data, smoke = seconds, "
-                            "for tests")
-    where.add_argument("--run-dir", default=None,
-                       help="run folder (default: RUNS_DIR/<name>-<first 12 digits of the config hash>)")
-    where.add_argument("--runs-dir", default="runs", help="parent of the default run folders")
-    where.add_argument("--name", default=None, help="run name, the prefix of the default run folder")
-    where.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from mmhpn.config import RUN, SECTIONS
 
-    data = p.add_argument_group("data")
-    data.add_argument("--dataset", default=None,
-                      help="market1501, dukemtmc-reid, cuhk03-np or synthetic (default: the profile's)")
-    data.add_argument("--data-root", default=None,
-                      help="dataset folder (Market-1501 layout); for synthetic data it is generated there if missing")
-    data.add_argument("--synthetic-preset", default=None, help="synthetic preset: tiny, demo or market-sized")
-    data.add_argument("--synthetic-seed", type=int, default=None, help="seed of the synthetic data")
-
-    model = p.add_argument_group("model")
-    model.add_argument("--preset", default=None, help="baseline, msm, mhpm or mmhpn (the paper's Table 4 rows)")
-    model.add_argument("--layout", type=_json_layout, default=None,
-                       help='override the preset\'s stripes as JSON {tap: [stripe counts]}, e.g. \'{"conv5_3": [12]}\'')
-    model.add_argument("--backbone", default=None, help="resnet34, resnet50 or resnet101")
-    model.add_argument("--pooling", default=None, help="aps (Eq. 1), avg (GAP) or max (GMP)")
-    model.add_argument("--pretrained", default=None,
-                       help="'imagenet' (torchvision's file in the local torch hub cache, never downloaded), "
-                            "a path to a ResNet state_dict, or 'none' for random init")
-
-    loss = p.add_argument_group("loss")
-    loss.add_argument("--loss", default=None, choices=["softmax", "psl", "weighted_softmax"],
-                      help="softmax = Eq. 3; psl = the Part Sensitive Loss, Eq. 5 (the paper profile's); "
-                           "weighted_softmax = Eq. 3 with one constant per scale (--scale-weights; ours, a "
-                           "control for the PSL)")
-    loss.add_argument("--gammas", type=_float_list, default=None,
-                      help="PSL gammas, one per scale in the model's order, comma-separated, e.g. 0.3,0.5,1.5,2")
-    loss.add_argument("--single-stripe", default=None, choices=["ce", "literal", "focal"],
-                      help="PSL rule for one-stripe scales (see mmhpn.losses)")
-    loss.add_argument("--scale-weights", type=_float_list, default=None,
-                      help="weighted_softmax: one constant per scale in the model's order, comma-separated")
-
-    inputs = p.add_argument_group("input and schedule")
-    inputs.add_argument("--height", type=int, default=None, help="input height in pixels")
-    inputs.add_argument("--width", type=int, default=None, help="input width in pixels")
-    inputs.add_argument("--batch-size", type=int, default=None, help="batch size (global, over all processes)")
-    inputs.add_argument("--sampler", default=None, choices=["shuffle", "pk"],
-                        help="shuffle = plain shuffling (paper); pk = identity-balanced P x K batches")
-    inputs.add_argument("--num-instances", type=int, default=None, help="K, images per identity for --sampler pk")
-    inputs.add_argument("--epochs", type=int, default=None, help="number of epochs")
-    inputs.add_argument("--lr", type=float, default=None, help="initial learning rate (SGD)")
-    inputs.add_argument("--lr-decay-epochs", type=_int_list, default=None,
-                        help="comma-separated epochs after which the lr is multiplied by --lr-decay-factor")
-    inputs.add_argument("--lr-decay-factor", type=float, default=None, help="lr step factor")
-    inputs.add_argument("--momentum", type=float, default=None, help="SGD momentum")
-    inputs.add_argument("--weight-decay", type=float, default=None, help="SGD weight decay")
-
-    regime = p.add_argument_group("fine-tuning regime (the demo and smoke profiles set these)")
-    regime.add_argument("--init-from", type=_init_from, default=None,
-                        help="fine-tune from a pretraining run: the JSON that `mmhpn pretrain` prints after "
-                             "init_from=, or 'none' to train from --pretrained's weights")
-    regime.add_argument("--freeze-below-layer4", action=argparse.BooleanOptionalAction, default=None,
-                        help="freeze stem..layer3 (no gradients, BatchNorm in eval mode): train layer4 and the heads")
-    regime.add_argument("--feature-cache", action=argparse.BooleanOptionalAction, default=None,
-                        help="with the freeze: compute layer3's maps once per image (shared by every run "
-                             "fine-tuned from the same pretraining run) and train on them")
-    regime.add_argument("--val-fraction", type=float, default=None,
-                        help="hold out this fraction of the training identities as a validation query/gallery "
-                             "and score on it (the test split is not read)")
-
-    machine = p.add_argument_group("reproducibility, speed and evaluation")
-    machine.add_argument("--seed", type=int, default=None, help="random seed")
-    machine.add_argument("--precision", default=None, choices=["auto", "bf16", "fp16", "fp32"],
-                         help="auto = bf16 autocast where the CPU/GPU supports it, fp16 on older GPUs, else fp32 "
-                              "(ours: the paper states no precision; fp32 is the closest match)")
-    machine.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
-                         help="deterministic kernels (slower; resumed runs then match uninterrupted ones on CPU)")
-    machine.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                         help="channels_last memory format (faster convolutions on CPU and GPU)")
-    machine.add_argument("--eval-every", type=int, default=None, help="also evaluate every N epochs (0 = only at the end)")
-    machine.add_argument("--eval-flip", action=argparse.BooleanOptionalAction, default=None,
-                         help="average the features of each test image and its mirror image")
-    machine.add_argument("--eval-protocol", default=None, choices=["toolbox", "market1501-official"],
-                         help="toolbox = AP as in the PyTorch re-ID toolboxes; market1501-official = "
-                              "the official Market-1501 code (trapezoid AP, id -1 junk)")
-    machine.add_argument("--num-workers", type=int, default=None, help="data loader worker processes")
-    machine.add_argument("--cache-images", action=argparse.BooleanOptionalAction, default=None,
-                         help="decode the training images once into memory (faster epochs, same results)")
-    machine.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    groups = {section: p.add_argument_group(section) for section in SECTIONS}
+    _add_profile(groups[RUN], default="paper")
+    groups[RUN].add_argument("--run-dir", default=None,
+                             help="run folder (default: RUNS_DIR/<name>-<first 12 digits of the config hash>)")
+    groups[RUN].add_argument("--runs-dir", default="runs", help="parent of the default run folders")
+    groups[RUN].add_argument("--no-progress", action="store_true", help="no progress bars")
+    for field in _override_fields():
+        _add_field_option(groups[field.metadata["section"]], field.name)
     p.set_defaults(func=_train_command)
 
 
@@ -176,26 +97,57 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
         return super()._get_help_string(action)
 
 
-# TrainConfig fields that `mmhpn train` sets from options of the same name.
-_TRAIN_OPTION_FIELDS = (
-    "name", "dataset", "data_root", "synthetic_preset", "synthetic_seed", "preset", "layout", "backbone",
-    "pooling", "pretrained", "loss", "gammas", "single_stripe", "scale_weights", "height", "width", "batch_size", "sampler",
-    "num_instances", "epochs", "lr", "lr_decay_epochs", "lr_decay_factor", "momentum", "weight_decay", "seed",
-    "precision", "deterministic", "channels_last", "eval_every", "eval_flip", "eval_protocol", "num_workers",
-    "cache_images", "device", "init_from", "freeze_below_layer4", "feature_cache", "val_fraction",
-)
-
-
 def _wrap(text: str) -> str:
     import textwrap
 
     return textwrap.fill(text, width=88)
 
 
-def _profiles() -> list[str]:
+# Options from TrainConfig's fields: each field `x_y` is the option `--x-y`, with the
+# field's help and choices (mmhpn.config); its type says how the text is parsed (below).
+# None means "not given: the profile's value"; `_NONE` is the text for an explicit None.
+_NONE = "none"
+
+
+def _override_fields() -> list:
+    """TrainConfig's fields that an option overrides: all but `profile` (the base settings)."""
+    import dataclasses
+
+    from mmhpn.config import TrainConfig
+
+    return [f for f in dataclasses.fields(TrainConfig) if f.name != "profile"]
+
+
+def _field(name: str):
+    import dataclasses
+
+    from mmhpn.config import TrainConfig
+
+    return next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+
+
+def _add_profile(parser, default: str) -> None:
     from mmhpn.config import PROFILES
 
-    return sorted(PROFILES)
+    parser.add_argument("--profile", default=default, choices=sorted(PROFILES), help=_field("profile").metadata["help"])
+
+
+def _add_field_option(parser, name: str, flag: str | None = None, default=None, help: str | None = None) -> None:
+    """`--name` (or `flag`) for TrainConfig's field `name`: its help (unless `help` is given),
+    its choices, and a parser for its type; `dest` is the field's name."""
+    field = _field(name)
+    kwargs = {"dest": name, "default": default, "help": help or field.metadata["help"]}
+    base = field.type.removesuffix(" | None")
+    if base == "bool":
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif base in _PARSERS:
+        parse = _PARSERS[base]
+        kwargs["type"] = _none_or(parse) if base != field.type else parse
+    else:
+        raise TypeError(f"mmhpn.cli has no parser for TrainConfig.{name}'s type {field.type!r}; add one to _PARSERS")
+    if field.metadata["choices"] is not None:
+        kwargs["choices"] = list(field.metadata["choices"])
+    parser.add_argument(flag or "--" + name.replace("_", "-"), **kwargs)
 
 
 def _float_list(text: str) -> tuple[float, ...]:
@@ -212,52 +164,65 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _json_layout(text: str) -> dict:
+def _json_object(text: str) -> dict:
     import json
 
-    try:
-        layout = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"expected JSON like '{{\"conv5_3\": [12]}}', got {text!r} ({err})") from None
-    if not isinstance(layout, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object {{tap: [stripe counts]}}, got {text!r}")
-    return layout
-
-
-_NONE = "none"  # an option's explicit "no value" (None means: the profile's value)
-
-
-def _init_from(text: str) -> dict | str:
-    import json
-
-    if text.strip().lower() == _NONE:
-        return _NONE
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"expected the JSON `mmhpn pretrain` prints, like "
-                                         f"'{{\"profile\": \"demo\", ...}}', or 'none'; got {text!r} ({err})") from None
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({err})") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object {{\"profile\": ..., field: value}} or 'none', "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {text!r}")
     return value
+
+
+def _none_or(parse):
+    """`parse`, and the text 'none' for an explicit None (e.g. --pretrained none, --init-from none)."""
+    def parse_or_none(text: str):
+        return _NONE if text.strip().lower() == _NONE else parse(text)
+
+    parse_or_none.__name__ = parse.__name__  # argparse names the type in its error messages
+    return parse_or_none
+
+
+# TrainConfig's field types (as written in mmhpn/config.py, "| None" removed) -> text parser
+_PARSERS = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "tuple[int, ...]": _int_list,
+    "tuple[float, ...]": _float_list,
+    "dict[str, tuple[int, ...]]": _json_object,
+    "dict[str, Any]": _json_object,
+}
+
+
+def _overrides(args: argparse.Namespace, names) -> dict:
+    """The fields given on the command line (`_NONE` -> None); the others keep the profile's value."""
+    values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    return {name: None if value == _NONE else value for name, value in values.items()}
+
+
+def _require_dataset_folder(dataset: str, root: str) -> None:
+    """A real dataset's folder must exist before anything trains or is written (synthetic data is generated)."""
+    import os
+
+    from mmhpn.errors import DatasetError
+
+    if dataset != "synthetic" and not os.path.isdir(root):
+        raise DatasetError(f"dataset folder {root} does not exist; expected the extracted {dataset} dataset there "
+                           f"(see data/README.md), or pass --data-root DIR")
 
 
 def _train_command(args: argparse.Namespace) -> int:
     import json
-    import os
 
     from mmhpn import distributed
     from mmhpn.config import make_config
     from mmhpn.runs import run_dir_for, train_or_load
 
-    overrides = {f: getattr(args, f) for f in _TRAIN_OPTION_FIELDS if getattr(args, f) is not None}
-    for field in ("pretrained", "init_from"):
-        if isinstance(overrides.get(field), str) and overrides[field].lower() == _NONE:
-            overrides[field] = None
-    config = make_config(args.profile, **overrides)
-    if config.dataset != "synthetic" and not os.path.isdir(config.data_root):
-        raise FileNotFoundError(f"dataset folder {config.data_root} does not exist; pass --data-root DIR")
+    config = make_config(args.profile, **_overrides(args, [f.name for f in _override_fields()]))
+    _require_dataset_folder(config.dataset, config.data_root)
     run_dir = args.run_dir or run_dir_for(config, args.runs_dir)
     with distributed.process_group(config.device):
         run = train_or_load(config, run_dir=run_dir, progress=not args.no_progress)
@@ -283,23 +248,26 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
             "of the demo split), a stand-in for the paper's ImageNet pretraining, with a profile's settings and "
             "the baseline head. The run is cached like any run (RUNS_DIR/<name>-<hash12>/). Prints the "
             "init_from value that fine-tuning configurations use (TrainConfig(init_from=...)); a fine-tuning "
-            "run finds this run in the folder that holds its own run folder."
+            "run finds this run in the folder that holds its own run folder. Options left out keep the values of "
+            "the profile's own pretraining run (demo: data/synthetic-pretrain, the 'pretrain' preset; smoke: "
+            "data/synthetic-tiny-pretrain, 'tiny-pretrain')."
         ),
         epilog="example:\n  mmhpn pretrain --profile demo --data-root data/synthetic-pretrain --epochs 4",
         formatter_class=_HelpFormatter,
     )
-    p.add_argument("--profile", default="demo", choices=_profiles(), help="base settings")
-    p.add_argument("--data-root", default="data/synthetic-pretrain",
-                   help="folder of the pretraining data (generated there if missing)")
+    _add_profile(p, default="demo")
+    for name in _PRETRAIN_FIELDS:
+        _add_field_option(p, name)
     p.add_argument("--runs-dir", default="runs", help="parent of the run folder")
-    for option, kind, text in (("--epochs", int, "number of epochs"), ("--lr", float, "initial learning rate"),
-                               ("--lr-decay-epochs", _int_list, "comma-separated lr decay epochs"),
-                               ("--seed", int, "random seed"), ("--synthetic-seed", int, "seed of the data"),
-                               ("--synthetic-preset", str, "synthetic preset (default: pretrain)")):
-        p.add_argument(option, type=kind, default=None, help=text)
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    _add_field_option(p, "device")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_pretrain_command)
+
+
+# The fields `mmhpn pretrain` overrides in the profile's pretraining configuration (its init_from dict).
+# Not `preset`: a pretraining run trains the baseline head, which fine-tuning does not keep.
+_PRETRAIN_FIELDS = ("data_root", "synthetic_preset", "synthetic_seed", "backbone", "epochs", "lr", "lr_decay_epochs",
+                    "seed")
 
 
 def _pretrain_command(args: argparse.Namespace) -> int:
@@ -308,9 +276,8 @@ def _pretrain_command(args: argparse.Namespace) -> int:
     from mmhpn.config import pretrain_overrides, pretraining_config
     from mmhpn.runs import train_or_load
 
-    fields = ("data_root", "epochs", "lr", "lr_decay_epochs", "seed", "synthetic_seed", "synthetic_preset")
-    overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-    if "lr_decay_epochs" in overrides:
+    overrides = _overrides(args, _PRETRAIN_FIELDS)
+    if "lr_decay_epochs" in overrides:  # init_from is JSON
         overrides["lr_decay_epochs"] = list(overrides["lr_decay_epochs"])
     init_from = pretrain_overrides(args.profile, **overrides)
     config = pretraining_config(init_from)
@@ -342,19 +309,16 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--run-dir", help="a finished run folder (uses its model.pt)")
     source.add_argument("--checkpoint", help="a model.pt or checkpoint.pt written by `mmhpn train`")
-    p.add_argument("--dataset", default=None, help="dataset name (default: the one the model was trained on)")
-    p.add_argument("--data-root", default=None, help="dataset folder (default: the training run's data root)")
+    _add_field_option(p, "dataset", help="dataset name (default: the one the model was trained on)")
+    _add_field_option(p, "data_root", help="dataset folder (default: the training run's data root)")
     p.add_argument("--flip", action="store_true", help="average the features of each image and its mirror image")
     p.add_argument("--rerank", action="store_true",
                    help="k-reciprocal re-ranking (Zhong et al. 2017); the paper reports none")
-    p.add_argument("--protocol", default="toolbox", choices=["toolbox", "market1501-official"],
-                   help="toolbox = AP as in the PyTorch re-ID toolboxes; market1501-official = "
-                        "the official Market-1501 code (trapezoid AP, id -1 junk)")
+    _add_field_option(p, "eval_protocol", flag="--protocol", default="toolbox")
     p.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
-    p.add_argument("--precision", default="fp32", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="autocast precision of feature extraction")
-    p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_field_option(p, "precision", default="fp32", help="autocast precision of feature extraction")
+    _add_field_option(p, "num_workers", default=0)
+    _add_field_option(p, "device", default="auto")
     p.add_argument("--output", default=None, help="also write the scores to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_evaluate_command)
@@ -362,22 +326,21 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _evaluate_command(args: argparse.Namespace) -> int:
     import json
-    import os
-    from pathlib import Path
 
     from mmhpn.checkpoints import MODEL_FILE, load_model_file
     from mmhpn.data import load_dataset
+    from mmhpn.errors import CheckpointError
     from mmhpn.evaluation.model import evaluate_model
     from mmhpn.runtime import resolve_device, resolve_precision
 
     if args.run_dir is not None:
         path = Path(args.run_dir) / MODEL_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{args.run_dir} holds no {MODEL_FILE}: not a finished run folder")
+            raise CheckpointError(f"{args.run_dir} holds no {MODEL_FILE}: not a finished run folder")
     else:
         path = Path(args.checkpoint)
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint file {path} does not exist")
+            raise CheckpointError(f"checkpoint file {path} does not exist")
     if args.batch_size < 1:
         raise MMHPNError(f"--batch-size must be a positive integer, got {args.batch_size}")
     device = resolve_device(args.device)
@@ -385,15 +348,14 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     model, config = load_model_file(path, device=device)
     dataset_name = args.dataset or config.dataset
     root = args.data_root or config.data_root
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"dataset folder {root} does not exist; pass --data-root DIR")
+    _require_dataset_folder(dataset_name, root)
     options = {}
     if dataset_name == "synthetic":  # never generate data here: score what is there
         options = {"preset": config.synthetic_preset, "seed": config.synthetic_seed, "generate": False}
     dataset = load_dataset(dataset_name, root, **options)
     metrics = evaluate_model(model, dataset, height=config.height, width=config.width, batch_size=args.batch_size,
                              device=device, num_workers=args.num_workers, precision=precision, flip=args.flip,
-                             protocol=args.protocol, rerank=args.rerank, progress=not args.no_progress)
+                             protocol=args.eval_protocol, rerank=args.rerank, progress=not args.no_progress)
     metrics.update(model_file=str(path), precision=precision)
     text = json.dumps(metrics, indent=2, sort_keys=True)
     print(text)
@@ -461,8 +423,15 @@ def _book_command(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse's parser, but a wrong option is one line, not the whole usage (train's is 30 lines) first."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="mmhpn",
         description="MMHPN person re-identification: synthetic data, training, evaluation and the book.",
     )

@@ -2,7 +2,9 @@
 
 * `TrainConfig` - every setting a run depends on. A run folder stores it as JSON and is
   named by `config_hash`, so a run folder, a checkpoint and a configuration can be matched;
-  `config_differences` says which fields two configurations disagree on.
+  `config_differences` says which fields two configurations disagree on. Each field carries
+  its one-line help and, for a name, the registry its value must come from (`_field`):
+  `mmhpn train` and `mmhpn pretrain` make their options from them.
 * The profiles `paper` (Sec. 4.2 to the letter), `demo` (the book's CPU settings), `smoke`
   (seconds, the smoke book) and `unit` (smaller still, unit tests only): `PROFILES`, `make_config`.
 * `check_config` - how the fields fit together and with the machine (layout, loss, input
@@ -21,16 +23,33 @@ from typing import Any
 import torch
 
 from mmhpn import versions
+from mmhpn.data.market import DATASETS
+from mmhpn.data.pipeline import SAMPLERS
+from mmhpn.data.synthetic import SYNTHETIC_PRESETS
 from mmhpn.errors import ConfigError
-from mmhpn.losses import build_loss
-from mmhpn.model import BACKBONES as MODEL_BACKBONES
-from mmhpn.model import POOLINGS, build_model, check_stripes_fit, feature_map_rows, parse_layout, pretrained_weights_path
+from mmhpn.evaluation.protocol import PROTOCOLS
+from mmhpn.losses import LOSSES, SINGLE_STRIPE_RULES, build_loss
+from mmhpn.model import BACKBONES, POOLINGS, build_model, check_stripes_fit, feature_map_rows, parse_layout, pretrained_weights_path
 from mmhpn.model import PRESETS as MODEL_PRESETS
+from mmhpn.runtime import PRECISIONS
 
-LOSSES = ("softmax", "psl", "weighted_softmax")  # mmhpn.losses.build_loss
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-SAMPLERS = ("shuffle", "pk")  # mmhpn.data: plain shuffling (paper) or P x K identity batches
-EVAL_PROTOCOLS = ("toolbox", "market1501-official")  # mmhpn.evaluation.PROTOCOLS
+# The sections of TrainConfig's fields; `mmhpn train --help` groups its options by them.
+RUN = "profile and run folder"
+DATA = "data"
+MODEL = "model"
+LOSS = "loss"
+SCHEDULE = "input and schedule"
+REGIME = "fine-tuning regime (the demo and smoke profiles set these)"
+MACHINE = "reproducibility, speed and evaluation"
+SECTIONS = (RUN, DATA, MODEL, LOSS, SCHEDULE, REGIME, MACHINE)
+
+
+def _field(default: Any, section: str, help: str, choices: Any = None) -> Any:
+    """A TrainConfig field with its one-line description and, where the value is a name, the
+    registry it must come from (the dict or tuple of the module that accepts it, so a name
+    added there is valid here). `_validate` checks the choices; `mmhpn.cli` derives the
+    options of `mmhpn train` / `mmhpn pretrain`, their help and choices from these."""
+    return dataclasses.field(default=default, metadata={"section": section, "help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -59,62 +78,85 @@ class TrainConfig:
     """
 
     # labels (not hashed)
-    profile: str = "paper"
-    name: str = ""
+    profile: str = _field("paper", RUN, "base settings: paper = Sec. 4.2 (ImageNet ResNet-50, 384x128, 60 epochs, "
+                          "the PSL with the paper's gammas; precision is ours: bf16 autocast where supported, see "
+                          "--precision), demo = the book's CPU settings on synthetic data, smoke = seconds, for "
+                          "tests and the smoke book, unit = smaller still, unit tests only")
+    name: str = _field("", RUN, "run name, the prefix of the default run folder")
     # data
-    dataset: str = "market1501"
-    data_root: str = "data/market1501"
-    synthetic_preset: str = "demo"
-    synthetic_seed: int = 0
+    dataset: str = _field("market1501", DATA, "dataset name", choices=DATASETS)
+    data_root: str = _field("data/market1501", DATA,
+                            "dataset folder (Market-1501 layout); for synthetic data it is generated there if missing")
+    synthetic_preset: str = _field("demo", DATA, "synthetic preset (mmhpn.data.synthetic)", choices=SYNTHETIC_PRESETS)
+    synthetic_seed: int = _field(0, DATA, "seed of the synthetic data")
     # model (see mmhpn.model.build_model)
-    preset: str = "mmhpn"
-    layout: dict | None = None
-    backbone: str = "resnet50"
-    pooling: str = "aps"
-    pretrained: str | None = "imagenet"
+    preset: str = _field("mmhpn", MODEL, "the network's taps and stripes (the paper's Table 4 rows)",
+                         choices=MODEL_PRESETS)
+    layout: dict[str, tuple[int, ...]] | None = _field(
+        None, MODEL, 'override the preset\'s stripes as JSON {tap: [stripe counts]}, e.g. \'{"conv5_3": [12]}\'')
+    backbone: str = _field("resnet50", MODEL, "the ResNet trunk (resnet34-l4w*: ResNet-34 with a narrowed layer4, "
+                           "no ImageNet weights)", choices=BACKBONES)
+    pooling: str = _field("aps", MODEL, "aps (Eq. 1), avg (GAP) or max (GMP)", choices=POOLINGS)
+    pretrained: str | None = _field("imagenet", MODEL, "'imagenet' (torchvision's file in the local torch hub cache, "
+                                    "never downloaded), a path to a ResNet state_dict, or 'none' for random init")
     # loss (see mmhpn.losses.build_loss)
-    loss: str = "softmax"
-    gammas: tuple | None = (0.3, 0.5, 1.5, 2.0)
-    single_stripe: str = "ce"
-    scale_weights: tuple | None = None  # loss "weighted_softmax": one constant per scale
+    loss: str = _field("softmax", LOSS, "softmax = Eq. 3; psl = the Part Sensitive Loss, Eq. 5 (the paper profile's); "
+                       "weighted_softmax = Eq. 3 with one constant per scale (--scale-weights; ours, a control for "
+                       "the PSL)", choices=LOSSES)
+    gammas: tuple[float, ...] | None = _field((0.3, 0.5, 1.5, 2.0), LOSS, "PSL gammas, one per scale in the model's "
+                                              "order, comma-separated, e.g. 0.3,0.5,1.5,2")
+    single_stripe: str = _field("ce", LOSS, "PSL rule for one-stripe scales (see mmhpn.losses)",
+                                choices=SINGLE_STRIPE_RULES)
+    scale_weights: tuple[float, ...] | None = _field(None, LOSS, "weighted_softmax: one constant per scale in the "
+                                                     "model's order, comma-separated")
     # input and sampling
-    height: int = 384
-    width: int = 128
-    batch_size: int = 64
-    sampler: str = "shuffle"
-    num_instances: int = 4
+    height: int = _field(384, SCHEDULE, "input height in pixels")
+    width: int = _field(128, SCHEDULE, "input width in pixels")
+    batch_size: int = _field(64, SCHEDULE, "batch size (global, over all processes)")
+    sampler: str = _field("shuffle", SCHEDULE, "shuffle = plain shuffling (paper); pk = identity-balanced P x K "
+                          "batches", choices=SAMPLERS)
+    num_instances: int = _field(4, SCHEDULE, "K, images per identity for --sampler pk")
     # schedule: SGD with momentum; lr multiplied by lr_decay_factor at each lr_decay_epochs entry
-    epochs: int = 60
-    lr: float = 0.1
-    lr_decay_epochs: tuple = (30,)
-    lr_decay_factor: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    epochs: int = _field(60, SCHEDULE, "number of epochs")
+    lr: float = _field(0.1, SCHEDULE, "initial learning rate (SGD)")
+    lr_decay_epochs: tuple[int, ...] = _field((30,), SCHEDULE, "comma-separated epochs after which the lr is "
+                                              "multiplied by --lr-decay-factor")
+    lr_decay_factor: float = _field(0.1, SCHEDULE, "lr step factor")
+    momentum: float = _field(0.9, SCHEDULE, "SGD momentum")
+    weight_decay: float = _field(5e-4, SCHEDULE, "SGD weight decay")
     # reproducibility and speed
-    seed: int = 0
-    precision: str = "auto"
-    deterministic: bool = False
-    channels_last: bool = True
-    # training regime (opt-in; see mmhpn.training and the fields' notes below)
-    # Hold out this fraction of the *training* identities as a validation query/gallery and
-    # train on the rest; the test split is then never read (settings are chosen on it).
-    val_fraction: float = 0.0
-    # Fine-tune from the trunk of another run: {"profile": ..., **overrides} of a pretraining
-    # configuration (`pretraining_config`), trained (or loaded) through the run cache first.
-    init_from: dict | None = None
-    # Freeze stem..layer3 (no gradients, BatchNorm in eval mode): fine-tune layer4 + heads only.
-    freeze_below_layer4: bool = False
-    # With a frozen trunk: compute layer3's output once per training image and its mirror
-    # image and reuse it every epoch (the loader yields features, not images).
-    feature_cache: bool = False
+    seed: int = _field(0, MACHINE, "random seed")
+    precision: str = _field("auto", MACHINE, "auto = bf16 autocast where the CPU/GPU supports it, fp16 on older "
+                            "GPUs, else fp32 (ours: the paper states no precision; fp32 is the closest match)",
+                            choices=PRECISIONS)
+    deterministic: bool = _field(False, MACHINE, "deterministic kernels (slower; resumed runs then match "
+                                 "uninterrupted ones on CPU)")
+    channels_last: bool = _field(True, MACHINE, "channels_last memory format (faster convolutions on CPU and GPU)")
+    # training regime (opt-in; see mmhpn.training). A validation split is for choosing
+    # settings without ever reading the test split.
+    val_fraction: float = _field(0.0, REGIME, "hold out this fraction of the training identities as a validation "
+                                 "query/gallery and score on it (the test split is not read)")
+    # {"profile": ..., **overrides} of a pretraining configuration (`pretraining_config`),
+    # trained (or loaded) through the run cache first.
+    init_from: dict[str, Any] | None = _field(None, REGIME, "fine-tune from a pretraining run: the JSON that `mmhpn "
+                                              "pretrain` prints after init_from=, or 'none' to train from "
+                                              "--pretrained's weights")
+    freeze_below_layer4: bool = _field(False, REGIME, "freeze stem..layer3 (no gradients, BatchNorm in eval mode): "
+                                       "train layer4 and the heads")
+    # The loader then yields layer3's maps of each image and its mirror image, not images.
+    feature_cache: bool = _field(False, REGIME, "with the freeze: compute layer3's maps once per image (shared by "
+                                 "every run fine-tuned from the same pretraining run) and train on them")
     # evaluation
-    eval_every: int = 0
-    eval_flip: bool = False
-    eval_protocol: str = "toolbox"
+    eval_every: int = _field(0, MACHINE, "also evaluate every N epochs (0 = only at the end)")
+    eval_flip: bool = _field(False, MACHINE, "average the features of each test image and its mirror image")
+    eval_protocol: str = _field("toolbox", MACHINE, "toolbox = AP as in the PyTorch re-ID toolboxes; "
+                                "market1501-official = the official Market-1501 code (trapezoid AP, id -1 junk)",
+                                choices=PROTOCOLS)
     # machine (not hashed)
-    num_workers: int = 0
-    cache_images: bool = False  # decode images once into memory (same tensors, faster epochs)
-    device: str = "auto"
+    num_workers: int = _field(0, MACHINE, "data loader worker processes")
+    cache_images: bool = _field(False, MACHINE, "decode the training images once into memory (faster epochs, same "
+                                "results)")
+    device: str = _field("auto", MACHINE, "auto, cpu, cuda or cuda:N")
 
     def __post_init__(self) -> None:
         # Normalise JSON-ish values (lists from a JSON file or the command line) to tuples.
@@ -147,11 +189,9 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}")
 
-        choice("loss", LOSSES)
-        choice("preset", tuple(MODEL_PRESETS))
-        choice("precision", PRECISIONS)
-        choice("sampler", SAMPLERS)
-        choice("eval_protocol", EVAL_PROTOCOLS)
+        for field in dataclasses.fields(self):
+            if field.metadata["choices"] is not None:
+                choice(field.name, tuple(field.metadata["choices"]))
         for name in ("height", "width", "batch_size", "epochs", "num_instances"):
             positive(name)
         if self.batch_size < 2:  # BatchNorm cannot train on one image per batch
@@ -442,8 +482,8 @@ def check_config(config: TrainConfig) -> None:
     """
     layout = config.layout if config.layout is not None else MODEL_PRESETS[config.preset]
     scales = parse_layout(layout)
-    if config.backbone not in MODEL_BACKBONES:
-        raise ConfigError(f"backbone must be one of {sorted(MODEL_BACKBONES)}, got {config.backbone!r}")
+    if config.backbone not in BACKBONES:
+        raise ConfigError(f"backbone must be one of {sorted(BACKBONES)}, got {config.backbone!r}")
     if config.pooling not in POOLINGS:
         raise ConfigError(f"pooling must be one of {list(POOLINGS)}, got {config.pooling!r}")
     build_loss(config.loss, config.gammas, config.single_stripe, num_scales=len(scales),

@@ -57,6 +57,7 @@ from mmhpn.errors import ConfigError
 
 PAPER_GAMMAS = (0.3, 0.5, 1.5, 2.0)
 SINGLE_STRIPE_RULES = ("ce", "literal", "focal")
+LOSSES = ("softmax", "psl", "weighted_softmax")  # the names `build_loss` accepts
 
 
 def _check_outputs(outputs: Sequence[torch.Tensor], targets: torch.Tensor) -> None:
@@ -184,4 +185,4 @@ def build_loss(name: str, gammas: Sequence[float] | None = None, single_stripe: 
             raise ConfigError(f"loss 'psl' needs one gamma per scale: the model has {num_scales} scales, "
                               f"got gammas {tuple(gammas)}")
         return PartSensitiveLoss(gammas, single_stripe=single_stripe)
-    raise ConfigError(f"unknown loss {name!r}; valid losses are ['softmax', 'psl', 'weighted_softmax']")
+    raise ConfigError(f"unknown loss {name!r}; valid losses are {list(LOSSES)}")

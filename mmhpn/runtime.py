@@ -19,6 +19,8 @@ import torch
 from mmhpn import distributed
 from mmhpn.errors import ConfigError
 
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # what `resolve_precision` accepts
+
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> the local CUDA device if there is one (this process's under torchrun), else CPU."""
@@ -46,6 +48,8 @@ def cpu_supports_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The concrete precision ('bf16', 'fp16' or 'fp32') that `precision` means on `device`."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         if precision == "fp16" and device.type == "cpu":
             raise ConfigError("precision 'fp16' is for CUDA devices; on CPU use 'bf16' or 'fp32'")

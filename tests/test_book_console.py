@@ -53,6 +53,7 @@ def test_time_left_is_runs_to_train_times_the_mean_measured_training(tmp_path):
     assert "unknown" in book.time_left(todo, [])
 
 
+@pytest.mark.slow
 def test_one_line_per_notebook_and_the_papermill_log_in_a_file(tmp_path, capfd):
     _notebook(tmp_path, "first", "print('hello from a cell', x)")
     _notebook(tmp_path, "second", "import warnings; warnings.warn('noisy kernel')", "print('second cell')")
@@ -71,6 +72,7 @@ def test_one_line_per_notebook_and_the_papermill_log_in_a_file(tmp_path, capfd):
     assert set(record["notebooks_s"]) == {"first", "second"}
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_is_one_line_naming_cell_error_and_log(tmp_path, capfd, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _notebook(tmp_path, "broken", "y = 2", "raise ValueError(f'bad value {x}\\nsecond line of the message')")

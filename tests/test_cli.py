@@ -1,4 +1,5 @@
-"""`mmhpn train` and `mmhpn evaluate`: help texts, one-line errors, an end-to-end smoke run."""
+"""`mmhpn train`, `pretrain` and `evaluate`: help texts made from the configuration, one-line errors, an
+end-to-end smoke run."""
 from __future__ import annotations
 
 import json
@@ -24,6 +25,56 @@ def test_train_help_lists_every_option(capsys):
         assert option in text, option
 
 
+def test_help_lists_every_field_and_every_name_the_code_accepts(capsys, monkeypatch):
+    # The options come from TrainConfig's fields; their choices from the modules that accept
+    # the names (model, losses, the dataset registry, the synthetic generator's presets).
+    import dataclasses
+
+    from mmhpn.config import PROFILES, TrainConfig
+    from mmhpn.data.market import DATASETS
+    from mmhpn.data.synthetic import SYNTHETIC_PRESETS
+    from mmhpn.evaluation.protocol import PROTOCOLS
+    from mmhpn.losses import LOSSES, SINGLE_STRIPE_RULES
+    from mmhpn.model import BACKBONES, POOLINGS
+    from mmhpn.model import PRESETS as MODEL_PRESETS
+
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps help at the terminal's width, hyphens included
+    train = " ".join(_help(capsys, "train").split())
+    for field in dataclasses.fields(TrainConfig):
+        assert f"--{field.name.replace('_', '-')} " in train, field.name
+        assert " ".join(field.metadata["help"].split()) in train, field.name
+    for option, names in (("--backbone", BACKBONES), ("--preset", MODEL_PRESETS), ("--profile", sorted(PROFILES)),
+                          ("--synthetic-preset", SYNTHETIC_PRESETS), ("--loss", LOSSES), ("--pooling", POOLINGS),
+                          ("--dataset", DATASETS), ("--single-stripe", SINGLE_STRIPE_RULES),
+                          ("--eval-protocol", PROTOCOLS)):
+        assert f"{option} {{{','.join(names)}}}" in train, option
+    assert "resnet34-l4w128" in BACKBONES and "pretrain" in SYNTHETIC_PRESETS  # the two that had drifted
+    pretrain = " ".join(_help(capsys, "pretrain").split())
+    for option, names in (("--backbone", BACKBONES), ("--synthetic-preset", SYNTHETIC_PRESETS),
+                          ("--profile", sorted(PROFILES))):
+        assert f"{option} {{{','.join(names)}}}" in pretrain, option
+
+
+def test_pretrain_options_left_out_keep_the_profiles_pretraining_values():
+    from mmhpn import cli
+    from mmhpn.config import pretrain_overrides
+
+    args = cli.build_parser().parse_args(["pretrain", "--profile", "smoke", "--epochs", "3"])
+    init_from = pretrain_overrides(args.profile, **cli._overrides(args, cli._PRETRAIN_FIELDS))
+    assert init_from["data_root"] == "data/synthetic-tiny-pretrain" and init_from["epochs"] == 3
+    assert init_from["synthetic_preset"] == "tiny-pretrain"
+
+
+def test_none_clears_an_optional_field_and_is_refused_elsewhere():
+    from mmhpn import cli
+
+    args = cli.build_parser().parse_args(["train", "--pretrained", "none", "--init-from", "None", "--layout", "none"])
+    assert cli._overrides(args, ["pretrained", "init_from", "layout", "epochs"]) == \
+        {"pretrained": None, "init_from": None, "layout": None}
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--epochs", "none"])
+
+
 def test_evaluate_help_lists_every_option(capsys):
     text = _help(capsys, "evaluate")
     for option in ("--run-dir", "--checkpoint", "--data-root", "--dataset", "--flip", "--rerank", "--protocol"):
@@ -44,10 +95,18 @@ def test_bad_train_values_give_one_line(capsys, tmp_path):
     err = _one_line_error(capsys, ["train", "--profile", "smoke", "--dataset", "market1501",
                                    "--data-root", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "r")],
                           "train")
-    assert "missing" in err
-    err = _one_line_error(capsys, ["train", "--profile", "smoke", "--dataset", "nope", "--data-root",
-                                   str(tmp_path), "--run-dir", str(tmp_path / "r2")], "train")
-    assert "unknown dataset" in err
+    assert f"dataset folder {tmp_path / 'missing'} does not exist; expected the extracted market1501" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_missing_dataset_folder_is_a_dataset_error(tmp_path):
+    # the same error type as the book's (mmhpn.book.ensure_dataset), for the same condition
+    from mmhpn.cli import _require_dataset_folder
+    from mmhpn.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="does not exist"):
+        _require_dataset_folder("market1501", str(tmp_path / "missing"))
+    _require_dataset_folder("synthetic", str(tmp_path / "missing"))  # generated where it is missing
 
 
 @pytest.mark.parametrize("argv", [
@@ -57,14 +116,19 @@ def test_bad_train_values_give_one_line(capsys, tmp_path):
     ["train", "--epochs", "two"],
     ["train", "--init-from", "{not json"],
     ["train", "--init-from", "[1, 2]"],
+    ["train", "--dataset", "nope"],
+    ["train", "--backbone", "resnet18"],
+    ["pretrain", "--synthetic-preset", "huge"],
     ["evaluate"],
     ["evaluate", "--run-dir", "a", "--checkpoint", "b"],
+    ["evaluate", "--run-dir", "a", "--protocol", "cuhk03"],
 ])
-def test_argument_errors_exit_non_zero(argv, capsys):
+def test_argument_errors_exit_non_zero_in_one_line(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
-    assert "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mmhpn {argv[0]}: error: ") and "\n" not in err, err
 
 
 def test_evaluate_errors_give_one_line(capsys, tmp_path):
@@ -76,6 +140,7 @@ def test_evaluate_errors_give_one_line(capsys, tmp_path):
     assert "corrupt" in err and str(bad) in err
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_end_to_end(tiny_root, tmp_path, capsys):
     run_dir = tmp_path / "run"
     # fp32: re-scoring reproduces the training's final evaluation exactly (under bf16 autocast
@@ -120,6 +185,7 @@ def test_book_command_is_part_of_the_one_command_line(tmp_path, capsys):
     assert err.count("\n") == 0 and err.startswith("mmhpn book: error: unknown notebook(s) ['99-nowhere']")
 
 
+@pytest.mark.slow
 def test_regime_options_set_the_fields_and_none_clears_init_from(tiny_root, tmp_path, capsys):
     argv = ["train", "--profile", "smoke", "--init-from", "none", "--no-freeze-below-layer4", "--no-feature-cache",
             "--val-fraction", "0.25", "--data-root", str(tiny_root), "--run-dir", str(tmp_path / "run"),

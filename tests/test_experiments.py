@@ -119,6 +119,7 @@ def test_the_control_row_is_derived_from_the_psl_run_of_the_same_seed(monkeypatc
 
 
 
+@pytest.mark.slow
 def test_one_training_epoch_logs_the_psl_factors_the_control_then_uses(monkeypatch):
     import torch
 

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_the_lab_kernel_runs_in_the_repository_root_and_imports_mmhpn(tmp_path, monkeypatch):
     from jupyter_client.manager import start_new_kernel
 

@@ -89,6 +89,7 @@ def test_validation_split_holds_out_training_identities_and_drops_the_test_split
         split_validation(tiny_dataset, 0.01)
 
 
+@pytest.mark.slow
 def test_a_validation_run_is_scored_on_the_held_out_identities(tiny_root, tmp_path):
     config = make_config("unit", data_root=str(tiny_root), val_fraction=0.25, epochs=1, lr_decay_epochs=())
     run = train_or_load(config, tmp_path, progress=False)
@@ -150,6 +151,7 @@ def test_cached_feature_batches_follow_the_image_loaders_batches_and_flip_half(t
 
 # -- the whole regime on the smoke settings -------------------------------------------------
 
+@pytest.mark.slow
 def test_fine_tuning_from_a_cached_pretraining_run_with_a_frozen_cached_trunk(tiny_root, tmp_path):
     init_from = _init_from(tiny_root)
     config = make_config("unit", data_root=str(tiny_root), val_fraction=0.25, init_from=init_from,
@@ -185,6 +187,7 @@ def test_fine_tuning_from_a_cached_pretraining_run_with_a_frozen_cached_trunk(ti
     assert full["rank1"] == pytest.approx(other.metrics["rank1"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_frozen_without_cache_trains_layer4_and_heads_only(tiny_root, tmp_path):
     config = make_config("unit", data_root=str(tiny_root), freeze_below_layer4=True, epochs=1, lr_decay_epochs=())
     torch.manual_seed(config.seed)
@@ -195,6 +198,7 @@ def test_frozen_without_cache_trains_layer4_and_heads_only(tiny_root, tmp_path):
     assert any(not torch.equal(tuned[k], initial[k]) for k in tuned if k.startswith("heads."))
 
 
+@pytest.mark.slow
 def test_pretrain_command_trains_once_and_prints_init_from(tiny_root, tmp_path, capsys):
     from mmhpn.cli import main
 

@@ -33,6 +33,7 @@ def _weights(path):
     return torch.load(path, weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_run_folder_is_named_by_hash_and_complete(finished, config):
     assert finished.path == run_dir_for(config, finished.path.parent)
     assert finished.path.name == f"unit-mmhpn-softmax-{config_hash(config)[:12]}"
@@ -45,6 +46,7 @@ def test_run_folder_is_named_by_hash_and_complete(finished, config):
     assert stored["hash"] == config_hash(config) and stored["config"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_cache_hit_returns_without_training(finished, config, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must not be trained again")
@@ -54,6 +56,7 @@ def test_cache_hit_returns_without_training(finished, config, monkeypatch):
     assert not again.trained_now and again.path == finished.path and again.metrics == finished.metrics
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_uninterrupted_run_exactly(finished, config, tmp_path):
     run_dir = tmp_path / "interrupted"
     assert train_or_load(config, run_dir=run_dir, progress=False, stop_after_epochs=1) is None
@@ -77,6 +80,7 @@ def test_resumed_run_matches_uninterrupted_run_exactly(finished, config, tmp_pat
     assert resumed.history[columns].equals(finished.history[columns])
 
 
+@pytest.mark.slow
 def test_foreign_checkpoint_is_refused_naming_the_differences(finished, config, tmp_path):
     other = make_config("unit", data_root=config.data_root, epochs=2, precision="fp32", deterministic=True, lr=0.02)
     with pytest.raises(CheckpointError, match=r"another configuration.*lr: 0\.01 \(stored\) vs 0\.02 \(now\)"):
@@ -100,6 +104,7 @@ def test_corrupt_checkpoint_is_refused_naming_the_file(config, tmp_path):
         train(config, run_dir, progress=False)
 
 
+@pytest.mark.slow
 def test_model_file_is_not_a_resumable_checkpoint(finished, config, tmp_path):
     run_dir = tmp_path / "model-only"
     run_dir.mkdir()
@@ -125,6 +130,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_FILE]
 
 
+@pytest.mark.slow
 def test_load_model_gives_the_trained_descriptor(finished, config):
     model = finished.load_model()
     assert not model.training

@@ -115,6 +115,7 @@ def test_rng_state_is_weights_only_loadable_and_restores_every_stream(tmp_path):
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
 
 
+@pytest.mark.slow
 def test_smoke_run_learns_and_writes_its_files(tiny_root, tmp_path, capsys):
     config = make_config("unit", data_root=str(tiny_root), epochs=3, lr_decay_epochs=(3,), eval_every=2)
     result = train(config, tmp_path / "run", progress=True)

@@ -33,6 +33,7 @@ from torchvision.transforms import v2
 from mmhpn.data.market import ImageRecord
 from mmhpn.errors import ConfigError, DatasetError
 
+SAMPLERS = ("shuffle", "pk")  # `_batch_sampler`: plain shuffling (the paper's) or P x K identity batches
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -285,6 +286,8 @@ def build_train_loader(records: Sequence[ImageRecord], height: int = 384, width:
 
 def _batch_sampler(records: Sequence[ImageRecord], batch_size: int, sampler: str, num_instances: int,
                    seed: int) -> Sampler[list[int]]:
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
     if sampler == "pk":
         return IdentityBatchSampler([r.pid for r in records], batch_size, num_instances, seed=seed)
     return ShuffleBatchSampler(len(records), batch_size, seed=seed, drop_last=True)
