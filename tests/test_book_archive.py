@@ -1,4 +1,4 @@
-"""`make book-archive` (mmhpn.book.write_archive) on a tiny generated site: one folder in one
+"""`make book-archive` (mmhpn.bookbuild.archive.write_archive) on a tiny generated site: one folder in one
 .tar.gz, and a site whose links would break from disk is refused with what is wrong."""
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mmhpn import book
+from mmhpn.bookbuild import BookBuildError
+from mmhpn.bookbuild.archive import write_archive
 
 
 def _site(root: Path, page: str = '<a href="book/intro.html#top">intro</a><img src="_static/a%20b.png">') -> Path:
@@ -24,7 +25,7 @@ def _site(root: Path, page: str = '<a href="book/intro.html#top">intro</a><img s
 
 def test_the_archive_is_one_folder_that_extracts_to_the_site(tmp_path):
     _site(tmp_path)
-    out = book.write_archive(tmp_path / "dist" / "site.tar.gz", root=tmp_path)
+    out = write_archive(tmp_path / "dist" / "site.tar.gz", root=tmp_path)
     assert not (tmp_path / "dist" / "site.tar.gz.partial").exists()
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
@@ -40,8 +41,8 @@ def test_the_archive_is_one_folder_that_extracts_to_the_site(tmp_path):
 ])
 def test_links_that_break_from_disk_are_refused(tmp_path, page, problem):
     _site(tmp_path, page)
-    with pytest.raises(book.BookBuildError, match="would not work from disk") as failure:
-        book.write_archive(tmp_path / "site.tar.gz", root=tmp_path)
+    with pytest.raises(BookBuildError, match="would not work from disk") as failure:
+        write_archive(tmp_path / "site.tar.gz", root=tmp_path)
     assert problem in str(failure.value)
     assert not list(tmp_path.glob("site.tar.gz*"))
 
@@ -52,3 +53,4 @@ def test_no_built_book_is_one_clear_line(tmp_path):
     assert result.returncode == 2  # the command line's exit status for an error the user can fix
     assert result.stderr.strip().count("\n") == 0
     assert "no built book in" in result.stderr and "run `make book` first" in result.stderr
+
