@@ -2,6 +2,7 @@
 .tar.gz, and a site whose links would break from disk is refused with what is wrong."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -54,3 +55,18 @@ def test_no_built_book_is_one_clear_line(tmp_path):
     assert result.stderr.strip().count("\n") == 0
     assert "no built book in" in result.stderr and "run `make book` first" in result.stderr
 
+
+@pytest.mark.parametrize("make, what", [
+    (lambda path: path.symlink_to("/etc/passwd"), "a symbolic link (to '/etc/passwd')"),
+    (lambda path: path.symlink_to("/"), "a symbolic link (to '/')"),
+    (lambda path: os.mkfifo(path), "a FIFO"),
+], ids=["link-to-a-file", "link-to-the-root", "fifo"])
+def test_a_link_or_a_fifo_in_the_site_is_refused_in_one_line(tmp_path, make, what):
+    html = _site(tmp_path)
+    make(html / "_static" / "odd")
+    with pytest.raises(BookBuildError) as failure:
+        write_archive(tmp_path / "site.tar.gz", root=tmp_path)
+    message = str(failure.value)
+    assert "\n" not in message
+    assert message.startswith(f"refusing to pack {html / '_static' / 'odd'}: it is {what}")
+    assert not list(tmp_path.glob("site.tar.gz*"))

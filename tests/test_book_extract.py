@@ -87,3 +87,16 @@ def test_an_absolute_name_never_lands_outside(tmp_path, branch):
             assert "absolute path" in str(err)
     assert not target.exists()
 
+
+@pytest.mark.parametrize("links", [
+    [_link("q", "."), _link("p", "q/.."), _file("p/escaped.txt")],  # a link through an earlier link
+    [_link("a", "b/.."), _link("b", "."), _file("a/escaped.txt")],  # a later link re-points an earlier one
+], ids=["chain", "re-pointed"])
+def test_a_symlink_chain_never_leads_outside(tmp_path, branch, links):
+    # Each link alone stays inside `out`; together they lead to its parent. Checking every
+    # member before extracting any missed this: the hand-made checks follow the links on disk.
+    archive = _tarball(tmp_path / "chain.tgz", *links)
+    out = tmp_path / "deep" / "out"
+    with tarfile.open(archive) as tar, pytest.raises(BookBuildError, match=r"refusing"):
+        offline.extract_safely(tar, out)
+    assert not (tmp_path / "deep" / "escaped.txt").exists()
