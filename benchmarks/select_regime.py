@@ -13,7 +13,8 @@ per epoch, and the training seconds of each run and of the pretraining (as measu
 trained; evaluations excluded). The criteria for the choice are convergence (a plateau of validation mAP and
 loss), seed-to-seed noise and seconds per run - never which row wins.
 
-Writes ``benchmarks/results/regime-selection.json``. Usage::
+Writes ``benchmarks/results/regime-selection.json``; the recorded result the book shows is
+``mmhpn/resources/regime-selection.json`` (copy a new result there). Usage::
 
     python benchmarks/select_regime.py --backbones resnet34-l4w128,resnet34-l4w256 --schedules 6:4,10:7
 """

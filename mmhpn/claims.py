@@ -16,17 +16,18 @@ and the verdict is read off it: **supported** when the whole interval is above 0
 two seeds there is no interval, and the verdict is *inconclusive*. (A t-interval over 3
 seeds is wide - t_{0.975, 2} = 4.30 - which is the honest price of few seeds.)
 
-Which claims the paper makes. A table's `claims` pairs (`mmhpn.experiments.TableSpec`)
+Which claims the paper makes. A table's `claims` pairs (`mmhpn.paper.tables.TableSpec`)
 are checked, metric by metric, only where the paper's own numbers show them: a pair is a
 claim on a metric for the datasets whose paper numbers have ``better > worse``
 (`paper_support`), and not a claim on that metric if no dataset shows it (the paper's
 Table 6 has GMP above APS in CUHK03 mAP and Duke Rank-1, so "APS beats GMP" is claimed on
 the other datasets only). Claims from the paper's text (Figure 5) name the section; and
 comparisons that are ours, not the paper's (controls, the layout table), say so.
-(`mmhpn.experiments.table_claims` assembles a table's claims from these pieces.)
+(`mmhpn.paper.numbers.table_claims` assembles a table's claims from these pieces.)
 
 `write_records` / `read_records` keep each table's per-seed results and checked claims as
-CSV files, from which `mmhpn.book` assembles ``results.csv`` and ``claims.csv``.
+CSV files, from which the book build (`mmhpn.bookbuild.pipeline`) assembles ``results.csv``
+and ``claims.csv``.
 """
 from __future__ import annotations
 
@@ -171,7 +172,7 @@ def verdict_sentence(checked: pd.DataFrame) -> str:
 
 
 def result_records(table: str, results: pd.DataFrame) -> pd.DataFrame:
-    """`mmhpn.experiments.run_rows` output as results.csv lines (table, row, seed, ...)."""
+    """`mmhpn.paper.planner.run_rows` output as results.csv lines (table, row, seed, ...)."""
     return pd.DataFrame({
         "table": table,
         "row": results["row"],

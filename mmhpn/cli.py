@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmhpn.errors import ConfigError, MMHPNError, TrainingInterrupted
+from mmhpn.errors import MMHPNError, TrainingInterrupted
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -365,8 +365,9 @@ def _evaluate_command(args: argparse.Namespace) -> int:
 
 
 def _add_book(sub: argparse._SubParsersAction) -> None:
-    """`mmhpn book`: execute the notebooks and build the book (mmhpn.book); `make book` calls it."""
-    from mmhpn import book
+    """`mmhpn book`: execute the notebooks and build the book (mmhpn.bookbuild); `make book` calls it."""
+    from mmhpn.bookbuild.layout import REPO_ROOT
+    from mmhpn.bookbuild.profiles import PROFILES
 
     p = sub.add_parser(
         "book",
@@ -385,17 +386,17 @@ def _add_book(sub: argparse._SubParsersAction) -> None:
                 "  mmhpn book --archive _build/mmhpn-book.tar.gz"),
         formatter_class=_HelpFormatter,
     )
-    p.add_argument("--profile", default="demo", choices=sorted(book.PROFILES), help="book profile")
+    p.add_argument("--profile", default="demo", choices=sorted(PROFILES), help="book profile")
     p.add_argument("--dataset", default=None, help="dataset name (default: the profile's)")
     p.add_argument("--data-root", default=None, help="dataset folder (default: the profile's)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     p.add_argument("--seeds", default=None, type=_int_list, help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--notebooks", default=None,
-                   help="comma-separated notebook names to execute (default: all, in order)")
+                   help="comma-separated notebook names to execute (default: all of _toc.yml, in its order)")
     p.add_argument("--no-build", action="store_true", help="execute notebooks only")
     p.add_argument("--archive", default=None, type=Path, metavar="PATH",
                    help="only pack the already built _build/html/ into PATH (.tar.gz) for reading from disk")
-    p.add_argument("--root", default=str(book.REPO_ROOT), type=Path,
+    p.add_argument("--root", default=str(REPO_ROOT), type=Path,
                    help="folder holding _config.yml, _toc.yml, book/ and notebooks/ (default: this repository)")
     p.set_defaults(func=_book_command)
 
@@ -403,23 +404,23 @@ def _add_book(sub: argparse._SubParsersAction) -> None:
 def _book_command(args: argparse.Namespace) -> int:
     import logging
 
-    from mmhpn import book
+    from mmhpn.bookbuild.archive import ARCHIVE_FOLDER, write_archive
+    from mmhpn.bookbuild.layout import HTML
+    from mmhpn.bookbuild.pipeline import run_pipeline
+    from mmhpn.bookbuild.profiles import get_profile
 
     root = args.root.resolve()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.archive is not None:
-        out = book.write_archive(args.archive, root=root)
+        out = write_archive(args.archive, root=root)
         print(f"mmhpn book: wrote {out} ({out.stat().st_size / 2**20:.1f} MiB); extract it and open "
-              f"{book.ARCHIVE_FOLDER}/index.html in a browser")
+              f"{ARCHIVE_FOLDER}/index.html in a browser")
         return 0
-    profile = book.get_profile(args.profile, args.dataset, args.data_root, args.device, args.seeds)
-    notebooks = tuple(args.notebooks.split(",")) if args.notebooks else book.NOTEBOOK_ORDER
-    unknown = [n for n in notebooks if n not in book.NOTEBOOK_ORDER]
-    if unknown:
-        raise ConfigError(f"unknown notebook(s) {unknown}; expected names from {list(book.NOTEBOOK_ORDER)}")
-    record = book.run_pipeline(profile, notebooks, build=not args.no_build, root=root)
+    profile = get_profile(args.profile, args.dataset, args.data_root, args.device, args.seeds)
+    notebooks = tuple(args.notebooks.split(",")) if args.notebooks else None
+    record = run_pipeline(profile, notebooks, build=not args.no_build, root=root)
     print(f"mmhpn book: profile {profile.name} done in {record['total_s']:.0f} s "
-          f"(notebooks {sum(record['notebooks_s'].values()):.0f} s); HTML in {root / book.HTML}")
+          f"(notebooks {sum(record['notebooks_s'].values()):.0f} s); HTML in {root / HTML}")
     return 0
 
 

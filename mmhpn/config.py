@@ -281,8 +281,12 @@ class TrainConfig:
     @property
     def run_name(self) -> str:
         """The folder-name prefix: `name` if set, else profile-preset-loss."""
-        raw = self.name or f"{self.profile}-{self.preset}-{self.loss}"
-        return "".join(c if c.isalnum() or c in "-_." else "-" for c in raw)
+        return slug(self.name or f"{self.profile}-{self.preset}-{self.loss}")
+
+
+def slug(text: str) -> str:
+    """`text` as a file-name part: letters, digits, '-', '_' and '.' kept, the rest '-'."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 
 
 UNHASHED_FIELDS = frozenset({"profile", "name", "data_root", "device", "num_workers", "cache_images", "eval_every"})

@@ -8,7 +8,7 @@ Every function here draws; the data comes from elsewhere:
   framed by identity, with the protocol's same-id-same-camera images removed (the ranking
   as data: `mmhpn.evaluation.ranking.ranking_table`).
 * Figure 5, `body_scale_curves`: mAP and Rank-1 against the number of stripes (its input
-  from trained runs: `mmhpn.experiments.body_scale_results`).
+  from trained runs: `mmhpn.paper.views.body_scale_results`).
 * `aps_weight_plot`: the learned Adaptive Pooling Strategy weight of every scale.
 * `table_bars` and `claims_forest`: a table's rows, and every claim's interval.
 * `save_figure`: a PNG plus a vector copy (PDF or SVG), each written atomically.
@@ -491,7 +491,7 @@ def aps_weight_plot(weights, *, initial: float = 0.5, title: str | None = None,
 def table_bars(results: pd.DataFrame, row_order: Sequence[str], *, title: str, measured_on: str) -> Figure:
     """Mean mAP and Rank-1 per row (bars) with the seed-to-seed std (error bars).
 
-    `results` is `mmhpn.experiments.run_rows`' frame (columns row, seed, mAP, rank1, percent).
+    `results` is `mmhpn.paper.planner.run_rows`' frame (columns row, seed, mAP, rank1, percent).
     """
     _check_frame(results, ("row", "seed", "mAP", "rank1"), "results")
     grouped = results.groupby("row", sort=False)[["mAP", "rank1"]]
@@ -585,7 +585,7 @@ def training_curves(history: pd.DataFrame, *, loss_label: str = "training loss")
     """Per-epoch curves, one line per seed: the training loss, the training stripe accuracy
     and, where the history has them, the test mAP and Rank-1 (in %).
 
-    `history` is `mmhpn.experiments.training_histories`' frame (columns epoch, seed, loss,
+    `history` is `mmhpn.paper.views.training_histories`' frame (columns epoch, seed, loss,
     stripe_acc, and optionally mAP, rank1 as fractions).
     """
     _check_frame(history, ("epoch", "seed", "loss", "stripe_acc"), "history")
@@ -609,7 +609,7 @@ def row_curves(history: pd.DataFrame, *, metrics: Sequence[str] = ("loss", "mAP"
 
     One panel per metric (``loss``: the training loss; ``mAP``: the evaluations during
     training and the final one, in %), one colour per row, one thin line per seed.
-    `history` is `mmhpn.experiments.training_histories`' frame with its ``row`` column.
+    `history` is `mmhpn.paper.views.training_histories`' frame with its ``row`` column.
     """
     _check_frame(history, ("row", "epoch", "seed", "loss"), "history")  # mAP: NaN between evaluations
     missing = [column for column in metrics if column not in history.columns]
@@ -636,7 +636,7 @@ def row_curves(history: pd.DataFrame, *, metrics: Sequence[str] = ("loss", "mAP"
 def validation_curves(selection: pd.DataFrame) -> Figure:
     """Validation mAP after each epoch (mean over seeds) of every regime the schedule was chosen from.
 
-    `selection` is `mmhpn.experiments.regime_selection`'s per-epoch frame (columns regime,
+    `selection` is `mmhpn.paper.views.regime_selection`'s per-epoch frame (columns regime,
     preset, epoch, val_mAP in %, loss).
     """
     _check_frame(selection, ("regime", "preset", "epoch", "val_mAP", "loss"), "regime selection")

@@ -40,7 +40,7 @@ the training loop logs it per epoch (``psl_factor_<i>`` in ``history.csv``).
 Weighted softmax loss (ours, a control for the PSL; not in the paper):
 ``L = -(1/M) * sum_{b, i, j} w_i * log p_bij`` with one *constant* ``w_i`` per scale. With
 ``w_i`` set to the mean PSL factor of scale i measured over a PSL training run
-(`mmhpn.experiments.psl_scale_weights`), it re-weights the scales as the PSL does on
+(`mmhpn.paper.planner.psl_scale_weights`), it re-weights the scales as the PSL does on
 average, without the PSL's per-stripe, per-image focusing: if the PSL beats it, the gain
 comes from the focusing, not from re-weighting the scales.
 """

@@ -11,7 +11,7 @@ only *warns* about a name the notebook does not declare. The cell after that cal
 which raises one `ConfigError` naming every parameter whose value does not fit its declared
 type (``parameter seeds: got 0 (int), expected list[int], e.g. [0, 1]``) and every injected
 name the parameters cell does not declare (``unknown parameter 'seed'; did you mean
-'seeds'?``). Under `mmhpn.book` the error surfaces as that one line.
+'seeds'?``). Under `mmhpn book` the error surfaces as that one line.
 
 How the cells are found, in papermill and in JupyterLab alike: the kernel's input history
 (IPython's ``In`` list, in the namespace as ``In``/``_ih``) holds the source of every cell

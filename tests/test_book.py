@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from mmhpn import book
+from mmhpn.bookbuild import NotebookExecutionError
+from mmhpn.bookbuild.archive import ARCHIVE_FOLDER, links_broken_from_disk, write_archive
+from mmhpn.bookbuild.execute import execute_notebook
+from mmhpn.bookbuild.layout import CLAIMS_CSV, REPO_ROOT, RESULTS_CSV, notebook_order
+from mmhpn.bookbuild.offline import external_resources, extract_safely
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +44,12 @@ CHROMIUM_FLAGS = [
 def built_book(tmp_path_factory):
     root = tmp_path_factory.mktemp("book")
     for name in ("_config.yml", "_toc.yml"):
-        shutil.copy2(book.REPO_ROOT / name, root / name)
-    shutil.copytree(book.REPO_ROOT / "notebooks", root / "notebooks")
-    shutil.copytree(book.REPO_ROOT / "book", root / "book",
+        shutil.copy2(REPO_ROOT / name, root / name)
+    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks")
+    shutil.copytree(REPO_ROOT / "book", root / "book",
                     ignore=shutil.ignore_patterns("executed", "mathjax", "*.ipynb_checkpoints"))
-    # The committed benchmark results the training and compute-cost pages show.
-    shutil.copytree(book.REPO_ROOT / "benchmarks" / "reference", root / "benchmarks" / "reference")
+    # The committed benchmark results the compute-cost page shows.
+    shutil.copytree(REPO_ROOT / "benchmarks" / "reference", root / "benchmarks" / "reference")
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "mmhpn", "book", "--profile", "smoke", "--root", str(root)],
                             capture_output=True, text=True, timeout=SAFETY_TIMEOUT_S)
@@ -59,7 +63,7 @@ def built_book(tmp_path_factory):
 def test_smoke_book_builds_every_page(built_book):
     root, _ = built_book
     html = root / "_build" / "html"
-    for name in book.NOTEBOOK_ORDER:
+    for name in notebook_order():
         page = html / "book" / "executed" / f"{name}.html"
         assert page.is_file(), f"no page for {name}"
         text = page.read_text()
@@ -77,13 +81,13 @@ def test_the_build_prints_one_line_per_notebook(built_book):
     lines = console.splitlines()
     per_notebook = [re.match(r"\[\s*\d+/\d+\] (\S+)", line) for line in lines]
     per_notebook = [match for match in per_notebook if match]
-    assert [match.group(1) for match in per_notebook] == list(book.NOTEBOOK_ORDER)
+    assert [match.group(1) for match in per_notebook] == list(notebook_order())
     per_notebook = [match.string for match in per_notebook]
     assert re.search(r"\d+ run\(s\): \d+ trained, \d+ from runs/", per_notebook[1])
     # papermill's per-cell INFO lines and the kernel's warnings are in the logs, not here
     assert "INFO" not in console and "Executing" not in console and "TCP" not in console
-    assert len(lines) < 2 * len(book.NOTEBOOK_ORDER), console
-    for name in book.NOTEBOOK_ORDER:
+    assert len(lines) < 2 * len(notebook_order()), console
+    for name in notebook_order():
         assert "Executing" in (root / "book" / "executed" / "logs" / f"{name}.log").read_text()
 
 
@@ -91,14 +95,14 @@ def test_the_archive_holds_the_site_and_its_links_work_from_disk(built_book, tmp
     import tarfile
 
     root, _ = built_book
-    archive = book.write_archive(tmp_path / "book.tar.gz", root=root)
+    archive = write_archive(tmp_path / "book.tar.gz", root=root)
     with tarfile.open(archive) as tar:
         names = tar.getnames()
-        assert all(name == book.ARCHIVE_FOLDER or name.startswith(book.ARCHIVE_FOLDER + "/") for name in names)
-        book.extract_safely(tar, tmp_path / "out")
-    site = tmp_path / "out" / book.ARCHIVE_FOLDER
+        assert all(name == ARCHIVE_FOLDER or name.startswith(ARCHIVE_FOLDER + "/") for name in names)
+        extract_safely(tar, tmp_path / "out")
+    site = tmp_path / "out" / ARCHIVE_FOLDER
     assert (site / "index.html").is_file() and (site / "book" / "executed" / "03-table-4-branches.html").is_file()
-    assert book.links_broken_from_disk(site) == [] and book.external_resources(site) == []
+    assert links_broken_from_disk(site) == [] and external_resources(site) == []
     # the front page sends the reader to the introduction by a relative link
     assert re.search(r'url=book/intro\.html|href="book/intro\.html"', (site / "index.html").read_text())
 
@@ -106,7 +110,7 @@ def test_the_archive_holds_the_site_and_its_links_work_from_disk(built_book, tmp
 def test_built_html_loads_nothing_from_the_network(built_book):
     root, _ = built_book
     html = root / "_build" / "html"
-    assert book.external_resources(html) == []
+    assert external_resources(html) == []
     # MathJax comes from the book's own static files
     method = (html / "book" / "method.html").read_text()
     assert re.search(r'<script[^>]+src="\.\./_static/mathjax/es5/tex-svg\.js', method)
@@ -129,8 +133,8 @@ def test_failing_notebook_fails_with_its_name_and_the_cell_error(tmp_path):
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell("raise ValueError(f'bad value {x}')")]
     nbformat.write(nb, tmp_path / "notebooks" / "broken.ipynb")
-    with pytest.raises(book.NotebookExecutionError, match=r"notebook broken failed in cell .*ValueError: bad value 3"):
-        book.execute_notebook("broken", {"x": 3}, root=tmp_path)
+    with pytest.raises(NotebookExecutionError, match=r"notebook broken failed in cell .*ValueError: bad value 3"):
+        execute_notebook("broken", {"x": 3}, root=tmp_path)
     assert not (tmp_path / "book" / "executed" / "broken.ipynb").exists()
 
 
@@ -201,8 +205,8 @@ def test_the_build_writes_results_and_claims_csv(built_book):
     from mmhpn import claims
 
     root, _ = built_book
-    results = pd.read_csv(root / book.RESULTS_CSV)
-    checked = pd.read_csv(root / book.CLAIMS_CSV)
+    results = pd.read_csv(root / RESULTS_CSV)
+    checked = pd.read_csv(root / CLAIMS_CSV)
     assert list(results.columns) == list(claims.RESULT_COLUMNS)
     assert list(checked.columns) == list(claims.CLAIM_COLUMNS)
     # every table and Figure 5 recorded its rows and its claims, one line per row and seed

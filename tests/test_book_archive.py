@@ -1,7 +1,8 @@
-"""`make book-archive` (mmhpn.book.write_archive) on a tiny generated site: one folder in one
+"""`make book-archive` (mmhpn.bookbuild.archive.write_archive) on a tiny generated site: one folder in one
 .tar.gz, and a site whose links would break from disk is refused with what is wrong."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mmhpn import book
+from mmhpn.bookbuild import BookBuildError
+from mmhpn.bookbuild.archive import write_archive
 
 
 def _site(root: Path, page: str = '<a href="book/intro.html#top">intro</a><img src="_static/a%20b.png">') -> Path:
@@ -24,7 +26,7 @@ def _site(root: Path, page: str = '<a href="book/intro.html#top">intro</a><img s
 
 def test_the_archive_is_one_folder_that_extracts_to_the_site(tmp_path):
     _site(tmp_path)
-    out = book.write_archive(tmp_path / "dist" / "site.tar.gz", root=tmp_path)
+    out = write_archive(tmp_path / "dist" / "site.tar.gz", root=tmp_path)
     assert not (tmp_path / "dist" / "site.tar.gz.partial").exists()
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
@@ -40,8 +42,8 @@ def test_the_archive_is_one_folder_that_extracts_to_the_site(tmp_path):
 ])
 def test_links_that_break_from_disk_are_refused(tmp_path, page, problem):
     _site(tmp_path, page)
-    with pytest.raises(book.BookBuildError, match="would not work from disk") as failure:
-        book.write_archive(tmp_path / "site.tar.gz", root=tmp_path)
+    with pytest.raises(BookBuildError, match="would not work from disk") as failure:
+        write_archive(tmp_path / "site.tar.gz", root=tmp_path)
     assert problem in str(failure.value)
     assert not list(tmp_path.glob("site.tar.gz*"))
 
@@ -52,3 +54,19 @@ def test_no_built_book_is_one_clear_line(tmp_path):
     assert result.returncode == 2  # the command line's exit status for an error the user can fix
     assert result.stderr.strip().count("\n") == 0
     assert "no built book in" in result.stderr and "run `make book` first" in result.stderr
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda path: path.symlink_to("/etc/passwd"), "a symbolic link (to '/etc/passwd')"),
+    (lambda path: path.symlink_to("/"), "a symbolic link (to '/')"),
+    (lambda path: os.mkfifo(path), "a FIFO"),
+], ids=["link-to-a-file", "link-to-the-root", "fifo"])
+def test_a_link_or_a_fifo_in_the_site_is_refused_in_one_line(tmp_path, make, what):
+    html = _site(tmp_path)
+    make(html / "_static" / "odd")
+    with pytest.raises(BookBuildError) as failure:
+        write_archive(tmp_path / "site.tar.gz", root=tmp_path)
+    message = str(failure.value)
+    assert "\n" not in message
+    assert message.startswith(f"refusing to pack {html / '_static' / 'odd'}: it is {what}")
+    assert not list(tmp_path.glob("site.tar.gz*"))

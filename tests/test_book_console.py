@@ -8,9 +8,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mmhpn import book, experiments
-from mmhpn.runs import FINISHED_FILE
+from mmhpn.bookbuild import NotebookExecutionError
+from mmhpn.bookbuild.layout import notebook_order, notebook_path
+from mmhpn.bookbuild.pipeline import run_pipeline
+from mmhpn.bookbuild.profiles import Profile, get_profile
+from mmhpn.bookbuild.progress import notebook_line, notebook_runs_key, planned_runs, time_left
 from mmhpn.checkpoints import HISTORY_FILE
+from mmhpn.errors import ConfigError
+from mmhpn.paper import compute_cost, registry
+from mmhpn.runs import FINISHED_FILE
 
 
 def _notebook(root: Path, name: str, *sources: str) -> None:
@@ -23,9 +29,15 @@ def _notebook(root: Path, name: str, *sources: str) -> None:
     nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
 
 
-def _profile(root: Path) -> book.Profile:
+def _toc(root: Path, *names: str) -> None:
+    """A table of contents listing `names` as executed pages: the build's notebooks and order."""
+    pages = "".join(f"      - file: book/executed/{name}\n" for name in names)
+    (root / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nparts:\n  - chapters:\n{pages}")
+
+
+def _profile(root: Path) -> Profile:
     (root / "data").mkdir(exist_ok=True)
-    return book.Profile(name="smoke", dataset="synthetic", data_root="data", synthetic_preset=None)
+    return Profile(name="smoke", dataset="synthetic", data_root="data", synthetic_preset=None)
 
 
 def _finished_run(path: Path, seconds: list[float]) -> Path:
@@ -37,27 +49,28 @@ def _finished_run(path: Path, seconds: list[float]) -> Path:
 
 def test_notebook_line_says_name_work_elapsed_and_time_left(tmp_path):
     needed = [tmp_path / "a", tmp_path / "b", tmp_path / "c", tmp_path / "a"]
-    line = book.notebook_line(4, 11, "03-table-4-branches", needed, trained=1, seconds=62.04,
+    line = notebook_line(4, 11, "03-table-4-branches", needed, trained=1, seconds=62.04,
                               left="~1.5 min of training left (3 run(s) x 30 s mean)")
     assert "\n" not in line
     assert re.fullmatch(r"\[ 4/11\] 03-table-4-branches +3 run\(s\): 1 trained, 2 from runs/ +62\.0 s +"
                         r"~1\.5 min of training left \(3 run\(s\) x 30 s mean\)", line), line
-    assert "no training" in book.notebook_line(1, 11, "01-data", [], 0, 3.0, "no training left")
+    assert "no training" in notebook_line(1, 11, "01-data", [], 0, 3.0, "no training left")
 
 
 def test_time_left_is_runs_to_train_times_the_mean_measured_training(tmp_path):
     done = [_finished_run(tmp_path / "r1", [10, 20]), _finished_run(tmp_path / "r2", [50, 10])]  # 30 s, 60 s
     todo = [tmp_path / "r3", tmp_path / "r4", tmp_path / "r3"]  # two distinct runs, not finished
-    assert book.time_left(todo + done, done) == "~1.5 min of training left (2 run(s) x 45 s mean)"
-    assert book.time_left(done, done) == "no training left"
-    assert "unknown" in book.time_left(todo, [])
+    assert time_left(todo + done, done) == "~1.5 min of training left (2 run(s) x 45 s mean)"
+    assert time_left(done, done) == "no training left"
+    assert "unknown" in time_left(todo, [])
 
 
 @pytest.mark.slow
 def test_one_line_per_notebook_and_the_papermill_log_in_a_file(tmp_path, capfd):
     _notebook(tmp_path, "first", "print('hello from a cell', x)")
     _notebook(tmp_path, "second", "import warnings; warnings.warn('noisy kernel')", "print('second cell')")
-    record = book.run_pipeline(_profile(tmp_path), notebooks=("first", "second"), build=False, root=tmp_path)
+    _toc(tmp_path, "first", "second")
+    record = run_pipeline(_profile(tmp_path), notebooks=("first", "second"), build=False, root=tmp_path)
     out, err = capfd.readouterr()
     lines = out.splitlines()
     assert len(lines) == 3, out  # a header, then one line per notebook
@@ -76,8 +89,9 @@ def test_one_line_per_notebook_and_the_papermill_log_in_a_file(tmp_path, capfd):
 def test_a_failing_notebook_is_one_line_naming_cell_error_and_log(tmp_path, capfd, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _notebook(tmp_path, "broken", "y = 2", "raise ValueError(f'bad value {x}\\nsecond line of the message')")
-    with pytest.raises(book.NotebookExecutionError) as failure:
-        book.run_pipeline(_profile(tmp_path), notebooks=("broken",), build=False, root=tmp_path)
+    _toc(tmp_path, "broken")
+    with pytest.raises(NotebookExecutionError) as failure:
+        run_pipeline(_profile(tmp_path), notebooks=("broken",), build=False, root=tmp_path)
     message = str(failure.value)
     assert "\n" not in message
     assert re.search(r"notebook broken failed in cell \[\d+\] \(cell 2\): ValueError: bad value 1 \.\.\.", message)
@@ -89,20 +103,25 @@ def test_a_failing_notebook_is_one_line_naming_cell_error_and_log(tmp_path, capf
 
 
 def test_the_plan_follows_the_notebooks_run_calls():
-    # The console's "N run(s)" comes from experiments.NOTEBOOK_RUNS, the same entries each
-    # notebook's own training cell runs (experiments.run_notebook with its name).
-    profile = book.get_profile("demo")
-    for name in book.NOTEBOOK_ORDER:
-        nb = nbformat.read(book.notebook_path(name), as_version=4)
+    # A notebook names its rows once, in its training cell (registry.run_notebook("KEY", globals()));
+    # the build reads that key from the notebook's code and walks the rows with the same planner.
+    profile = get_profile("demo")
+    keys = {}
+    for name in notebook_order():
+        nb = nbformat.read(notebook_path(name), as_version=4)
         code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
-        runs = book.planned_runs(name, profile.for_notebook(name))
-        if name in experiments.NOTEBOOK_RUNS:
-            assert f'experiments.run_notebook("{name}", globals())' in code, name
+        key = notebook_runs_key(notebook_path(name))
+        runs = planned_runs(name, profile.notebook_parameters())
+        assert name not in code  # a notebook's file name is written in _toc.yml only
+        if key is not None:
+            assert f'registry.run_notebook("{key}", globals())' in code, name
             assert runs, name
+            keys[name] = key
         else:
             assert "run_rows" not in code and "run_table" not in code and "run_notebook" not in code, name
             assert not runs, name
-    every = {run for name in book.NOTEBOOK_ORDER for run in book.planned_runs(name, profile.for_notebook(name))}
+    assert sorted(keys.values()) == sorted(registry.NOTEBOOK_RUNS)  # each key trained by one notebook
+    every = {run for name in notebook_order() for run in planned_runs(name, profile.notebook_parameters())}
     # the demo book: Table 4 (4 configurations), Table 5 (+2), Table 6 (+2), Table 7 (+4, the
     # control planned as one placeholder per seed until its PSL run exists), the layouts (+3),
     # Figure 5 at 192x64 (+5), all over 3 seeds; Figure 3's 4-stripe model (first seed only);
@@ -113,19 +132,33 @@ def test_the_plan_follows_the_notebooks_run_calls():
     assert len(control) == 3  # no hash before the PSL run: one placeholder per seed
 
 
+def test_the_runs_key_is_read_from_the_notebooks_code(tmp_path):
+    _notebook(tmp_path, "none", "%matplotlib inline\nprint(x)")
+    _notebook(tmp_path, "one", "%matplotlib inline\nfrom mmhpn.paper import registry",
+              'results = registry.run_notebook("table6", globals())')
+    _notebook(tmp_path, "computed", 'key = "table6"', "run_notebook(key, globals())")
+    _notebook(tmp_path, "two", 'registry.run_notebook("table4", globals())', 'registry.run_notebook("table5", {})')
+    folder = tmp_path / "notebooks"
+    assert notebook_runs_key(folder / "none.ipynb") is None
+    assert notebook_runs_key(folder / "one.ipynb") == "table6"
+    with pytest.raises(ConfigError, match="without a literal key"):
+        notebook_runs_key(folder / "computed.ipynb")
+    with pytest.raises(ConfigError, match=r"\['table4', 'table5'\]; expected one key per notebook"):
+        notebook_runs_key(folder / "two.ipynb")
+
+
 def test_the_control_is_planned_by_its_hash_once_its_psl_run_exists(tmp_path, monkeypatch):
     from mmhpn import checkpoints
 
-    profile = book.get_profile("demo")
-    params = {**profile.for_notebook("06-table-7-psl"), "runs_dir": str(tmp_path), "seeds": [0]}
-    before = book.planned_runs("06-table-7-psl", params)
+    params = {**get_profile("demo").notebook_parameters(), "runs_dir": str(tmp_path), "seeds": [0]}
+    before = planned_runs("06-table-7-psl", params)
     placeholder = [run for run in before if ".then-" in run.name]
     assert len(placeholder) == 1
     psl_run = placeholder[0].with_name(placeholder[0].name.split(".then-")[0])
     psl_run.mkdir(parents=True)
     (psl_run / checkpoints.HISTORY_FILE).write_text("epoch,images,psl_factor_0,psl_factor_1\n1,10,0.5,0.25\n")
     monkeypatch.setattr(checkpoints, "is_finished", lambda run: run == psl_run)
-    after = book.planned_runs("06-table-7-psl", params)
+    after = planned_runs("06-table-7-psl", params)
     assert not [run for run in after if ".then-" in run.name]
     assert len(after) == len(before)
 
@@ -152,7 +185,7 @@ def test_target_checks_read_the_build_the_log_and_the_records(tmp_path):
     entry = {"profile": "demo", "dataset": "synthetic", "machine": "m", "notebooks_s": {"a": 60}, "complete": True}
     log.write_text(json.dumps([{**entry, "started_utc": "t1", "trainings": 62, "total_s": 45 * 60},
                                {**entry, "started_utc": "t2", "trainings": 0, "total_s": 100}]))
-    table = book.target_checks({"profile": "demo"}, book.build_history(log), records).set_index("target")
+    table = compute_cost.target_checks({"profile": "demo"}, compute_cost.build_history(log), records).set_index("target")
     met = table["met"].tolist()
     assert met == ["NO", "yes", "yes", "yes", "yes"], table
     assert "45.0 min" in table["measured"].iloc[0] and "1.7 min" in table["measured"].iloc[1]
@@ -160,7 +193,7 @@ def test_target_checks_read_the_build_the_log_and_the_records(tmp_path):
     # This build's own record wins over the log; a wide interval misses the target.
     claims.loc[0, ["ci_low", "ci_high"]] = [-1.0, 7.0]
     write_records("table4", results, claims, records)
-    table = book.target_checks({"profile": "demo", "trainings": 62, "total_s": 35 * 60, "notebooks_s": {"a": 1}},
-                               book.build_history(log), records)
+    table = compute_cost.target_checks({"profile": "demo", "trainings": 62, "total_s": 35 * 60, "notebooks_s": {"a": 1}},
+                               compute_cost.build_history(log), records)
     assert table["met"].tolist() == ["yes", "yes", "yes", "NO", "yes"]
     assert "4.00 pp" in table["measured"].iloc[3]

@@ -1,4 +1,4 @@
-"""mmhpn.book.extract_safely: tarfile's "data" filter where Python has it, the same checks by
+"""mmhpn.bookbuild.offline.extract_safely: tarfile's "data" filter where Python has it, the same checks by
 hand where it does not (Debian 12's Python 3.11.2); both branches on tiny generated tarballs."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mmhpn import book
+from mmhpn.bookbuild import BookBuildError, offline
 
 
 def _tarball(path: Path, *members: tarfile.TarInfo) -> Path:
@@ -46,16 +46,16 @@ def branch(request, monkeypatch):
     if request.param == "data filter":
         if not hasattr(tarfile, "data_filter"):
             pytest.skip("this Python's tarfile has no extraction filters")
-        monkeypatch.setattr(book, "_tar_has_data_filter", lambda: True)
+        monkeypatch.setattr(offline, "_tar_has_data_filter", lambda: True)
     else:
-        monkeypatch.setattr(book, "_tar_has_data_filter", lambda: False)
+        monkeypatch.setattr(offline, "_tar_has_data_filter", lambda: False)
     return request.param
 
 
 def test_a_clean_tarball_is_extracted(tmp_path, branch):
     archive = _tarball(tmp_path / "ok.tgz")
     with tarfile.open(archive) as tar:
-        book.extract_safely(tar, tmp_path / "out")
+        offline.extract_safely(tar, tmp_path / "out")
     assert (tmp_path / "out" / "package" / "es5" / "tex-svg.js").read_bytes() == b"// mathjax"
 
 
@@ -70,8 +70,8 @@ def test_a_clean_tarball_is_extracted(tmp_path, branch):
 def test_a_malicious_member_is_refused_and_nothing_escapes(tmp_path, branch, member):
     archive = _tarball(tmp_path / "bad.tgz", member)
     out = tmp_path / "deep" / "out"
-    with tarfile.open(archive) as tar, pytest.raises(book.BookBuildError, match=r"refusing to extract"):
-        book.extract_safely(tar, out)
+    with tarfile.open(archive) as tar, pytest.raises(BookBuildError, match=r"refusing to extract"):
+        offline.extract_safely(tar, out)
     assert not (tmp_path / "deep" / "escaped.txt").exists()
     assert not (tmp_path / "escaped.txt").exists()
 
@@ -82,7 +82,21 @@ def test_an_absolute_name_never_lands_outside(tmp_path, branch):
     archive = _tarball(tmp_path / "abs.tgz", _file(str(target)))
     with tarfile.open(archive) as tar:
         try:
-            book.extract_safely(tar, tmp_path / "out")
-        except book.BookBuildError as err:
+            offline.extract_safely(tar, tmp_path / "out")
+        except BookBuildError as err:
             assert "absolute path" in str(err)
     assert not target.exists()
+
+
+@pytest.mark.parametrize("links", [
+    [_link("q", "."), _link("p", "q/.."), _file("p/escaped.txt")],  # a link through an earlier link
+    [_link("a", "b/.."), _link("b", "."), _file("a/escaped.txt")],  # a later link re-points an earlier one
+], ids=["chain", "re-pointed"])
+def test_a_symlink_chain_never_leads_outside(tmp_path, branch, links):
+    # Each link alone stays inside `out`; together they lead to its parent. Checking every
+    # member before extracting any missed this: the hand-made checks follow the links on disk.
+    archive = _tarball(tmp_path / "chain.tgz", *links)
+    out = tmp_path / "deep" / "out"
+    with tarfile.open(archive) as tar, pytest.raises(BookBuildError, match=r"refusing"):
+        offline.extract_safely(tar, out)
+    assert not (tmp_path / "deep" / "escaped.txt").exists()

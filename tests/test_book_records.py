@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from mmhpn import book
+from mmhpn.bookbuild.progress import trainings_since
+from mmhpn.paper.compute_cost import benchmark_tables
 from mmhpn.provenance import machine_description
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ def test_benchmark_tables_keep_headlines_and_provenance(tmp_path):
         "recorded": {"utc": "2026-11-29T18:00:00Z", "machine": "2 CPUs", "command": "python benchmarks/b.py"},
     }))
     (tmp_path / "old.json").write_text(json.dumps({"scores": {"global": {"mAP": 0.019, "rank1": 0.0}}}))
-    headlines, provenance = book.benchmark_tables(tmp_path)
+    headlines, provenance = benchmark_tables(tmp_path)
     values = {(row.benchmark, row.measurement): row.value for row in headlines.itertuples()}
     assert values == {
         ("train-step-cpu", "results.bf16.mmhpn_full_images_per_s"): 60.2,
@@ -59,12 +60,12 @@ def test_benchmark_tables_keep_headlines_and_provenance(tmp_path):
 
 def test_benchmark_tables_of_an_empty_or_missing_folder_are_empty(tmp_path):
     for folder in (tmp_path, tmp_path / "missing"):
-        headlines, provenance = book.benchmark_tables(folder)
+        headlines, provenance = benchmark_tables(folder)
         assert headlines.empty and provenance.empty
 
 
 def test_reference_benchmarks_are_committed_with_provenance():
-    headlines, provenance = book.benchmark_tables(REPO / "benchmarks" / "reference")
+    headlines, provenance = benchmark_tables(REPO / "benchmarks" / "reference")
     assert {"train-step-cpu", "evaluation-cpu", "synthetic-difficulty"} <= set(provenance["benchmark"])
     assert not (provenance == "not recorded").any().any()
 
@@ -77,5 +78,5 @@ def test_trainings_since_counts_runs_finished_after_the_build_started(tmp_path):
         stamp = time.time() - age_s
         os.utime(marker, (stamp, stamp))
     (tmp_path / "unfinished").mkdir()
-    assert book.trainings_since(tmp_path, time.time() - 60) == 1
-    assert book.trainings_since(tmp_path / "missing", 0.0) == 0
+    assert trainings_since(tmp_path, time.time() - 60) == 1
+    assert trainings_since(tmp_path / "missing", 0.0) == 0

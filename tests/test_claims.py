@@ -4,7 +4,8 @@ import math
 import pandas as pd
 import pytest
 
-from mmhpn import claims, experiments
+from mmhpn import claims
+from mmhpn.paper import numbers, tables
 from mmhpn.claims import Claim
 
 
@@ -64,11 +65,11 @@ def test_a_row_that_was_not_trained_is_not_run():
 def test_claims_are_kept_only_where_the_papers_numbers_show_them():
     # Table 6: APS beats GMP in mAP on Market (83.1 > 82.8) and Duke (74.6 > 74.3) but not on
     # CUHK03 (64.5 < 64.7); in Rank-1 on Market (94.2 > 93.9) and CUHK03 (68.3 > 67.9), not Duke.
-    found = {c.metric: c.source for c in experiments.paper_claims("table6", [("MMHPN+APS", "MMHPN+GMP")])}
+    found = {c.metric: c.source for c in numbers.paper_claims("table6", [("MMHPN+APS", "MMHPN+GMP")])}
     assert found["mAP"] == "paper: Market-1501, DukeMTMC-reID"
     assert found["rank1"] == "paper: Market-1501, CUHK03"
     # A pair the paper's numbers never show is not a claim at all.
-    assert experiments.paper_claims("table6", [("MMHPN+GAP", "MMHPN+APS")]) == []
+    assert numbers.paper_claims("table6", [("MMHPN+GAP", "MMHPN+APS")]) == []
 
 
 def test_verdict_sentence_counts():
@@ -88,12 +89,12 @@ def test_records_round_trip(tmp_path):
 
 
 def test_every_table_has_claims_and_figure5_cites_the_text():
-    for key in experiments.TABLES:
-        found = experiments.table_claims(key)
+    for key in tables.TABLES:
+        found = numbers.table_claims(key)
         assert found, key
         assert all(c.metric in claims.METRICS for c in found)
-    fig5 = experiments.table_claims("figure5")
-    assert {(c.better, c.worse) for c in fig5} == set(experiments.FIGURE5_CLAIMS)
+    fig5 = numbers.table_claims("figure5")
+    assert {(c.better, c.worse) for c in fig5} == set(tables.FIGURE5_CLAIMS)
     assert all(c.source.startswith("paper text") for c in fig5)
 
 
@@ -111,9 +112,9 @@ def test_table_bars_and_claims_forest_draw_every_row_and_claim():
 
 def test_check_table_writes_records_only_when_asked(tmp_path):
     results = results_from({"Baseline": [1.0, 2.0, 3.0], "Baseline+MSM": [2.0, 3.5, 4.0]})
-    experiments.check_table("table4", results)
+    numbers.check_table("table4", results)
     assert not any(tmp_path.iterdir())
-    experiments.check_table("table4", results, records_dir=str(tmp_path / "records"))
+    numbers.check_table("table4", results, records_dir=str(tmp_path / "records"))
     assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["table4.claims.csv", "table4.results.csv"]
 
 

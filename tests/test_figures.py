@@ -12,7 +12,7 @@ from mmhpn.data import ImageRecord
 from mmhpn.errors import ConfigError
 from mmhpn.attribution import EmbeddingSimilarityTarget, embedding_attention, scale_index_for, stripe_attention
 from mmhpn.evaluation.ranking import ranking_table
-from mmhpn.experiments import body_scale_results
+from mmhpn.paper.views import body_scale_results
 from mmhpn.figures import (MATCH_COLOR, MISMATCH_COLOR, aps_weight_plot, attention_maps, body_scale_curves, denormalize,
                            ranking_figure, save_figure, stripe_bounds)
 
@@ -307,7 +307,7 @@ def test_row_curves_one_line_per_row_and_seed_and_refuses_missing_columns():
 def test_regime_selection_reads_the_benchmark_result_and_draws_it(tmp_path):
     import json
 
-    from mmhpn.experiments import regime_selection
+    from mmhpn.paper.views import regime_selection
     from mmhpn.figures import validation_curves
 
     result = {"backbone": "resnet34-l4w128", "epochs": 2, "lr_decay_epochs": [1], "val_mAP": [70.0, 72.0],

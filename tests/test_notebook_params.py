@@ -10,7 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mmhpn import book, notebook_params
+from mmhpn import notebook_params
+from mmhpn.bookbuild import NotebookExecutionError
+from mmhpn.bookbuild.execute import execute_notebook
 from mmhpn.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,8 +94,8 @@ def test_papermill_with_a_typo_or_a_right_value(tmp_path, kernel_env):
 @pytest.mark.slow
 def test_make_book_reports_a_wrong_parameter_in_one_line(tmp_path, kernel_env):
     _parameter_notebook(tmp_path / "notebooks" / "table.ipynb")
-    with pytest.raises(book.NotebookExecutionError) as caught:  # what make book prints after "error:"
-        book.execute_notebook("table", {"seeds": 0}, root=tmp_path)
+    with pytest.raises(NotebookExecutionError) as caught:  # what make book prints after "error:"
+        execute_notebook("table", {"seeds": 0}, root=tmp_path)
     message = str(caught.value)
     assert "\n" not in message
     assert "ConfigError: parameter seeds: got 0 (int), expected list[int], e.g. [0, 1]" in message

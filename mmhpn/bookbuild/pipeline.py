@@ -1,0 +1,163 @@
+"""The book build's steps in order (`run_pipeline`, what `mmhpn book` runs): the data, every
+notebook of the toc executed with papermill, results.csv and claims.csv, MathJax, the HTML,
+and the build log the compute-cost page reads (see `mmhpn.bookbuild`).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mmhpn.atomic import atomic_write_json, atomic_write_text
+from mmhpn.bookbuild import BookBuildError
+from mmhpn.bookbuild.execute import declared_parameters, execute_notebook
+from mmhpn.bookbuild.layout import (BUILD_LOG, CLAIMS_CSV, EXECUTED, HTML, LOGS, NOTEBOOKS, RECORDS, REPO_ROOT,
+                                    RESULTS_CSV, RUNS, STATIC, log_path, notebook_order, notebook_path, shown)
+from mmhpn.bookbuild.offline import external_resources, vendor_mathjax
+from mmhpn.bookbuild.profiles import Profile
+from mmhpn.bookbuild.progress import notebook_line, planned_runs, time_left, trainings_since
+from mmhpn.checkpoints import is_finished
+from mmhpn.claims import read_records
+from mmhpn.errors import ConfigError, DatasetError, MMHPNError
+from mmhpn.provenance import machine_description
+
+# A notebook that declares this parameter reads the build's own timings (the compute-cost
+# page): it is executed again once the HTML is built, so that it states the whole build's time.
+TIMINGS_PARAMETER = "build_timings_path"
+
+
+def ensure_dataset(profile: Profile, root: Path = REPO_ROOT) -> None:
+    """Create the profile's synthetic dataset if missing; check a real one exists."""
+    data_root = root / profile.data_root
+    if profile.synthetic_preset is not None:
+        from mmhpn.data.synthetic import ensure_synthetic
+
+        ensure_synthetic(data_root, preset=profile.synthetic_preset, seed=0)
+    elif not data_root.is_dir():
+        raise DatasetError(
+            f"dataset folder {data_root} does not exist; expected the extracted "
+            f"{profile.dataset} dataset there (see the book's 'Datasets' page), or pass DATA_ROOT"
+        )
+
+
+def build_html(root: Path = REPO_ROOT) -> Path:
+    """Run Jupyter Book on the repository (warnings are errors); return the HTML folder."""
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
+               "build", str(root), "--builder", "html", "-W", "-n", "--keep-going"]
+    result = subprocess.run(command, cwd=root, text=True, capture_output=True)
+    log_file = log_path("jupyter-book", root)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text(f"$ {' '.join(command)}\n{result.stdout}\n--- stderr ---\n{result.stderr}", encoding="utf-8")
+    if result.returncode != 0:
+        problems = [line.strip() for line in result.stderr.splitlines() if "WARNING" in line or "ERROR" in line]
+        first = f"; first of {len(problems)} warning(s): {problems[0]}" if problems else ""
+        raise BookBuildError(f"jupyter-book build failed (exit {result.returncode}){first}  "
+                             f"(full log: {shown(log_file)})")
+    html_dir = root / HTML
+    external = external_resources(html_dir)
+    if external:
+        listing = "\n  ".join(external[:20])
+        raise BookBuildError(f"the built book would load {len(external)} external resource(s):\n  {listing}")
+    return html_dir
+
+
+def _append_build_log(entry: dict[str, Any], path: Path) -> None:
+    entries = json.loads(path.read_text()) if path.is_file() else []
+    entries.append(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, entries)
+
+
+def write_result_tables(root: Path = REPO_ROOT) -> None:
+    """results.csv (one line per table row and seed) and claims.csv (one line per claim) from
+    the records the table notebooks saved: the same numbers their pages show."""
+    results, checked = read_records(root / RECORDS)
+    atomic_write_text(root / RESULTS_CSV, results.to_csv(index=False))
+    atomic_write_text(root / CLAIMS_CSV, checked.to_csv(index=False))
+
+
+def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
+                 build: bool = True, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """Execute `notebooks` (default: every notebook of the toc, `notebook_order`) in the toc's
+    order and build the book; return the timing record it logged."""
+    order = notebook_order(root)
+    notebooks = order if notebooks is None else tuple(notebooks)
+    unknown = [name for name in notebooks if name not in order]
+    if unknown:
+        raise ConfigError(f"unknown notebook(s) {unknown}; expected names from {list(order)} ({root / '_toc.yml'})")
+    started, started_epoch_s = time.perf_counter(), time.time()
+    record: dict[str, Any] = {
+        "profile": profile.name, "dataset": profile.dataset,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine_description(), "notebooks_s": {}, "trainings": 0, "complete": False,
+    }
+    missing = [str(notebook_path(name, root)) for name in notebooks if not notebook_path(name, root).is_file()]
+    if missing:
+        raise ConfigError(f"{len(missing)} notebook(s) missing, e.g. {missing[0]}; expected every notebook "
+                          f"of the book under {root / NOTEBOOKS}")
+    ensure_dataset(profile, root)
+    record["data_s"] = round(time.perf_counter() - started, 1)
+    say = functools.partial(print, flush=True)
+    plans: dict[str, list[Path]] = {}
+    for name in notebooks:
+        try:
+            plans[name] = planned_runs(name, profile.notebook_parameters(), root)
+        except MMHPNError as err:  # a plan is only for the console; the notebook will say what is wrong
+            say(f"mmhpn.book: cannot tell which runs {name} needs ({err})")
+            plans[name] = []
+    every_run = sorted({run for plan in plans.values() for run in plan})
+    cached = sum(is_finished(run) for run in every_run)
+    say(f"mmhpn.book: profile {profile.name}, {len(notebooks)} notebook(s), {len(every_run)} distinct "
+        f"training run(s), {cached} already in the run cache; full logs in {shown(root / LOGS)}/")
+    # The timings of this build so far are visible to the notebooks that come later.
+    current = root / EXECUTED / "build-current.json"
+    if notebooks == order:
+        # A complete build starts its claim records afresh (they are derived, never user data).
+        shutil.rmtree(root / RECORDS, ignore_errors=True)
+    for index, name in enumerate(notebooks, start=1):
+        current.parent.mkdir(parents=True, exist_ok=True)
+        current.write_text(json.dumps(record, indent=2))
+        params = profile.notebook_parameters()
+        params.setdefault(TIMINGS_PARAMETER, str(current.relative_to(root)))
+        params.setdefault("records_dir", str(RECORDS))
+        needed = plans[name]
+        unfinished = {run for run in needed if not is_finished(run)}
+        seconds = execute_notebook(name, params, root)
+        record["notebooks_s"][name] = round(seconds, 1)
+        record["trainings"] = trainings_since(root / RUNS, started_epoch_s)
+        trained = sum(is_finished(run) for run in unfinished)
+        later = [run for later_name in notebooks[index:] for run in plans[later_name]]
+        say(notebook_line(index, len(notebooks), name, needed, trained, seconds, time_left(later, every_run)))
+    write_result_tables(root)
+    if build:
+        vendor_mathjax(root / STATIC)
+        sphinx_start = time.perf_counter()
+        build_html(root)
+        record["sphinx_s"] = round(time.perf_counter() - sphinx_start, 1)
+        say(f"mmhpn.book: HTML built by jupyter-book in {record['sphinx_s']:.1f} s "
+            f"(log: {shown(log_path('jupyter-book', root))})")
+    record["total_s"] = round(time.perf_counter() - started, 1)
+    record["complete"] = build and notebooks == order
+    final = [name for name in notebooks
+             if build and TIMINGS_PARAMETER in declared_parameters(notebook_path(name, root))]
+    if final:
+        # The compute-cost page states this build's own time: re-execute it with the
+        # finished timings and let Sphinx re-render the pages that changed.
+        current.write_text(json.dumps(record, indent=2))
+        finalize_start = time.perf_counter()
+        for name in final:
+            params = profile.notebook_parameters()
+            params.setdefault(TIMINGS_PARAMETER, str(current.relative_to(root)))
+            execute_notebook(name, params, root)
+        build_html(root)
+        record["finalize_s"] = round(time.perf_counter() - finalize_start, 1)
+        say(f"mmhpn.book: {', '.join(final)} re-executed with this build's timings and the HTML "
+            f"rebuilt in {record['finalize_s']:.1f} s")
+    _append_build_log(record, root / BUILD_LOG)
+    return record

@@ -1,0 +1,201 @@
+"""What the compute-cost page reports: this build's steps and time against its budget, the
+default build's targets, the build history, the training throughput of the cached runs, and the
+benchmark results with their provenance.
+
+Everything is read from files the build and the benchmarks wrote (`mmhpn.bookbuild`'s
+timings and build log, the table notebooks' records, the runs' histories, the benchmarks'
+JSON), so the book states measured times, never typed ones.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmhpn.checkpoints import is_finished
+from mmhpn.claims import read_records
+from mmhpn.runs import load_run
+
+# The numbers of a benchmark result that the compute-cost page shows: those with a key (at
+# any nesting level) ending so. Per-repeat lists and the configuration echo stay in the file.
+BENCHMARK_HEADLINE_SUFFIXES = (
+    "images_per_s", "images_per_s_median", "full_vs_bare", "model_vs_bare", "matmul_s", "evaluate_s",
+    "ratio", "peak_rss_mib", "peak_gpu_memory_mib", "peak_gpu_memory_gib", "projected_schedule_minutes",
+    "mAP", "rank1",
+)
+
+
+def build_steps(timings_path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """This build's steps and their wall seconds (from the timings `mmhpn book` passes the
+    compute-cost notebook), and the build's record; both empty outside `make book`."""
+    current = json.loads(Path(timings_path).read_text()) if Path(timings_path).is_file() else {}
+    timings = current.get("notebooks_s", {})
+    if not timings:
+        return pd.DataFrame(columns=["seconds"]), current
+    steps = {"prepare the data": current.get("data_s", 0.0), **{f"notebook {k}": v for k, v in timings.items()}}
+    if "sphinx_s" in current:
+        steps["Jupyter Book HTML build"] = current["sphinx_s"]
+    table = pd.Series(steps, name="seconds").to_frame()
+    current.setdefault("total_s", float(table["seconds"].sum()))
+    return table, current
+
+
+# The default build's targets (issue 11): minutes of a build that trains everything
+# (pretraining included) and of one that finds every run cached; seeds per row; the largest
+# 95% half-width of a Table 4-7 claim on mAP (pp); the baseline's mean mAP range (%).
+BUDGET_TRAINED_MIN, BUDGET_CACHED_MIN = 40, 3
+TARGET_MIN_SEEDS, TARGET_HALF_WIDTH_PP, TARGET_BASELINE_MAP = 3, 2.0, (30.0, 90.0)
+
+
+def budget_line(record: dict[str, Any]) -> str:
+    """Whether a `demo` build stayed within its budget: 40 min when it trained, 3 min when
+    every run came from the cache ("" for other profiles)."""
+    if record.get("profile") != "demo":
+        return ""
+    trained, minutes = record.get("trainings", 0), record["total_s"] / 60
+    budget = BUDGET_TRAINED_MIN if trained else BUDGET_CACHED_MIN
+    return (f"{trained} training(s) ran in this build; budget {budget} min; measured {minutes:.1f} min: "
+            f"{'within' if minutes <= budget else 'OVER'} budget")
+
+
+def build_summary(record: dict[str, Any]) -> dict[str, str]:
+    """What the compute-cost page says about this build: ``text`` (its profile, dataset, start,
+    total and budget lines; "" outside `make book`) and ``glue`` (the total, for the intro)."""
+    if not record.get("notebooks_s"):
+        return {"text": "", "glue": "not measured (executed outside make book)"}
+    minutes = record["total_s"] / 60
+    lines = [f"profile {record.get('profile')}, dataset {record.get('dataset')}, started {record.get('started_utc')}",
+             f"total: {minutes:.1f} min on {record.get('machine')}"]
+    budget = budget_line(record)
+    return {"text": "\n".join(lines + ([budget] if budget else [])),
+            "glue": f"{minutes:.1f} min (profile {record.get('profile')}, {record.get('machine')})"}
+
+
+def target_checks(record: dict[str, Any], builds: pd.DataFrame, records_dir: Path) -> pd.DataFrame:
+    """The default build's targets against what this build and the build log measured.
+
+    One line per target: what is asked, what was measured, and whether it is met (``yes``,
+    ``NO``, or ``not measured`` when the build or the log has no such measurement yet).
+    `record` is this build's (`build_steps`), `builds` the build log (`build_history`),
+    `records_dir` the table notebooks' per-seed results and checked claims.
+    """
+    results, checked = read_records(records_dir)
+    lines = []
+
+    def line(target: str, measured: str, met: bool | None) -> None:
+        lines.append({"target": target, "measured": measured,
+                      "met": "not measured" if met is None else ("yes" if met else "NO")})
+
+    same = builds[builds["profile"] == record.get("profile")] if len(builds) else builds
+    trainings = pd.to_numeric(same["trainings"], errors="coerce")  # "not recorded" in old logs
+    this_build = bool(record.get("notebooks_s") and record.get("total_s"))
+
+    def build_time(target: str, budget: float, logged: pd.DataFrame, this_kind: bool) -> None:
+        """This build's total if it is of the kind, else the last logged build of the kind."""
+        if this_build and this_kind:
+            minutes, which = record["total_s"] / 60, "this build"
+            count = record["trainings"]
+        elif len(logged):
+            minutes, which = float(logged["total (min)"].iloc[-1]), f"build of {logged['started (UTC)'].iloc[-1]}"
+            count = logged["trainings"].iloc[-1]
+        else:
+            return line(target, "no such build logged yet", None)
+        line(target, f"{minutes:.1f} min ({which}, {count} training(s))", minutes <= budget)
+
+    build_time(f"a build that trains, pretraining included: <= {BUDGET_TRAINED_MIN} min", BUDGET_TRAINED_MIN,
+               same[trainings > 0], bool(record.get("trainings")))
+    build_time(f"a rebuild with every run cached: <= {BUDGET_CACHED_MIN} min", BUDGET_CACHED_MIN,
+               same[trainings == 0], record.get("trainings") == 0)
+    target = f"every table row trained with >= {TARGET_MIN_SEEDS} seeds"
+    if len(results):
+        seeds = results.groupby(["table", "row"])["seed"].nunique()
+        line(target, f"{seeds.min()} to {seeds.max()} seeds over {len(seeds)} rows",
+             bool(seeds.min() >= TARGET_MIN_SEEDS))
+    else:
+        line(target, "no table results recorded", None)
+    target = f"every Table 4-7 claim's 95% interval on mAP: half-width <= {TARGET_HALF_WIDTH_PP} pp"
+    paper = checked[checked["table"].isin(["table4", "table5", "table6", "table7"]) & (checked["metric"] == "mAP")]
+    half = ((paper["ci_high"] - paper["ci_low"]) / 2).dropna() if len(paper) else pd.Series(dtype=float)
+    if len(half):
+        over = int((half > TARGET_HALF_WIDTH_PP).sum())
+        line(target, f"largest {half.max():.2f} pp, median {half.median():.2f} pp; {over} of {len(half)} wider",
+             over == 0 and len(half) == len(paper))
+    else:
+        line(target, "no interval (fewer than two seeds, or no table run)", None)
+    low, high = TARGET_BASELINE_MAP
+    target = f"the baseline's mean mAP between {low:.0f}% and {high:.0f}% (trained, not saturated)"
+    baseline = results[(results["table"] == "table4") & (results["row"] == "Baseline")]["mAP"]
+    if len(baseline):
+        line(target, f"{baseline.mean():.1f}% (Table 4, {len(baseline)} seeds)", bool(low <= baseline.mean() <= high))
+    else:
+        line(target, "Table 4 not run", None)
+    return pd.DataFrame(lines)
+
+
+def last_build_minutes(builds: pd.DataFrame, profile: str) -> str:
+    """The total of the last complete build of `profile` in `build_history`'s table, as text."""
+    same = builds[builds["profile"] == profile]
+    return f"{same['total (min)'].iloc[-1]:.1f} min" if len(same) else "not yet measured"
+
+
+def build_history(log_path: Path) -> pd.DataFrame:
+    """One line per complete build recorded in the build log (oldest first)."""
+    log = json.loads(Path(log_path).read_text()) if Path(log_path).is_file() else []
+    return pd.DataFrame([
+        {
+            "profile": entry["profile"],
+            "dataset": entry["dataset"],
+            "started (UTC)": entry["started_utc"],
+            "trainings": entry.get("trainings", "not recorded"),
+            "notebooks (min)": round(sum(entry["notebooks_s"].values()) / 60, 1),
+            "HTML build (s)": entry.get("sphinx_s"),
+            "total (min)": round(entry["total_s"] / 60, 1),
+            "machine": entry["machine"],
+        }
+        for entry in log if entry.get("complete")
+    ], columns=["profile", "dataset", "started (UTC)", "trainings", "notebooks (min)", "HTML build (s)",
+                "total (min)", "machine"])
+
+
+def run_throughput(runs_dir: Path) -> pd.DataFrame:
+    """Training throughput of every finished run in `runs_dir`, from its own history."""
+    lines = []
+    for folder in sorted(Path(runs_dir).glob("*/")) if Path(runs_dir).is_dir() else []:
+        if not is_finished(folder):
+            continue
+        run = load_run(folder)
+        history, config = run.history, run.config
+        lines.append({
+            "run": folder.name,
+            "backbone": config.backbone,
+            "input": f"{config.height}x{config.width}",
+            "epochs": len(history),
+            "train time (s)": round(float(history["seconds"].sum()), 1),
+            "images/s": round(float(history["images"].sum() / history["seconds"].sum()), 1),
+            "precision": run.metrics.get("precision", ""),
+        })
+    return pd.DataFrame(lines)
+
+
+def benchmark_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The headline numbers of every benchmark result in `folder`, and where each was measured.
+
+    Returns (headlines: benchmark, measurement, value; provenance: benchmark, recorded
+    (UTC), machine, command), both empty when the folder holds no result.
+    """
+    headlines, provenance = [], []
+    for path in sorted(Path(folder).glob("*.json")):
+        data = json.loads(path.read_text())
+        recorded = data.pop("recorded", {})
+        provenance.append({"benchmark": path.stem, "recorded (UTC)": recorded.get("utc", "not recorded"),
+                           "machine": recorded.get("machine", "not recorded"),
+                           "command": recorded.get("command", "not recorded")})
+        flat = pd.json_normalize(data, sep=".").iloc[0]
+        for key, value in flat.items():
+            headline = any(part.endswith(BENCHMARK_HEADLINE_SUFFIXES) for part in key.split("."))
+            if headline and isinstance(value, (int, float)) and not isinstance(value, bool):
+                headlines.append({"benchmark": path.stem, "measurement": key, "value": round(float(value), 3)})
+    return (pd.DataFrame(headlines, columns=["benchmark", "measurement", "value"]),
+            pd.DataFrame(provenance, columns=["benchmark", "recorded (UTC)", "machine", "command"]))

@@ -1,0 +1,337 @@
+"""What the notebooks show: each a function a notebook cell calls once on its results.
+
+Summaries over seeds beside the paper's numbers (`summarize`, `mean_std`, `row_mean`), the
+training curves' input (`training_histories`, `pretraining_summary`, `regime_selection`),
+Table 6's APS weights, the multiple-query scores and Tables 1-3 (`comparison_tables`),
+Figures 3-5's inputs (`attention_figure`, `ranking_figure_of_run`, `figure5_points`), the
+layout table, and the sentences a page prints (`psl_control_reading`, `baseline_reading`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mmhpn import claims, figures
+from mmhpn.data import build_eval_loader, load_data
+from mmhpn.errors import ConfigError
+from mmhpn.evaluation import extract_features
+from mmhpn.model import PRESETS, TAPS, parse_layout
+from mmhpn.paper.compute_cost import TARGET_BASELINE_MAP
+from mmhpn.paper.numbers import paper_numbers, paper_table
+from mmhpn.paper.planner import row_config
+from mmhpn.paper.registry import RUNS_DIR, notebook_common, notebook_rows
+from mmhpn.paper.tables import PSL_CONTROL_LABEL, Row, row_layout
+from mmhpn.resources import read_text
+from mmhpn.runs import load_run
+from mmhpn.runs import pretraining_run
+
+
+def mean_std(values: pd.Series) -> str:
+    """`values` as "mean ± std" text (sample std over seeds; one seed: its value; none: n/a)."""
+    values = values.dropna()
+    if len(values) == 0:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.1f} (1 seed)"
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
+
+
+def summarize(results: pd.DataFrame, key: str | None, measured_on: str,
+              row_order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean ± std over seeds per row (percent), beside the paper's numbers for table `key`.
+
+    The measured columns are titled ``measured on <measured_on> (n seeds)``. The paper's
+    columns keep their own dataset names; rows the paper does not have (e.g. the PSL
+    variants) show blanks there.
+    """
+    order = list(row_order) if row_order is not None else list(dict.fromkeys(results["row"]))
+    seeds = results["seed"].nunique()
+    grouped = results.groupby("row", sort=False)
+    title = f"measured on {measured_on} ({seeds} seed{'s' if seeds != 1 else ''})"
+    measured = pd.DataFrame({
+        (title, "Rank-1"): grouped["rank1"].apply(mean_std),
+        (title, "mAP"): grouped["mAP"].apply(mean_std),
+    }).reindex(order)
+    measured.columns = pd.MultiIndex.from_tuples(measured.columns)
+    if key is None:
+        return measured
+    paper = paper_table(key).reindex(order)
+    summary = pd.concat([measured, paper.astype(object).where(paper.notna(), "")], axis=1)
+    summary.index.name = "row"
+    return summary
+
+
+PSL_CONTROL_READINGS = {
+    "supported": "the PSL beats the control: its gain is more than a re-weighting of the scales",
+    "contradicted": "the control beats the PSL: re-weighting the scales explains the PSL's effect here",
+    "inconclusive": "the interval contains 0 (or there is none, with one seed): the difference between the PSL "
+                    "and the control is within the seed-to-seed noise here",
+    "not run": "the comparison could not be made",
+}
+
+
+def psl_control_reading(checked: pd.DataFrame, metric: str = "mAP") -> str:
+    """What Table 7's PSL-vs-control question (ours) says, from its checked line on `metric`."""
+    line = checked[(checked["better"] == "MMHPN+PSL") & (checked["worse"] == PSL_CONTROL_LABEL)
+                   & (checked["metric"] == metric)]
+    if line.empty:
+        raise ConfigError(f"no checked PSL-vs-control line on {metric}; "
+                          "check table7 with mmhpn.paper.numbers.check_table")
+    verdict = line["verdict"].iloc[0]
+    return (f"PSL vs its re-weighting control ({claims.METRIC_LABELS.get(metric, metric)}): {verdict}; "
+            f"{PSL_CONTROL_READINGS[verdict]}.")
+
+
+def row_mean(results: pd.DataFrame, row: str, metric: str = "mAP") -> float:
+    """Mean over seeds of one row's metric (percent)."""
+    values = results.loc[results["row"] == row, metric]
+    if values.empty:
+        raise ConfigError(f"no results for row {row!r}")
+    return float(values.mean())
+
+
+def baseline_reading(baseline_map: float, measured_on: str) -> str:
+    """What the baseline's mean mAP says about the benchmark, against the build's target range
+    (`mmhpn.paper.compute_cost.TARGET_BASELINE_MAP`: trained, not saturated)."""
+    low, high = TARGET_BASELINE_MAP
+    if baseline_map > high:
+        verdict = (f"above the {low:.0f}-{high:.0f}% the build targets: close to saturation, so differences "
+                   "between rows are compressed.")
+    elif baseline_map < low:
+        verdict = (f"below the {low:.0f}-{high:.0f}% the build targets: hardly trained, so differences between "
+                   "rows say little.")
+    else:
+        verdict = f"within the {low:.0f}-{high:.0f}% the build targets: trained, and far from saturation."
+    return f"The baseline reaches {baseline_map:.1f}% mAP on {measured_on}: {verdict}"
+
+
+def training_histories(results: pd.DataFrame) -> pd.DataFrame:
+    """The per-epoch histories of `results`' runs, one frame with a ``seed`` column.
+
+    The final evaluation (metrics.json, the test score after the last epoch) is put on each
+    run's last epoch, so the curves end at the numbers the tables show.
+    """
+    histories = []
+    for _, line in results.iterrows():
+        run = load_run(line["run"])
+        history = run.history.copy()
+        history["seed"] = line["seed"]
+        if "row" in line:
+            history["row"] = line["row"]
+        for column in ("rank1", "mAP"):
+            if column not in history.columns:
+                history[column] = np.nan
+            history.loc[history.index[-1], column] = run.metrics[column]
+        histories.append(history)
+    return pd.concat(histories, ignore_index=True)
+
+
+def pretraining_summary(params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The pretraining run a notebook's rows fine-tune from (their ``init_from``): a one-line
+    summary (data, epochs, seconds, scores on its own test split) and its per-epoch history;
+    None when the profile trains from random weights or ImageNet.
+
+    Trained or loaded through the run cache like any run (the rows' trainings have already
+    trained it).
+    """
+    rows, seeds = notebook_rows("training", params)
+    config = row_config(rows[0], params["profile"], seeds[0] if seeds else 0, **notebook_common(params))
+    if config.init_from is None:
+        return None
+    run = pretraining_run(config, params.get("runs_dir", RUNS_DIR), progress=False)
+    source = run.config
+    images = int(run.history["images"].iloc[-1])  # training images per epoch
+    summary = pd.DataFrame([{
+        "data": f"synthetic {source.synthetic_preset} ({images} training images)", "backbone": source.backbone,
+        "epochs": source.epochs, "lr": source.lr, "train_s": round(run.metrics["train_seconds"], 1),
+        "rank1 (its test split)": round(100 * run.metrics["rank1"], 1),
+        "mAP (its test split)": round(100 * run.metrics["mAP"], 1), "run": run.path.name}])
+    history = run.history.copy()
+    history["seed"] = source.seed
+    return summary, history
+
+
+REGIME_SELECTION = "regime-selection.json"  # benchmarks/select_regime.py's recorded result, in mmhpn/resources/
+
+
+def regime_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`benchmarks/select_regime.py`'s result: a summary (one line per regime and preset: the
+    final validation mAP of each seed, mean, std, the training loss's relative change in the last
+    epoch, training seconds per run) and a per-epoch frame
+    (validation mAP mean over seeds, training loss) for `mmhpn.figures.validation_curves`.
+
+    Reads the recorded result shipped with the package (`REGIME_SELECTION`), or the result
+    file `path` (e.g. ``benchmarks/results/regime-selection.json`` after a new selection).
+    """
+    if path is None:
+        text = read_text(REGIME_SELECTION)
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"no regime-selection result at {file}; expected the JSON that "
+                              "benchmarks/select_regime.py writes")
+        text = file.read_text(encoding="utf-8")
+    record = json.loads(text)
+    lines, epochs = [], []
+    for result in record["results"]:
+        decay = ",".join(str(e) for e in result["lr_decay_epochs"]) or "none"
+        regime = f"{result['backbone']}, {result['epochs']} epochs (decay after {decay})"
+        lines.append({"regime": regime, "preset": result["preset"],
+                      "val mAP per seed": ", ".join(f"{v:.1f}" for v in result["val_mAP"]),
+                      "val mAP mean": round(result["val_mAP_mean"], 2), "val mAP std": round(result["val_mAP_std"], 2),
+                      "loss change in the last epoch (%)": round(
+                          100 * (result["loss_per_epoch"][-1] / result["loss_per_epoch"][-2] - 1), 1),
+                      "train s per run": round(float(np.mean(result["train_seconds"])), 1)})
+        for epoch, (value, loss) in enumerate(zip(result["val_mAP_per_epoch"], result["loss_per_epoch"]), start=1):
+            epochs.append({"regime": regime, "preset": result["preset"], "epoch": epoch, "val_mAP": value,
+                           "loss": loss})
+    summary = pd.DataFrame(lines)
+    summary.attrs["recorded"] = record.get("recorded", {})
+    return summary, pd.DataFrame(epochs)
+
+
+def aps_weights(results: pd.DataFrame, row: str = "MMHPN+APS") -> pd.DataFrame:
+    """The learned APS weight a = sigmoid(theta) of each scale, one line per seed of `row`."""
+    lines = [{"seed": line["seed"], **load_run(line["run"]).load_model().aps_weights()}
+             for _, line in results[results["row"] == row].iterrows()]
+    if not lines:
+        raise ConfigError(f"no run of row {row!r} in these results")
+    return pd.DataFrame(lines).set_index("seed")
+
+
+def multiple_query_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, the multiple-query Rank-1 and mAP (percent) the runs' evaluation recorded
+    (columns seed, rank1, mAP; empty where the dataset has no multiple-query protocol)."""
+    lines = []
+    for _, line in results.iterrows():
+        metrics = load_run(line["run"]).metrics
+        if "error" in metrics.get("multi_query", {}):  # the evaluation could not pool some query's images
+            raise ConfigError(f"run {line['run']} has no multiple-query scores: {metrics['multi_query']['error']}")
+        if "multi_query" in metrics:
+            lines.append({"seed": line["seed"], "rank1": 100 * metrics["multi_query"]["rank1"],
+                          "mAP": 100 * metrics["multi_query"]["mAP"]})
+    return pd.DataFrame(lines, columns=["seed", "rank1", "mAP"])
+
+
+def companion_summary(results: pd.DataFrame, multiple: pd.DataFrame, measured_on: str) -> pd.DataFrame:
+    """Our MMHPN's single- (and, where measured, multiple-) query Rank-1 and mAP, mean ± std."""
+    ours = {"single query Rank-1": mean_std(results["rank1"]), "single query mAP": mean_std(results["mAP"])}
+    if not multiple.empty:
+        ours.update({"multiple query Rank-1": mean_std(multiple["rank1"]),
+                     "multiple query mAP": mean_std(multiple["mAP"])})
+    return pd.DataFrame(ours, index=[f"MMHPN, this companion (measured on {measured_on})"])
+
+
+COMPARISON_TABLES = (("table1", "Table 1: Market-1501"), ("table2", "Table 2: DukeMTMC-reID"),
+                     ("table3", "Table 3: CUHK03 (detected, new protocol)"))
+
+
+def comparison_tables(results: pd.DataFrame, multiple: pd.DataFrame, dataset: str,
+                      measured_on: str) -> list[tuple[str, pd.DataFrame]]:
+    """Tables 1-3 as (title, table): the paper's numbers, and our MMHPN row (mean ± std over
+    seeds) joined to the one table measured on the same dataset as this build, never to another."""
+    numbers = paper_numbers()
+    seeds = results["seed"].nunique()
+    tables = []
+    for key, name in COMPARISON_TABLES:
+        table = paper_table(key)
+        table_dataset = numbers.loc[numbers["table"] == key, "dataset"].iloc[0]
+        if dataset == table_dataset:
+            # our row joins the table; the columns lose their "paper:" prefix since they hold both
+            table = table.rename(columns=lambda c: c.removeprefix("paper: "), level=0).astype(object)
+            single, multi = table.columns[0][0], table.columns[-1][0]
+            row = {(single, "Rank-1"): mean_std(results["rank1"]), (single, "mAP"): mean_std(results["mAP"])}
+            if not multiple.empty and multi != single:
+                row[(multi, "Rank-1")] = mean_std(multiple["rank1"])
+                row[(multi, "mAP")] = mean_std(multiple["mAP"])
+            table = pd.concat([table, pd.DataFrame([row], index=[f"MMHPN (this companion, {seeds} seed(s))"])])
+        else:
+            name += f"  (the paper's numbers only: this build measured on {measured_on})"
+        tables.append((name, table.astype(object).where(table.notna(), "-")))
+    return tables
+
+
+def first_image_per_identity(records: Sequence, count: int) -> list:
+    """One image (the first by camera, then path) of each of the first `count` identities."""
+    chosen, seen = [], set()
+    for record in sorted(records, key=lambda r: (r.pid, r.camid, r.path)):
+        if record.pid not in seen:
+            chosen.append(record)
+            seen.add(record.pid)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def attention_figure(results: pd.DataFrame, num_people: int, stripes: int, device: str, path=None):
+    """Figure 3 from `results`' two runs (the global model, then the `stripes`-stripe model):
+    Grad-CAM maps on one training image of each of the first `num_people` identities (training
+    images, so that each classifier's true class is defined)."""
+    global_run, part_run = (load_run(run) for run in results["run"])
+    config = part_run.config
+    chosen = first_image_per_identity(load_data(config).train, num_people)
+    images, pids, camids = figures.load_images(chosen, config.height, config.width)
+    return figures.attention_maps(global_run.load_model(device), part_run.load_model(device), images,
+                                  targets=pids, stripes=stripes,
+                                  labels=[f"id {p}, cam {c}" for p, c in zip(pids, camids)], path=path, vector=True)
+
+
+def ranking_figure_of_run(run_dir: str, queries: str, top_k: int, device: str, path=None):
+    """Figure 4 from one finished run: its features of the query and gallery images, then
+    `mmhpn.figures.ranking_figure` for `queries` ("auto" or comma-separated query indices)."""
+
+    run = load_run(run_dir)
+    model, config = run.load_model(device), run.config
+    data = load_data(config)
+
+    def features(records):
+        loader = build_eval_loader(records, config.height, config.width, batch_size=64)
+        return extract_features(model, loader, device, progress=False)[0]
+
+    picked = queries if queries == "auto" else [int(i) for i in queries.split(",") if i.strip()]
+    fig = figures.ranking_figure(data.query, data.gallery, query_features=features(data.query),
+                                 gallery_features=features(data.gallery), model=model,
+                                 input_size=(config.height, config.width), queries=picked, top_k=top_k,
+                                 path=path, vector=True)
+    return fig, run
+
+
+def layout_table(rows: Sequence[Row]) -> pd.DataFrame:
+    """Which stripes each row pools at which tap (``conv5_1: 8, 4 | conv5_2: 2 | ...``)."""
+    return pd.DataFrame({"stripes per tap": {
+        row.label: " | ".join(f"{tap}: {', '.join(map(str, counts))}" for tap, counts in row_layout(row).items())
+        for row in rows}})
+
+
+def body_scale_results(runs: Sequence) -> pd.DataFrame:
+    """Figure 5's input from trained runs (`mmhpn.runs.Run`): columns stripes, seed, rank1, mAP.
+
+    Every run must pool a single scale at the final layer (``layout={"conv5_3": (P,)}`` or
+    the ``baseline`` preset); anything else is an error rather than a mislabelled point.
+    """
+    rows = []
+    for run in runs:
+        config = run.config
+        layout = config.layout if config.layout is not None else PRESETS.get(config.preset)
+        if layout is None:
+            raise ConfigError(f"run {getattr(run, 'path', run)} has unknown preset {config.preset!r} and no layout")
+        scales = parse_layout(layout)
+        if len(scales) != 1 or scales[0].tap != TAPS[-1]:
+            raise ConfigError(f"run {getattr(run, 'path', run)} pools {[s.label for s in scales]}; a body-scale run "
+                              f"pools one scale at the final layer, e.g. layout={{'{TAPS[-1]}': (4,)}}")
+        missing = [key for key in ("rank1", "mAP") if key not in run.metrics]
+        if missing:
+            raise ConfigError(f"run {getattr(run, 'path', run)} has no {missing} in its metrics")
+        rows.append({"stripes": scales[0].stripes, "seed": int(config.seed),
+                     "rank1": float(run.metrics["rank1"]), "mAP": float(run.metrics["mAP"])})
+    if not rows:
+        raise ConfigError("runs is empty; expected the trained body-scale runs")
+    return pd.DataFrame(rows, columns=["stripes", "seed", "rank1", "mAP"])
+
+
+def figure5_points(results: pd.DataFrame) -> pd.DataFrame:
+    """`body_scale_results` of the runs behind `run_rows`' frame (Figure 5's input)."""
