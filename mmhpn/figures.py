@@ -1,12 +1,14 @@
 """Drawing: the paper's Figures 3-5 and plots of what was measured and learned.
 
-Every function here draws; the data comes from elsewhere:
+Every function here draws arrays and frames computed elsewhere; nothing here runs a model:
 
 * Figure 3, `attention_maps`: per person, the Grad-CAM map of a global (one-stripe) model
-  and one map per stripe of a part model's 4-stripe scale (the maps: `mmhpn.attribution`).
+  and one map per stripe of a part model's 4-stripe scale (the maps:
+  `mmhpn.attribution.compare_attention`).
 * Figure 4, `ranking_figure`: queries, their heatmap, and their top-10 gallery images
-  framed by identity, with the protocol's same-id-same-camera images removed (the ranking
-  as data: `mmhpn.evaluation.ranking.ranking_table`).
+  framed by identity, with the protocol's same-id-same-camera images removed (the ranking:
+  `mmhpn.evaluation.ranking.ranking_table`, or `nearest_gallery` for images without
+  identities, as `mmhpn rank` draws them; the heatmaps: `mmhpn.attribution.similarity_heatmaps`).
 * Figure 5, `body_scale_curves`: mAP and Rank-1 against the number of stripes (its input
   from trained runs: `mmhpn.experiments.body_scale_results`).
 * `aps_weight_plot`: the learned Adaptive Pooling Strategy weight of every scale.
@@ -33,14 +35,12 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
-from torch import nn
 
 from mmhpn.atomic import atomic_path
-from mmhpn.attribution import check_images, embedding_attention, model_device, scale_index_for, stripe_attention
-from mmhpn.data import IMAGENET_MEAN, IMAGENET_STD, ImageDataset, build_transforms
+from mmhpn.attribution import check_images
+from mmhpn.data import IMAGENET_MEAN, IMAGENET_STD
 from mmhpn.data.pipeline import decode_image
 from mmhpn.errors import ConfigError
-from mmhpn.evaluation.ranking import distance_matrix, ranking_table
 from mmhpn.model import FEATURE_STRIDE, TAPS
 
 # seaborn's "colorblind" palette (Okabe-Ito-like), fixed here so figures do not depend on
@@ -85,21 +85,6 @@ def denormalize(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> n
     std = torch.as_tensor(std, dtype=images.dtype).view(1, 3, 1, 1)
     rgb = images.detach().cpu() * std + mean
     return rgb.clamp_(0, 1).permute(0, 2, 3, 1).numpy().astype(np.float32)
-
-
-def load_images(records: Sequence, height: int, width: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """Model inputs for a few records: (images (N, 3, height, width), pids, camids).
-
-    Uses the evaluation transform of `mmhpn.data` (resize + ImageNet normalisation), i.e.
-    exactly what the model sees at test time.
-    """
-    records = _check_records(records, "records")
-    dataset = ImageDataset(records, build_transforms(height, width, train=False))
-    items = [dataset[i] for i in range(len(dataset))]
-    images = torch.stack([item[0] for item in items])
-    pids = np.array([int(item[1]) for item in items], dtype=np.int64)
-    camids = np.array([int(item[2]) for item in items], dtype=np.int64)
-    return images, pids, camids
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, cmap: str = HEATMAP_CMAP) -> np.ndarray:
@@ -152,33 +137,41 @@ def _image_axes(ax, frame_color=None, linewidth=3.0):
             spine.set_linewidth(linewidth)
 
 
-def attention_maps(global_model: nn.Module, part_model: nn.Module, images: torch.Tensor, targets=None, *,
-                   stripes: int = 4, labels: Sequence[str] | None = None, alpha: float = 0.5,
-                   cmap: str = HEATMAP_CMAP, batch_size: int = 16, title: str | None = None,
+def _check_attention_arrays(pictures, global_maps, part_maps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pictures, global_maps, part_maps = (np.asarray(a, dtype=np.float32) for a in (pictures, global_maps, part_maps))
+    if pictures.ndim != 4 or pictures.shape[-1] != 3 or len(pictures) == 0:
+        raise ConfigError(f"pictures must be RGB arrays (N, H, W, 3), got shape {pictures.shape}")
+    size = pictures.shape[:3]
+    if global_maps.shape != size:
+        raise ConfigError(f"global_maps must be (N, H, W) = {size}, one map per picture; got {global_maps.shape}")
+    if part_maps.ndim != 4 or (part_maps.shape[0], *part_maps.shape[2:]) != size:
+        raise ConfigError(f"part_maps must be (N, stripes, H, W) with (N, H, W) = {size}; got {part_maps.shape}")
+    return pictures, global_maps, part_maps
+
+
+def attention_maps(pictures: np.ndarray, global_maps: np.ndarray, part_maps: np.ndarray, *,
+                   global_scale: str = "", part_scale: str = "", labels: Sequence[str] | None = None,
+                   alpha: float = 0.5, cmap: str = HEATMAP_CMAP, title: str | None = None,
                    path: str | os.PathLike | None = None, vector: bool = False) -> Figure:
     """Figure 3: per person (row), the global model's map, the input, and one map per stripe.
 
-    Columns follow the paper: the global attention map (the one-stripe scale of
-    `global_model`, e.g. the ``baseline`` preset), the person image, then one map per stripe
-    of `part_model`'s scale with `stripes` stripes (4 in the paper), top stripe first, each
-    with its stripe's rows outlined. `targets`: training labels of the images (the
-    classifiers' true class), or None for each classifier's top class. `labels`: one row
-    label per image (e.g. ``"id 12"``). Raw maps: `stripe_attention`.
+    `pictures`: the inputs as RGB arrays (N, H, W, 3) in [0, 1] (`denormalize` of the model
+    inputs). `global_maps` (N, H, W): the global model's map (its one-stripe scale, e.g. the
+    ``baseline`` preset); `part_maps` (N, stripes, H, W): one map per stripe of a part
+    model's scale, top stripe first, each drawn with its stripe's rows outlined; all in
+    [0, 1], as `mmhpn.attribution.compare_attention` returns them with the two scales'
+    labels (`global_scale`, `part_scale`, e.g. ``"conv5_3/1"``, for the column titles).
+    `labels`: one row label per person (e.g. ``"id 12"``).
     """
-    images = check_images(images)
-    if labels is not None and len(labels) != len(images):
-        raise ConfigError(f"got {len(labels)} labels for {len(images)} images; expected one per image")
-    global_index = scale_index_for(global_model, 1)
-    part_index = scale_index_for(part_model, stripes)
-    global_maps = stripe_attention(global_model, images, targets, global_index, batch_size)[:, 0]
-    part_maps = stripe_attention(part_model, images, targets, part_index, batch_size)
-    pictures = denormalize(images)
+    pictures, global_maps, part_maps = _check_attention_arrays(pictures, global_maps, part_maps)
+    if labels is not None and len(labels) != len(pictures):
+        raise ConfigError(f"got {len(labels)} labels for {len(pictures)} pictures; expected one per picture")
+    stripes = part_maps.shape[1]
     height, width = pictures.shape[1:3]
     bounds = stripe_bounds(height, stripes)
-    part_scale = part_model.scales[part_index]
-    global_scale = global_model.scales[global_index]
+    part_tap = part_scale.partition("/")[0]
 
-    rows, columns = len(images), 2 + stripes
+    rows, columns = len(pictures), 2 + stripes
     tile_width = 1.05
     tile_height = tile_width * height / width
     with matplotlib.rc_context(_STYLE):
@@ -199,10 +192,10 @@ def attention_maps(global_model: nn.Module, part_model: nn.Module, images: torch
                                            edgecolor="white", linewidth=1.2, linestyle="--"))
             if labels is not None:
                 axes[row, 0].set_ylabel(str(labels[row]))
-        axes[0, 0].set_title(f"global model\n{global_scale.label}")
+        axes[0, 0].set_title(f"global model\n{global_scale}")
         axes[0, 1].set_title("person\nimage")
         for j in range(stripes):
-            axes[0, 2 + j].set_title(f"stripe {j + 1}/{stripes}\n{part_scale.tap}")
+            axes[0, 2 + j].set_title(f"stripe {j + 1}/{stripes}\n{part_tap}")
         mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=cmap)
         fig.colorbar(mappable, ax=axes, shrink=0.6, label="Grad-CAM (each map scaled to [0, 1])")
         fig.suptitle(title or "Grad-CAM attention: global model vs. the stripes of a part model")
@@ -214,60 +207,56 @@ def attention_maps(global_model: nn.Module, part_model: nn.Module, images: torch
 # ------------------------------------------------------------------------------------------
 # Figure 4
 
-
-def _check_records(records, name: str) -> list:
-    records = list(records)
-    if not records:
-        raise ConfigError(f"{name} is empty")
-    for record in records[:1]:
-        if not all(hasattr(record, field) for field in ("path", "pid", "camid")):
-            raise ConfigError(f"{name} must hold ImageRecord(path, pid, camid) items, got {type(record).__name__}")
-    return records
+RANKING_COLUMNS = ("query", "rank", "gallery", "distance")  # every ranking table's
+LABELLED_COLUMNS = ("pick", "query_pid", "query_camid", "ap", "pid", "camid", "match")  # ranking_table's too
 
 
-def ranking_figure(query_records: Sequence, gallery_records: Sequence, distmat=None, *, query_features=None,
-                   gallery_features=None, metric: str = "cosine", model: nn.Module | None = None,
-                   input_size: tuple[int, int] | None = None, queries="auto", top_k: int = 10,
-                   protocol: str = "toolbox", display_size: tuple[int, int] = (128, 64), alpha: float = 0.5,
-                   cmap: str = HEATMAP_CMAP, title: str | None = None, path: str | os.PathLike | None = None,
-                   vector: bool = False) -> Figure:
-    """Figure 4: queries, their heatmap, and their `top_k` nearest gallery images.
+def _short_name(path: str, length: int = 16) -> str:
+    name = Path(path).name
+    return name if len(name) <= length else name[: length - 1] + "\u2026"
 
-    Distances: `distmat` (num_query, num_gallery), or `query_features` and
-    `gallery_features` compared with `metric` (as `mmhpn.evaluation.pairwise_distance`).
-    Each gallery image is framed green-blue with a tick (same identity as the query) or
-    vermillion with a cross (different identity), with its id and camera; gallery images
-    with the query's id and camera are removed first, as the protocol removes them
-    (`ranking_table` returns the same ranking as data). `queries`: indices, or "auto" for
-    the queries with the best, median and worst AP, so failures are shown too.
 
-    With a `model` (and the `input_size` (height, width) it was trained at), a column shows
-    the query's Grad-CAM map at the model's last tap for the cosine similarity between the
-    query's descriptor and its top match's descriptor (`EmbeddingSimilarityTarget`).
+def _check_ranking(table, query_paths: Sequence[str], gallery_paths: Sequence[str]) -> bool:
+    """Check a ranking table against the paths it indexes; True if it carries identities."""
+    _check_frame(table, RANKING_COLUMNS, "ranking table")
+    labelled = "match" in table.columns
+    missing = [column for column in LABELLED_COLUMNS if column not in table.columns]
+    if labelled and missing:
+        raise ConfigError(f"ranking table has a match column but lacks {missing}; expected ranking_table's frame")
+    for column, paths, name in (("query", query_paths, "query_paths"), ("gallery", gallery_paths, "gallery_paths")):
+        if int(table[column].max()) >= len(paths) or int(table[column].min()) < 0:
+            raise ConfigError(f"the ranking table's {column} indices reach {int(table[column].max())} but "
+                              f"{name} holds {len(paths)} paths; expected the paths the table was ranked from")
+    return labelled
+
+
+def ranking_figure(table: pd.DataFrame, query_paths: Sequence[str], gallery_paths: Sequence[str], *,
+                   heatmaps: Mapping[int, np.ndarray] | None = None, display_size: tuple[int, int] = (128, 64),
+                   alpha: float = 0.5, cmap: str = HEATMAP_CMAP, title: str | None = None,
+                   path: str | os.PathLike | None = None, vector: bool = False) -> Figure:
+    """Figure 4: queries, their heatmap, and their nearest gallery images, one row per query.
+
+    `table`: one row per (query, rank) whose ``query`` and ``gallery`` columns index
+    `query_paths` and `gallery_paths`. With identities (`mmhpn.evaluation.ranking.ranking_table`:
+    the protocol's excluded images already removed), each gallery image is framed
+    bluish green with a tick (same identity as the query) or vermillion with a cross
+    (another identity) and captioned with its id and camera, and each query with its id,
+    camera and AP. Without (`nearest_gallery`, `mmhpn rank`), frames are neutral and the
+    captions give the distance and the file name.
+
+    `heatmaps`: {query index: map in [0, 1]} (`mmhpn.attribution.similarity_heatmaps`) adds a
+    column with each query's map overlaid.
     """
-    query_records = _check_records(query_records, "query_records")
-    gallery_records = _check_records(gallery_records, "gallery_records")
-    distmat = distance_matrix(distmat, query_features, gallery_features, metric)
-    if distmat.shape != (len(query_records), len(gallery_records)):
-        raise ConfigError(f"distances have shape {distmat.shape} but there are {len(query_records)} query and "
-                          f"{len(gallery_records)} gallery records")
-    if model is not None and input_size is None:
-        raise ConfigError("ranking_figure(model=...) needs input_size=(height, width), the size the model was "
-                          "trained at (e.g. (run.config.height, run.config.width))")
-    table = ranking_table(distmat, [r.pid for r in query_records], [r.pid for r in gallery_records],
-                          [r.camid for r in query_records], [r.camid for r in gallery_records],
-                          queries=queries, top_k=top_k, protocol=protocol)
-    picked = list(dict.fromkeys(table["query"].tolist()))
+    labelled = _check_ranking(table, query_paths, gallery_paths)
+    picked = list(dict.fromkeys(int(q) for q in table["query"]))
+    heatmaps = dict(heatmaps or {})
+    lacking = [q for q in picked if q not in heatmaps]
+    if heatmaps and lacking:
+        raise ConfigError(f"heatmaps lack queries {lacking[:5]}; expected one map per query of the table")
     display_height, display_width = display_size
+    top_k = int(table["rank"].max())
 
-    heatmaps = {}
-    if model is not None:
-        top_matches = table.groupby("query", sort=False)["gallery"].first()
-        heatmaps = _query_heatmaps(model, input_size, [query_records[q] for q in picked],
-                                   [gallery_records[int(top_matches[q])] for q in picked])
-        heatmaps = dict(zip(picked, heatmaps))
-
-    lead = 2 if model is not None else 1  # query (and heatmap) columns
+    lead = 2 if heatmaps else 1  # query (and heatmap) columns
     shown = int(table.groupby("query").size().max())
     columns = lead + 1 + shown  # one narrow spacer column between query and gallery
     ratios = [1.0] * lead + [0.25] + [1.0] * shown
@@ -278,18 +267,21 @@ def ranking_figure(query_records: Sequence, gallery_records: Sequence, distmat=N
                      layout="constrained")
         axes = fig.subplots(len(picked), columns, squeeze=False, gridspec_kw={"width_ratios": ratios})
         for row, query in enumerate(picked):
-            ranked = table[table["query"] == query]
+            ranked = table[table["query"] == query].sort_values("rank", kind="stable")
             first = ranked.iloc[0]
-            record = query_records[query]
-            picture = _load_display_image(record.path, display_height, display_width)
-            ap = "n/a" if np.isnan(first["ap"]) else f"{first['ap']:.2f}"
-            why = f" ({first['pick']})" if first["pick"] else ""
+            picture = _load_display_image(query_paths[query], display_height, display_width)
             ax = axes[row, 0]
             ax.imshow(picture)
             _image_axes(ax, QUERY_COLOR, 1.5)
             ax.set_label(f"query q={query}")
-            ax.set_title(f"query {query}\nid {record.pid} · cam {record.camid}\nAP {ap}{why}", fontsize=7)
-            if model is not None:
+            if labelled:
+                ap = "n/a" if np.isnan(first["ap"]) else f"{first['ap']:.2f}"
+                why = f" ({first['pick']})" if first["pick"] else ""
+                caption = f"query {query}\nid {int(first['query_pid'])} · cam {int(first['query_camid'])}\nAP {ap}{why}"
+            else:
+                caption = f"query\n{_short_name(query_paths[query])}"
+            ax.set_title(caption, fontsize=7)
+            if heatmaps:
                 ax = axes[row, 1]
                 heat = _resize_map(heatmaps[query], display_height, display_width)
                 ax.imshow(overlay(picture, heat, alpha, cmap))
@@ -303,43 +295,36 @@ def ranking_figure(query_records: Sequence, gallery_records: Sequence, distmat=N
                     ax.set_axis_off()
                     continue
                 entry = ranked.iloc[column]
-                gallery = gallery_records[int(entry["gallery"])]
-                ax.imshow(_load_display_image(gallery.path, display_height, display_width))
-                colour = MATCH_COLOR if entry["match"] else MISMATCH_COLOR
-                _image_axes(ax, colour, 3.0)
-                ax.set_label(f"gallery q={query} rank={int(entry['rank'])} g={int(entry['gallery'])}")
-                mark = "\u2713" if entry["match"] else "\u2717"
-                ax.set_title(f"{int(entry['rank'])} {mark}\nid {gallery.pid}\ncam {gallery.camid}",
-                             fontsize=7, color=colour)
-        handles = [Patch(facecolor="none", edgecolor=MATCH_COLOR, linewidth=3, label="\u2713 same identity"),
-                   Patch(facecolor="none", edgecolor=MISMATCH_COLOR, linewidth=3, label="\u2717 different identity")]
-        fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False)
-        fig.suptitle(title or f"Top-{top_k} ranking (query's same-id images from its own camera excluded, "
-                              "as in the protocol)")
+                gallery = int(entry["gallery"])
+                ax.imshow(_load_display_image(gallery_paths[gallery], display_height, display_width))
+                ax.set_label(f"gallery q={query} rank={int(entry['rank'])} g={gallery}")
+                if labelled:
+                    colour = MATCH_COLOR if entry["match"] else MISMATCH_COLOR
+                    mark = "\u2713" if entry["match"] else "\u2717"
+                    caption = f"{int(entry['rank'])} {mark}\nid {int(entry['pid'])}\ncam {int(entry['camid'])}"
+                else:
+                    colour = QUERY_COLOR
+                    caption = f"{int(entry['rank'])}\nd {entry['distance']:.3f}\n{_short_name(gallery_paths[gallery])}"
+                _image_axes(ax, colour, 3.0 if labelled else 1.5)
+                ax.set_title(caption, fontsize=7, color=colour)
+        if labelled:
+            handles = [Patch(facecolor="none", edgecolor=MATCH_COLOR, linewidth=3, label="\u2713 same identity"),
+                       Patch(facecolor="none", edgecolor=MISMATCH_COLOR, linewidth=3,
+                             label="\u2717 different identity")]
+            fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False)
+            default_title = (f"Top-{top_k} ranking (query's same-id images from its own camera excluded, "
+                             "as in the protocol)")
+        else:
+            default_title = f"Top-{top_k} nearest gallery images (d: cosine distance)"
+        fig.suptitle(title or default_title)
     if path is not None:
         save_figure(fig, path, vector=vector)
     return fig
 
 
 def _resize_map(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
-    tensor = torch.from_numpy(np.ascontiguousarray(heatmap))[None, None]
+    tensor = torch.from_numpy(np.ascontiguousarray(heatmap, dtype=np.float32))[None, None]
     return F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
-
-
-def _query_heatmaps(model: nn.Module, input_size, query_records, match_records) -> np.ndarray:
-    """Grad-CAM of each query for the cosine similarity to its top match's descriptor."""
-    height, width = input_size
-    queries, _, _ = load_images(query_records, height, width)
-    matches, _, _ = load_images(match_records, height, width)
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            references = model.descriptor(matches.to(device)).cpu()
-    finally:
-        model.train(was_training)
-    return embedding_attention(model, queries, references)
 
 
 # ------------------------------------------------------------------------------------------
