@@ -66,8 +66,8 @@ class EmbeddingSimilarityTarget:
     `DescriptorOutput` model that is the sample's descriptor (D,). The score is the
     cosine similarity the ranking uses (mmhpn.evaluation's distance is 1 - cos), so the map
     shows which places make the query look like its reference (e.g. its top match). At an
-    exact duplicate of the reference the similarity is at its maximum, its gradient is zero
-    and the map is blank.
+    exact duplicate of the reference the similarity is at its maximum and its gradient zero up
+    to rounding: the map then shows rounding noise, not a place.
     """
 
     def __init__(self, reference_descriptor):
@@ -240,7 +240,7 @@ def similarity_heatmaps(model: nn.Module, table: pd.DataFrame, query_paths: Sequ
     `table`: `mmhpn.evaluation.ranking.ranking_table`'s or `nearest_gallery`'s frame, whose
     ``query`` and ``gallery`` columns index `query_paths` and `gallery_paths`; `height`,
     `width`: the size the model was trained at. A top match that is a copy of its query gives
-    a blank map (see `EmbeddingSimilarityTarget`).
+    a map of rounding noise (see `EmbeddingSimilarityTarget`).
     """
     top = table[table["rank"] == 1]
     queries = [int(q) for q in top["query"]]

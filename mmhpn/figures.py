@@ -211,7 +211,7 @@ RANKING_COLUMNS = ("query", "rank", "gallery", "distance")  # every ranking tabl
 LABELLED_COLUMNS = ("pick", "query_pid", "query_camid", "ap", "pid", "camid", "match")  # ranking_table's too
 
 
-def _short_name(path: str, length: int = 16) -> str:
+def _short_name(path: str, length: int = 12) -> str:
     name = Path(path).name
     return name if len(name) <= length else name[: length - 1] + "\u2026"
 

@@ -9,7 +9,8 @@ metrics were computed from (flip-averaged when the run's ``eval_flip`` says so, 
 * `image_paths` - the images of a folder (recursively, sorted) or of a list file;
 * `load_inputs` - model inputs (N, 3, H, W) for a few image files (Grad-CAM's input);
 * `extract_images` - descriptors of many files, batch by batch, with unreadable files
-  stopping the extraction or reported and left out (`on_error`).
+  stopping the extraction or reported and left out (`on_error`);
+* `save_descriptors` - them as the .npz file `mmhpn extract` writes.
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
+from mmhpn.atomic import atomic_path
 from mmhpn.data import ImageDataset, ImageRecord, build_transforms, collate_batch
 from mmhpn.errors import ConfigError, DatasetError
 from mmhpn.evaluation.features import extract_features
@@ -143,3 +146,23 @@ def run_descriptor_options(config) -> dict:
     """`extract_images`' options that make a run's descriptor: its input size and its
     evaluation's flip averaging (the protocol it was scored with)."""
     return {"height": config.height, "width": config.width, "flip": config.eval_flip}
+
+
+def save_descriptors(path: str | os.PathLike, descriptors: ImageDescriptors, names: Sequence[str], *, run_hash: str,
+                     flip: bool, precision: str) -> Path:
+    """Write `descriptors` to `path` (.npz, atomically; `np.load` reads it without pickle).
+
+    `names`: one per path given to `extract_images` (e.g. `image_paths`' names). Arrays:
+    ``features`` (N, D) float32, ``names`` (N,) of its rows, ``skipped`` the names of the
+    images left out, ``run_hash``, ``descriptor_dim``, ``flip``, ``precision``.
+    """
+    path = Path(path)
+    kept = set(descriptors.positions)
+    features = descriptors.features.numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:  # a file object: savez adds no suffix
+        np.savez(handle, features=features, names=np.array([names[i] for i in descriptors.positions], dtype=str),
+                 skipped=np.array([name for i, name in enumerate(names) if i not in kept], dtype=str),
+                 run_hash=np.array(run_hash), descriptor_dim=np.array(features.shape[1]), flip=np.array(flip),
+                 precision=np.array(precision))
+    return path
