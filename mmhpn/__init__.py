@@ -6,9 +6,10 @@ datasets, the synthetic benchmark, the input pipeline), `mmhpn.evaluation` (CMC/
 protocol), `mmhpn.config` (training configuration and profiles), `mmhpn.runtime` (device,
 precision, seeds), `mmhpn.checkpoints` (the files of a run folder), `mmhpn.training` (the
 loop) and `mmhpn.runs` (the run cache),
-`mmhpn.figures` (the paper's figures), `mmhpn.paper` (the paper's tables, the runs behind
-them and what the notebooks show), `mmhpn.bookbuild` (`make book`) and `mmhpn.cli` (the
-`mmhpn` command).
+`mmhpn.attribution` (Grad-CAM maps), `mmhpn.figures` (drawing the paper's figures),
+`mmhpn.paper` (the paper's tables, the runs behind them and what the notebooks show),
+`mmhpn.export` (the test-time network as ONNX), `mmhpn.bookbuild` (`make book`) and
+`mmhpn.cli` (the `mmhpn` command).
 """
 from mmhpn.model import MMHPN, PRESETS, build_model
 

@@ -7,21 +7,27 @@ logits as the model output) and `EmbeddingSimilarityTarget` (cosine similarity o
 descriptor to a reference descriptor). Grad-CAM normalises every map to [0, 1] on its own
 (min-max), so colours compare places within a map, not strengths between maps.
 
-* `stripe_attention` - one raw map per stripe of a scale (Figure 3);
-* `embedding_attention` - the map of what makes a descriptor similar to a reference (Figure 4).
+* `stripe_attention` - one raw map per stripe of a scale;
+* `compare_attention` - Figure 3's maps: a global model's and each stripe of a part model's;
+* `embedding_attention` - the map of what makes a descriptor similar to a reference;
+* `similarity_heatmaps` - Figure 4's maps: each ranked query's similarity to its top match.
 
 `mmhpn.figures` draws these maps; nothing here draws.
 """
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mmhpn.errors import ConfigError
+from mmhpn.evaluation.images import load_inputs
 from mmhpn.model import TAPS
 
 
@@ -60,8 +66,8 @@ class EmbeddingSimilarityTarget:
     `DescriptorOutput` model that is the sample's descriptor (D,). The score is the
     cosine similarity the ranking uses (mmhpn.evaluation's distance is 1 - cos), so the map
     shows which places make the query look like its reference (e.g. its top match). At an
-    exact duplicate of the reference the similarity is at its maximum, its gradient is zero
-    and the map is blank.
+    exact duplicate of the reference the similarity is at its maximum and its gradient zero up
+    to rounding: the map then shows rounding noise, not a place.
     """
 
     def __init__(self, reference_descriptor):
@@ -200,3 +206,54 @@ def embedding_attention(model: nn.Module, images: torch.Tensor, reference_descri
     images = images.to(model_device(model))
     with _attribution_mode(model):
         return _run_gradcam(DescriptorOutput(model), model.tap_module(_last_tap(model)), images, targets, batch_size)
+
+
+@dataclass
+class AttentionComparison:
+    """Figure 3's maps of N images, each in [0, 1] and image-sized (`compare_attention`)."""
+
+    global_maps: np.ndarray  # (N, H, W): the global model's one-stripe scale
+    part_maps: np.ndarray  # (N, stripes, H, W): each stripe of the part model's scale, top first
+    global_scale: str  # the two scales' labels, e.g. "conv5_3/1" and "conv5_1/4"
+    part_scale: str
+
+
+def compare_attention(global_model: nn.Module, part_model: nn.Module, images: torch.Tensor, targets=None, *,
+                      stripes: int = 4, batch_size: int = 16) -> AttentionComparison:
+    """`stripe_attention` of `global_model`'s one-stripe scale and of `part_model`'s scale with
+    `stripes` stripes (the deepest such scale), on the same images and `targets`."""
+    images = check_images(images)
+    global_index = scale_index_for(global_model, 1)
+    part_index = scale_index_for(part_model, stripes)
+    return AttentionComparison(
+        global_maps=stripe_attention(global_model, images, targets, global_index, batch_size)[:, 0],
+        part_maps=stripe_attention(part_model, images, targets, part_index, batch_size),
+        global_scale=global_model.scales[global_index].label, part_scale=part_model.scales[part_index].label)
+
+
+def similarity_heatmaps(model: nn.Module, table: pd.DataFrame, query_paths: Sequence[str],
+                        gallery_paths: Sequence[str], height: int, width: int,
+                        batch_size: int = 16) -> dict[int, np.ndarray]:
+    """{query index: map (height, width)} for each query of a ranking table: `embedding_attention`
+    for the similarity of the query's descriptor to its top match's (the table's rank 1).
+
+    `table`: `mmhpn.evaluation.ranking.ranking_table`'s or `nearest_gallery`'s frame, whose
+    ``query`` and ``gallery`` columns index `query_paths` and `gallery_paths`; `height`,
+    `width`: the size the model was trained at. A top match that is a copy of its query gives
+    a map of rounding noise (see `EmbeddingSimilarityTarget`).
+    """
+    top = table[table["rank"] == 1]
+    queries = [int(q) for q in top["query"]]
+    if not queries:
+        raise ConfigError("the ranking table has no rank-1 rows; expected ranking_table's or nearest_gallery's frame")
+    matches = load_inputs([gallery_paths[int(g)] for g in top["gallery"]], height, width)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            references = model.descriptor(matches.to(model_device(model))).float().cpu()
+    finally:
+        model.train(was_training)
+    maps = embedding_attention(model, load_inputs([query_paths[q] for q in queries], height, width), references,
+                               batch_size)
+    return dict(zip(queries, maps))

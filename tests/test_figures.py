@@ -10,11 +10,12 @@ from PIL import Image
 from mmhpn import build_model
 from mmhpn.data import ImageRecord
 from mmhpn.errors import ConfigError
-from mmhpn.attribution import EmbeddingSimilarityTarget, embedding_attention, scale_index_for, stripe_attention
-from mmhpn.evaluation.ranking import ranking_table
+from mmhpn.attribution import (EmbeddingSimilarityTarget, compare_attention, embedding_attention, scale_index_for,
+                               similarity_heatmaps, stripe_attention)
+from mmhpn.evaluation.ranking import nearest_gallery, ranking_table
 from mmhpn.paper.views import body_scale_results
-from mmhpn.figures import (MATCH_COLOR, MISMATCH_COLOR, aps_weight_plot, attention_maps, body_scale_curves, denormalize,
-                           ranking_figure, save_figure, stripe_bounds)
+from mmhpn.figures import (MATCH_COLOR, MISMATCH_COLOR, QUERY_COLOR, aps_weight_plot, attention_maps, body_scale_curves,
+                           denormalize, ranking_figure, save_figure, stripe_bounds)
 
 # 64x32 inputs give a 4x2 layer4 map: enough rows for 4 stripes, and 4x cheaper than 128x64.
 HEIGHT, WIDTH = 64, 32
@@ -105,16 +106,29 @@ def test_stripe_bounds_cover_the_image_in_order():
     assert bounds[0][0] == 0 and bounds[-1][1] == 384
 
 
-def test_attention_figure_has_global_input_and_stripe_columns_and_saves(global_model, part_model, images, tmp_path):
-    fig = attention_maps(global_model, part_model, images[:1], targets=[2], labels=["id 7"],
-                         path=tmp_path / "fig3-attention-maps.png", vector=True)
+def test_compare_attention_gives_the_global_scale_and_each_stripe(global_model, part_model, images):
+    maps = compare_attention(global_model, part_model, images, targets=[2, 4], stripes=4)
+    assert maps.global_maps.shape == (2, HEIGHT, WIDTH) and maps.part_maps.shape == (2, 4, HEIGHT, WIDTH)
+    assert (maps.global_scale, maps.part_scale) == ("conv5_3/1", "conv5_2/4")
+    index = scale_index_for(part_model, 4)
+    np.testing.assert_allclose(maps.part_maps, stripe_attention(part_model, images, [2, 4], index), atol=1e-6)
+
+
+def test_attention_figure_has_global_input_and_stripe_columns_and_saves(tmp_path):
+    pictures = denormalize(torch.randn(1, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(3)))
+    maps = np.random.default_rng(0).random((1, 4, HEIGHT, WIDTH), dtype=np.float32)
+    fig = attention_maps(pictures, maps[:, 0], maps, global_scale="conv5_3/1", part_scale="conv5_2/4",
+                         labels=["id 7"], path=tmp_path / "fig3-attention-maps.png", vector=True)
     tiles = [ax for ax in fig.axes if ax.get_label().startswith("attention")]
     assert len(tiles) == 1 * (2 + 4)
-    # The person column shows the de-normalised input itself.
+    # The person column shows the picture itself; the stripe columns name the part scale's tap.
     person = next(ax for ax in tiles if ax.get_label() == "attention row=0 column=1")
-    np.testing.assert_allclose(person.get_images()[0].get_array(), denormalize(images[:1])[0], atol=1e-6)
+    np.testing.assert_allclose(person.get_images()[0].get_array(), pictures[0], atol=1e-6)
+    assert next(ax for ax in tiles if ax.get_label() == "attention row=0 column=2").get_title() == "stripe 1/4\nconv5_2"
     assert (tmp_path / "fig3-attention-maps.png").stat().st_size > 0
     assert (tmp_path / "fig3-attention-maps.pdf").read_bytes().startswith(b"%PDF")
+    with pytest.raises(ConfigError, match="part_maps"):
+        attention_maps(pictures, maps[:, 0], maps[:, :, :10])
 
 
 def test_embedding_similarity_target_is_cosine_similarity():
@@ -188,11 +202,20 @@ def test_ranking_table_auto_picks_best_median_and_worst_ap():
     assert len(table) == 3 * 2
 
 
+def _paths(records):
+    return [record.path for record in records]
+
+
+def _table(query_records, gallery, distmat, **options):
+    return ranking_table(distmat, [r.pid for r in query_records], [r.pid for r in gallery],
+                         [r.camid for r in query_records], [r.camid for r in gallery], **options)
+
+
 def test_ranking_figure_frames_match_identities_and_skip_excluded(tmp_path):
     queries = _records(tmp_path, "q", QUERY_LABELS)
     gallery = _records(tmp_path, "g", GALLERY_LABELS)
-    fig = ranking_figure(queries, gallery, DISTMAT, queries=[0, 2], top_k=5,
-                         path=tmp_path / "fig4-top10-ranking", vector=True)
+    table = _table(queries, gallery, DISTMAT, queries=[0, 2], top_k=5)
+    fig = ranking_figure(table, _paths(queries), _paths(gallery), path=tmp_path / "fig4-top10-ranking", vector=True)
     tiles = [ax for ax in fig.axes if ax.get_label().startswith("gallery")]
     assert len(tiles) == 2 * 5
     shown = {}
@@ -211,17 +234,38 @@ def test_ranking_figure_frames_match_identities_and_skip_excluded(tmp_path):
     assert (tmp_path / "fig4-top10-ranking.png").exists() and (tmp_path / "fig4-top10-ranking.pdf").exists()
 
 
-def test_ranking_figure_with_model_adds_query_heatmaps(tmp_path, part_model):
+def test_ranking_figure_with_heatmaps_adds_their_column(tmp_path, part_model):
     queries = _records(tmp_path, "q", QUERY_LABELS)
     gallery = _records(tmp_path, "g", GALLERY_LABELS)
-    with pytest.raises(ConfigError, match="input_size"):
-        ranking_figure(queries, gallery, DISTMAT, model=part_model, queries=[1])
-    features = torch.randn(len(queries), 8), torch.randn(len(gallery), 8)
-    fig = ranking_figure(queries, gallery, query_features=features[0], gallery_features=features[1],
-                         model=part_model, input_size=(HEIGHT, WIDTH), queries=[1], top_k=3)
-    heatmaps = [ax for ax in fig.axes if ax.get_label().startswith("heatmap")]
-    assert len(heatmaps) == 1
+    table = _table(queries, gallery, DISTMAT, queries=[1], top_k=3)
+    heatmaps = similarity_heatmaps(part_model, table, _paths(queries), _paths(gallery), HEIGHT, WIDTH)
+    assert list(heatmaps) == [1] and heatmaps[1].shape == (HEIGHT, WIDTH)
+    assert heatmaps[1].min() >= 0.0 and heatmaps[1].max() <= 1.0
+    fig = ranking_figure(table, _paths(queries), _paths(gallery), heatmaps=heatmaps)
+    assert len([ax for ax in fig.axes if ax.get_label().startswith("heatmap")]) == 1
     assert len([ax for ax in fig.axes if ax.get_label().startswith("gallery")]) == 3
+    with pytest.raises(ConfigError, match="heatmaps lack queries"):
+        ranking_figure(_table(queries, gallery, DISTMAT, queries=[0, 1], top_k=3), _paths(queries), _paths(gallery),
+                       heatmaps=heatmaps)
+    with pytest.raises(ConfigError, match="gallery_paths holds 2 paths"):
+        ranking_figure(table, _paths(queries), _paths(gallery)[:2])
+
+
+def test_nearest_gallery_ranks_everything_and_draws_neutral_frames(tmp_path):
+    queries = _records(tmp_path, "q", QUERY_LABELS)
+    gallery = _records(tmp_path, "g", GALLERY_LABELS)
+    table = nearest_gallery(DISTMAT[:1], top_k=3)
+    assert table.columns.tolist() == ["query", "rank", "gallery", "distance"]
+    assert table["gallery"].tolist() == [0, 4, 1]  # nothing excluded: the same-id same-camera image 0 first
+    assert table["distance"].tolist() == [0.0, 0.05, 0.10]
+    fig = ranking_figure(table, _paths(queries), _paths(gallery))
+    tiles = [ax for ax in fig.axes if ax.get_label().startswith("gallery")]
+    assert len(tiles) == 3
+    for ax in tiles:
+        colours = {matplotlib.colors.to_hex(spine.get_edgecolor()) for spine in ax.spines.values()}
+        assert colours == {QUERY_COLOR}
+    assert tiles[0].get_title().startswith("1\nd 0.000\ng_0.png")
+    assert fig.legends == []
 
 
 # ------------------------------------------------------------------------------------------

@@ -39,6 +39,11 @@ def test_environment_yml_lists_exactly_the_pyproject_dependencies():
     assert sorted(_environment()) == sorted(_pyproject())
 
 
+def test_dev_extras_include_the_export_extra():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(extras["export"]) <= set(extras["dev"])  # so `make test` runs the ONNX export tests
+
+
 def test_torch_ranges_admit_the_installed_2_14_line():
     reqs = {_name(r): r for r in _pyproject()}
     assert reqs["torch"].replace(" ", "") == "torch>=2.3"

@@ -3,6 +3,7 @@
 * `protocol` - `evaluate` (from distances) and `evaluate_features` (from descriptors),
   the `ReIDResult` they return, and the conventions every number of the book follows.
 * `features` - `extract_features` from a model and a loader, `pool_multi_query`.
+* `images` - `extract_images`: descriptors of any image files (`mmhpn extract`, `mmhpn rank`).
 * `reranking` - k-reciprocal re-ranking (`re_ranking`), an option of `evaluate_features`.
 * `ranking` - `ranking_table`: the top-k gallery of chosen queries as data (Figure 4);
   import it from `mmhpn.evaluation.ranking`.
@@ -10,9 +11,10 @@
   `mmhpn evaluate` and the book call); import it from `mmhpn.evaluation.model`.
 """
 from mmhpn.evaluation.features import extract_features, pool_multi_query
+from mmhpn.evaluation.images import extract_images
 from mmhpn.evaluation.protocol import (METRICS, PROTOCOLS, ReIDResult, evaluate, evaluate_features,
                                        pairwise_distance)
 from mmhpn.evaluation.reranking import re_ranking
 
 __all__ = ["METRICS", "PROTOCOLS", "ReIDResult", "evaluate", "evaluate_features", "extract_features",
-           "pairwise_distance", "pool_multi_query", "re_ranking"]
+           "extract_images", "pairwise_distance", "pool_multi_query", "re_ranking"]

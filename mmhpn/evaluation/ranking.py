@@ -3,7 +3,8 @@
 `ranking_table` ranks the gallery for some queries (the best, median and worst by average
 precision, or given indices) under the evaluation protocol: the gallery images the protocol
 ignores for a query (same identity and camera, junk) are removed before ranking, exactly as
-when the metrics are computed. `mmhpn.figures.ranking_figure` draws it.
+when the metrics are computed. `nearest_gallery` is the plain ranking of images whose
+identities are unknown (`mmhpn rank`). `mmhpn.figures.ranking_figure` draws either table.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 import torch
 
 from mmhpn.errors import ConfigError
-from mmhpn.evaluation.protocol import evaluate, label_vector, pairwise_distance, valid_gallery_mask
+from mmhpn.evaluation.protocol import evaluate, label_vector, valid_gallery_mask
 
 
 def _pick_queries(queries, query_ap: np.ndarray) -> list[tuple[int, str]]:
@@ -42,14 +43,6 @@ def _pick_queries(queries, query_ap: np.ndarray) -> list[tuple[int, str]]:
     return [(q, "") for q in indices]
 
 
-def distance_matrix(distmat, query_features, gallery_features, metric: str) -> np.ndarray:
-    if (distmat is None) == (query_features is None or gallery_features is None):
-        raise ConfigError("pass either distmat (num_query, num_gallery) or both query_features and gallery_features")
-    if distmat is None:
-        return pairwise_distance(query_features, gallery_features, metric).cpu().numpy()
-    return _check_distmat(distmat)
-
-
 def _check_distmat(distmat) -> np.ndarray:
     if distmat is None:
         raise ConfigError("a distance matrix (num_query, num_gallery) is needed, got None")
@@ -63,6 +56,31 @@ def _check_distmat(distmat) -> np.ndarray:
     return distmat
 
 
+def _check_top_k(top_k) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
+    return int(top_k)
+
+
+def _nearest(distances: np.ndarray, candidates: np.ndarray, top_k: int) -> np.ndarray:
+    """The `top_k` nearest of `candidates` (gallery indices), nearest first; equal distances
+    are ordered by index, as in `mmhpn.evaluation`."""
+    return candidates[np.argsort(distances[candidates], kind="stable")][:top_k]
+
+
+def nearest_gallery(distmat, top_k: int = 10) -> pd.DataFrame:
+    """The top-`top_k` gallery images of every query when identities are unknown, one row per
+    (query, rank): columns ``query``, ``rank`` (1-based), ``gallery`` (index) and ``distance``.
+    Nothing is removed (there is no identity or camera to remove by)."""
+    top_k = _check_top_k(top_k)
+    distmat = _check_distmat(distmat)
+    every = np.arange(distmat.shape[1])
+    rows = [{"query": query, "rank": rank, "gallery": int(gallery), "distance": float(distmat[query, gallery])}
+            for query in range(len(distmat))
+            for rank, gallery in enumerate(_nearest(distmat[query], every, top_k), start=1)]
+    return pd.DataFrame(rows, columns=["query", "rank", "gallery", "distance"])
+
+
 def ranking_table(distmat, query_pids, gallery_pids, query_camids, gallery_camids, queries="auto",
                   top_k: int = 10, protocol: str = "toolbox") -> pd.DataFrame:
     """The top-`top_k` ranking of some queries as a tidy table, one row per (query, rank).
@@ -74,8 +92,7 @@ def ranking_table(distmat, query_pids, gallery_pids, query_camids, gallery_camid
     ``gallery`` (index), ``pid``, ``camid``, ``distance`` and ``match`` (same id as the query).
     Gallery images at equal distance are ordered by index, as in `mmhpn.evaluation`.
     """
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
+    top_k = _check_top_k(top_k)
     distmat = _check_distmat(distmat)
     q_pids, g_pids = label_vector("query_pids", query_pids).numpy(), label_vector("gallery_pids", gallery_pids).numpy()
     q_cams = label_vector("query_camids", query_camids).numpy()
@@ -89,8 +106,7 @@ def ranking_table(distmat, query_pids, gallery_pids, query_camids, gallery_camid
         if len(candidates) == 0:
             raise ConfigError(f"query {query} has no gallery image left after the protocol's exclusions "
                               "(every gallery image has its id and camera)")
-        order = candidates[np.argsort(distmat[query, candidates], kind="stable")][:top_k]
-        for rank, gallery in enumerate(order, start=1):
+        for rank, gallery in enumerate(_nearest(distmat[query], candidates, top_k), start=1):
             rows.append({
                 "query": query, "pick": pick, "query_pid": int(q_pids[query]), "query_camid": int(q_cams[query]),
                 "ap": float(query_ap[query]), "num_excluded": int((~valid).sum()), "rank": rank,

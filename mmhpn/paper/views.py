@@ -16,9 +16,12 @@ import numpy as np
 import pandas as pd
 
 from mmhpn import claims, figures
-from mmhpn.data import build_eval_loader, load_data
+from mmhpn.attribution import compare_attention, similarity_heatmaps
+from mmhpn.data import load_data
 from mmhpn.errors import ConfigError
-from mmhpn.evaluation import extract_features
+from mmhpn.evaluation import extract_images, pairwise_distance
+from mmhpn.evaluation.images import load_inputs, run_descriptor_options
+from mmhpn.evaluation.ranking import ranking_table
 from mmhpn.model import PRESETS, TAPS, parse_layout
 from mmhpn.paper.compute_cost import TARGET_BASELINE_MAP
 from mmhpn.paper.numbers import paper_numbers, paper_table
@@ -26,8 +29,7 @@ from mmhpn.paper.planner import row_config
 from mmhpn.paper.registry import RUNS_DIR, notebook_common, notebook_rows
 from mmhpn.paper.tables import PSL_CONTROL_LABEL, Row, row_layout
 from mmhpn.resources import read_text
-from mmhpn.runs import load_run
-from mmhpn.runs import pretraining_run
+from mmhpn.runs import load_run, pretraining_run
 
 
 def mean_std(values: pd.Series) -> str:
@@ -274,29 +276,30 @@ def attention_figure(results: pd.DataFrame, num_people: int, stripes: int, devic
     global_run, part_run = (load_run(run) for run in results["run"])
     config = part_run.config
     chosen = first_image_per_identity(load_data(config).train, num_people)
-    images, pids, camids = figures.load_images(chosen, config.height, config.width)
-    return figures.attention_maps(global_run.load_model(device), part_run.load_model(device), images,
-                                  targets=pids, stripes=stripes,
-                                  labels=[f"id {p}, cam {c}" for p, c in zip(pids, camids)], path=path, vector=True)
+    images = load_inputs([record.path for record in chosen], config.height, config.width)
+    maps = compare_attention(global_run.load_model(device), part_run.load_model(device), images,
+                             targets=[record.pid for record in chosen], stripes=stripes)
+    return figures.attention_maps(figures.denormalize(images), maps.global_maps, maps.part_maps,
+                                  global_scale=maps.global_scale, part_scale=maps.part_scale,
+                                  labels=[f"id {r.pid}, cam {r.camid}" for r in chosen], path=path, vector=True)
 
 
 def ranking_figure_of_run(run_dir: str, queries: str, top_k: int, device: str, path=None):
-    """Figure 4 from one finished run: its features of the query and gallery images, then
-    `mmhpn.figures.ranking_figure` for `queries` ("auto" or comma-separated query indices)."""
-
+    """Figure 4 from one finished run: the run's descriptors of the query and gallery images,
+    their ranking under the run's protocol for `queries` ("auto" or comma-separated query
+    indices), each query's heatmap, drawn by `mmhpn.figures.ranking_figure`."""
     run = load_run(run_dir)
     model, config = run.load_model(device), run.config
     data = load_data(config)
-
-    def features(records):
-        loader = build_eval_loader(records, config.height, config.width, batch_size=64)
-        return extract_features(model, loader, device, progress=False)[0]
-
+    query_paths, gallery_paths = [r.path for r in data.query], [r.path for r in data.gallery]
+    query, gallery = (extract_images(model, paths, **run_descriptor_options(config), device=device,
+                                     progress=False).features for paths in (query_paths, gallery_paths))
     picked = queries if queries == "auto" else [int(i) for i in queries.split(",") if i.strip()]
-    fig = figures.ranking_figure(data.query, data.gallery, query_features=features(data.query),
-                                 gallery_features=features(data.gallery), model=model,
-                                 input_size=(config.height, config.width), queries=picked, top_k=top_k,
-                                 path=path, vector=True)
+    table = ranking_table(pairwise_distance(query, gallery), [r.pid for r in data.query], [r.pid for r in data.gallery],
+                          [r.camid for r in data.query], [r.camid for r in data.gallery], queries=picked,
+                          top_k=top_k, protocol=config.eval_protocol)
+    heatmaps = similarity_heatmaps(model, table, query_paths, gallery_paths, config.height, config.width)
+    fig = figures.ranking_figure(table, query_paths, gallery_paths, heatmaps=heatmaps, path=path, vector=True)
     return fig, run
 
 
