@@ -247,8 +247,9 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
             "Train a trunk on the synthetic 'pretrain' preset (1,000 identities, none of them a test identity "
             "of the demo split), a stand-in for the paper's ImageNet pretraining, with a profile's settings and "
             "the baseline head. The run is cached like any run (RUNS_DIR/<name>-<hash12>/). Prints the "
-            "init_from value that fine-tuning configurations use (TrainConfig(init_from=...)); a fine-tuning "
-            "run finds this run in the folder that holds its own run folder. Options left out keep the values of "
+            "init_from value that fine-tuning configurations use (TrainConfig(init_from=...)). Pretraining runs "
+            "are kept in one per-user folder shared by every clone ($XDG_CACHE_HOME/mmhpn/pretraining, else "
+            "~/.cache/mmhpn/pretraining; MMHPN_PRETRAINING_CACHE names another, or 'runs' for the runs folder). Options left out keep the values of "
             "the profile's own pretraining run (demo: data/synthetic-pretrain, the 'pretrain' preset; smoke: "
             "data/synthetic-tiny-pretrain, 'tiny-pretrain')."
         ),
@@ -258,7 +259,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     _add_profile(p, default="demo")
     for name in _PRETRAIN_FIELDS:
         _add_field_option(p, name)
-    p.add_argument("--runs-dir", default="runs", help="parent of the run folder")
+    p.add_argument("--runs-dir", default=None,
+                   help="parent of the run folder (default: the per-user pretraining folder, mmhpn.runs.pretraining_dir)")
     _add_field_option(p, "device")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_pretrain_command)
@@ -274,7 +276,7 @@ def _pretrain_command(args: argparse.Namespace) -> int:
     import json
 
     from mmhpn.config import pretrain_overrides, pretraining_config
-    from mmhpn.runs import train_or_load
+    from mmhpn.runs import pretraining_dir, train_or_load
 
     overrides = _overrides(args, _PRETRAIN_FIELDS)
     if "lr_decay_epochs" in overrides:  # init_from is JSON
@@ -283,7 +285,8 @@ def _pretrain_command(args: argparse.Namespace) -> int:
     config = pretraining_config(init_from)
     if args.device is not None:
         config = type(config).from_dict({**config.to_dict(), "device": args.device})
-    run = train_or_load(config, args.runs_dir, progress=not args.no_progress)
+    runs_dir = args.runs_dir if args.runs_dir is not None else pretraining_dir("runs")
+    run = train_or_load(config, runs_dir, progress=not args.no_progress)
     how = "trained" if run.trained_now else "finished earlier, loaded from the run folder"
     print(f"pretraining run {run.path} ({how}): {run.metrics['train_seconds']:.0f} s of training, "
           f"rank-1 {run.metrics['rank1']:.4f}, mAP {run.metrics['mAP']:.4f} on its own test split")

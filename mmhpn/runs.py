@@ -20,7 +20,7 @@
   checkpoint (at most one epoch of work is lost); a missing one is trained from scratch;
   a start that fails before its first checkpoint removes the folder it created;
 * a fine-tuning run (``init_from``) needs its pretraining run's trunk: `pretraining_run`
-  trains or loads that run through this cache before the fine-tuning run's lock is taken
+  trains or loads that run through this cache, in the per-user folder `pretraining_dir`, before the fine-tuning run's lock is taken
   (never one lock inside another), and `mmhpn.training.train` gets the trunk's state;
 * in a read-only runs folder a finished run is loaded without the lock; an unfinished one
   is refused in one line.
@@ -92,12 +92,36 @@ def load_run(run_dir: str | os.PathLike, config: TrainConfig | None = None) -> R
                history=history)
 
 
+PRETRAINING_CACHE_VARIABLE = "MMHPN_PRETRAINING_CACHE"
+
+
+def pretraining_dir(runs_dir: str | os.PathLike) -> Path:
+    """The folder that keeps pretraining runs: one per user, shared by every clone and runs folder.
+
+    A converged pretraining run costs minutes per replicate and depends on nothing a clone
+    changes (its configuration hash and data fingerprint say what it is), so, as torch keeps
+    downloaded ImageNet weights in ``~/.cache/torch``, pretraining runs live in
+    ``$XDG_CACHE_HOME/mmhpn/pretraining`` (``~/.cache/mmhpn/pretraining`` when XDG_CACHE_HOME
+    is unset) and only a machine's first build trains them. ``MMHPN_PRETRAINING_CACHE`` names
+    another folder, or, set to ``runs``, keeps them beside the fine-tuning runs in `runs_dir`
+    (the test suite does this, so that it never touches the user's cache).
+    """
+    chosen = os.environ.get(PRETRAINING_CACHE_VARIABLE, "")
+    if chosen == "runs":
+        return Path(runs_dir)
+    if chosen:
+        return Path(chosen).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mmhpn" / "pretraining"
+
+
 def pretraining_run(config: TrainConfig, runs_dir: str | os.PathLike, progress: bool = True) -> Run:
-    """The `init_from` run of `config`, trained or loaded through this cache in `runs_dir`."""
+    """The `init_from` run of `config`, trained or loaded through this cache in
+    `pretraining_dir(runs_dir)`."""
     source = pretraining_config(config.init_from)
     if "device" not in config.init_from:  # where it runs is not part of what it is
         source = dataclasses.replace(source, device=config.device)
-    return train_or_load(source, runs_dir, progress=progress)
+    return train_or_load(source, pretraining_dir(runs_dir), progress=progress)
 
 
 def pretrained_trunk_state(config: TrainConfig, runs_dir: str | os.PathLike, progress: bool = True) -> dict:
@@ -111,7 +135,7 @@ def train_or_load(config: TrainConfig, runs_dir: str | os.PathLike = "runs", *,
     """Return the finished run of `config`: from the cache, by resuming, or by training.
 
     `run_dir` overrides the default folder ``<runs_dir>/<name>-<hash12>``; a fine-tuning
-    run's pretraining run is kept beside it (in its parent folder). `train_options` go to
+    run's pretraining run is kept in `pretraining_dir` of its parent folder. `train_options` go to
     `mmhpn.training.train`; with its testing hooks (`stop_after_epochs`, a callback raising
     `StopTraining`) training can stop before the last epoch, and then the run stays
     unfinished and this returns None.

@@ -15,6 +15,9 @@ from mmhpn.data import ReIDDataset, load_market_layout
 from mmhpn.data.synthetic import ensure_synthetic
 
 torch.set_num_threads(2)
+# Pretraining runs beside each test's runs, never in the user's per-user cache
+# (mmhpn.runs.pretraining_dir); notebook kernels and child processes inherit it.
+os.environ["MMHPN_PRETRAINING_CACHE"] = "runs"
 
 TINY_SEED = 0
 

@@ -20,9 +20,16 @@ IMPORTABLE = [m for m in MODULES if m != "mmhpn.__main__"]  # importing __main__
 
 
 def _imports(path: Path) -> set[str]:
-    """The mmhpn modules `path` imports, at module level or inside functions."""
+    """The mmhpn modules `path` imports, at module level or inside functions (not those under
+    ``if TYPE_CHECKING:``, which only annotations read and which never run)."""
+    tree = ast.parse(path.read_text())
+    annotation_only = {id(inner) for node in ast.walk(tree)
+                       if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+                       for inner in ast.walk(node)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in annotation_only:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mmhpn"):
             for alias in node.names:  # `from mmhpn import distributed` names a module
                 candidate = f"{node.module}.{alias.name}"

@@ -261,3 +261,52 @@ def test_trunk_cache_computes_once_and_sets_a_damaged_file_aside(tiny_root, tiny
     assert torch.equal(maps, plain)
     assert "could not be read" in capsys.readouterr().out
     assert len(list(tmp_path.glob("*.pt.damaged-*"))) == 1 and path.exists()
+
+
+# -- replicates and the per-user pretraining folder ------------------------------------------
+
+def test_a_replicate_seed_is_the_seed_of_its_pretraining_run_too():
+    for profile in ("demo", "smoke"):
+        configs = [make_config(profile, seed=seed) for seed in (0, 1, 2)]
+        assert [c.init_from["seed"] for c in configs] == [0, 1, 2]
+        assert len({pretraining_config(c.init_from).seed for c in configs}) == 3
+        assert len({config_hash(c) for c in configs}) == 3
+    # Seed 0's pretraining run is the one it always was: writing its seed out changes no hash.
+    implicit = {k: v for k, v in make_config("demo").init_from.items() if k != "seed"}
+    assert config_hash(pretraining_config(implicit)) == config_hash(pretraining_config(make_config("demo").init_from))
+    # An init_from given explicitly is kept as given, whatever the fine-tuning seed.
+    explicit = pretrain_overrides("smoke", seed=5)
+    assert make_config("smoke", seed=1, init_from=explicit).init_from["seed"] == 5
+    assert make_config("unit", seed=3).init_from is None  # no pretraining run, nothing to seed
+
+
+def test_pretraining_runs_live_in_one_per_user_folder(monkeypatch, tmp_path):
+    from mmhpn.runs import PRETRAINING_CACHE_VARIABLE, pretraining_dir
+
+    monkeypatch.delenv(PRETRAINING_CACHE_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert pretraining_dir("runs") == tmp_path / "xdg" / "mmhpn" / "pretraining"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert pretraining_dir("anything") == tmp_path / "home" / ".cache" / "mmhpn" / "pretraining"
+    monkeypatch.setenv(PRETRAINING_CACHE_VARIABLE, str(tmp_path / "shared"))
+    assert pretraining_dir("runs") == tmp_path / "shared"
+    monkeypatch.setenv(PRETRAINING_CACHE_VARIABLE, "runs")  # the test suite's setting
+    assert pretraining_dir(tmp_path / "book-runs") == tmp_path / "book-runs"
+
+
+@pytest.mark.slow
+def test_two_runs_folders_share_one_pretraining_run(monkeypatch, tiny_root, tmp_path):
+    from mmhpn.runs import PRETRAINING_CACHE_VARIABLE
+
+    monkeypatch.setenv(PRETRAINING_CACHE_VARIABLE, str(tmp_path / "cache"))
+    init_from = _init_from(tiny_root)
+    config = make_config("unit", data_root=str(tiny_root), init_from=init_from, freeze_below_layer4=True,
+                         feature_cache=True, epochs=1, lr_decay_epochs=())
+    first = train_or_load(config, tmp_path / "clone-a", progress=False)
+    second = train_or_load(config, tmp_path / "clone-b", progress=False)
+    pretraining = run_dir_for(pretraining_config(init_from), tmp_path / "cache")
+    assert is_finished(pretraining) and first.trained_now and second.trained_now
+    assert not list((tmp_path / "clone-a").glob("pretrain-*")) and not list((tmp_path / "clone-b").glob("pretrain-*"))
+    assert torch.equal(first.load_model().state_dict()["layer3.0.conv1.weight"],
+                       second.load_model().state_dict()["layer3.0.conv1.weight"])

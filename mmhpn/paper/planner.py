@@ -165,6 +165,7 @@ def planned_run_dirs(rows: Sequence[Row], profile: str, seeds: Sequence[int], ru
         return pd.read_csv(source.run_dir / checkpoints.HISTORY_FILE)
 
     items = list(plan_rows(rows, profile, seeds, runs_dir, finished_history, **common))
-    pretrainings = dict.fromkeys(runs.run_dir_for(pretraining_config(item.config.init_from), runs_dir)
+    pretrainings = dict.fromkeys(runs.run_dir_for(pretraining_config(item.config.init_from),
+                                                  runs.pretraining_dir(runs_dir))
                                  for item in items if item.config is not None and item.config.init_from is not None)
     return [*pretrainings, *(item.run_dir for item in items)]
