@@ -40,26 +40,41 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mmhpn.errors import ConfigError
+
 
 METRICS = ("mAP", "rank1")
 METRIC_LABELS = {"mAP": "mAP", "rank1": "Rank-1"}
 VERDICTS = ("supported", "contradicted", "inconclusive")
 CONFIDENCE = 0.95
 
-RESULT_COLUMNS = ("table", "row", "seed", "rank1", "mAP", "train_seconds", "run_hash")
-CLAIM_COLUMNS = ("table", "better", "worse", "metric", "source", "per_seed", "n_seeds", "mean", "ci_low",
-                 "ci_high", "verdict")
+RESULT_COLUMNS = ("table", "row", "seed", "rank1", "mAP", "train_seconds", "run_hash", "pretraining_run")
+CLAIM_COLUMNS = ("table", "better", "worse", "metric", "source", "family", "per_seed", "n_seeds", "mean", "ci_low",
+                 "ci_high", "verdict", "p_value", "paper_diff", "reference_dataset", "paper_reference",
+                 "size_reading", "note")
+# The two readings of an interval against the paper's difference (`size_reading`).
+AS_LARGE = "as large as the paper's"
+SMALLER = "smaller than the paper's"
 
 
 @dataclass(frozen=True)
 class Claim:
-    """`better` beats `worse` on `metric` in table `table`; `source` says who claims it."""
+    """`better` beats `worse` on `metric` in table `table`; `source` says who claims it.
+
+    `paper_diffs` are the paper's own differences (better - worse, percentage points) on each
+    dataset that makes the claim, the reference dataset first (Market-1501 in a synthetic
+    build, the build's dataset in a real-data one); `family` marks the paper's claims, which
+    are adjusted for multiplicity together (`holm`), as opposed to orderings the paper's
+    numbers show but its text does not claim, and our own questions.
+    """
 
     table: str
     better: str
     worse: str
     metric: str
     source: str
+    paper_diffs: tuple[tuple[str, float], ...] = ()
+    family: bool = False
 
     @property
     def text(self) -> str:
@@ -83,10 +98,15 @@ def paper_support(paper_rows: pd.DataFrame, better: str, worse: str, metric: str
     return shown
 
 
-def stated_claims(table: str, pairs: Iterable[tuple[str, str]], source: str,
-                  metrics: Sequence[str] = METRICS) -> list[Claim]:
-    """Claims with a fixed source: the paper's text (e.g. Figure 5) or our own questions."""
-    return [Claim(table, better, worse, metric, source) for better, worse in pairs for metric in metrics]
+def stated_claims(table: str, pairs: Iterable[tuple[str, str]], source: str, metrics: Sequence[str] = METRICS,
+                  paper_diffs: dict | None = None, family: bool = False) -> list[Claim]:
+    """Claims with a fixed source: the paper's text (e.g. Figure 5; `family` True, with the
+    differences the text states, ``{(better, worse): {metric: ((dataset, diff), ...)}}``) or
+    our own questions."""
+    paper_diffs = paper_diffs or {}
+    return [Claim(table, better, worse, metric, source, tuple(paper_diffs.get((better, worse), {}).get(metric, ())),
+                  family)
+            for better, worse in pairs for metric in metrics]
 
 
 # ---------------------------------------------------------------------------------------
@@ -117,30 +137,102 @@ def verdict(low: float, high: float) -> str:
 
 
 def paired_differences(results: pd.DataFrame, better: str, worse: str, metric: str) -> pd.Series:
-    """better - worse per seed (percentage points), over the seeds both rows were trained with."""
+    """better - worse per seed (percentage points), over the seeds both rows were trained with.
+
+    A per-seed value that is not a finite number is an error (a NaN would silently shrink
+    the interval's n), one line naming the row and the seed.
+    """
     a = results[results["row"] == better].set_index("seed")[metric]
     b = results[results["row"] == worse].set_index("seed")[metric]
+    for label, values in ((better, a), (worse, b)):
+        bad = [seed for seed, value in values.items() if not np.isfinite(float(value))]
+        if bad:
+            raise ConfigError(f"row {label!r} has a {metric} that is not a finite number for seed(s) {bad}; "
+                              f"every seed's result must be a number to check a claim")
     common = a.index.intersection(b.index).sort_values()
     return (a[common] - b[common]).astype(float)
 
 
+def p_value(values: Sequence[float]) -> float:
+    """The two-sided p-value of the one-sample t-test of mean 0: below 1 - CONFIDENCE exactly
+    when the `t_interval` excludes 0. NaN for n < 2 or zero variance (no test is possible)."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2 or float(values.std(ddof=1)) == 0.0:
+        return math.nan
+    return float(stats.ttest_1samp(values, 0.0).pvalue)
+
+
+def size_reading(low: float, high: float, reference: float) -> str:
+    """Our interval against the paper's difference `reference`: *as large as the paper's* when
+    the paper's difference lies inside or below our interval, *smaller than the paper's* when
+    our interval lies entirely below it."""
+    if math.isnan(reference):
+        return "no paper difference"
+    if math.isnan(low) or math.isnan(high):
+        return "no interval"
+    return SMALLER if high < reference else AS_LARGE
+
+
 def check_claims(results: pd.DataFrame, claims: Sequence[Claim], confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """One line per claim: per-seed differences, their mean, the interval and the verdict."""
+    """One line per claim: per-seed differences, their mean, the interval, the verdict, its
+    p-value, and the paper's difference beside ours with the `size_reading`."""
     lines = []
     for claim in claims:
         diff = paired_differences(results, claim.better, claim.worse, claim.metric)
         mean, low, high = t_interval(diff.to_numpy(), confidence)
+        reference_dataset, reference = claim.paper_diffs[0] if claim.paper_diffs else ("", math.nan)
+        zero_variance = len(diff) > 1 and float(diff.std(ddof=1)) == 0.0
         lines.append({
             "table": claim.table, "better": claim.better, "worse": claim.worse, "metric": claim.metric,
-            "source": claim.source, "per_seed": " ".join(f"{d:+.2f}" for d in diff), "n_seeds": len(diff),
+            "source": claim.source, "family": claim.family,
+            "per_seed": " ".join(f"{d:+.2f}" for d in diff), "n_seeds": len(diff),
             "mean": mean, "ci_low": low, "ci_high": high,
-            "verdict": verdict(low, high) if len(diff) else "not run",
+            "verdict": verdict(low, high) if len(diff) else "not run", "p_value": p_value(diff.to_numpy()),
+            "paper_diff": "; ".join(f"{dataset} {value:+.1f}" for dataset, value in claim.paper_diffs),
+            "reference_dataset": reference_dataset, "paper_reference": reference,
+            "size_reading": size_reading(low, high, reference),
+            # every seed gave the same difference: the interval has no width, which no real
+            # re-run shows; usually two rows that are one run
+            "note": "zero variance: every seed gave the same difference" if zero_variance else "",
         })
     return pd.DataFrame(lines, columns=list(CLAIM_COLUMNS))
 
 
+def holm(checked: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """`checked` with Holm-adjusted p-values and verdicts for the paper's family of claims.
+
+    The family is every line with ``family`` True, across all tables of the build. Holm's
+    step-down method: sort the m p-values, multiply the k-th smallest by m - k + 1, make the
+    sequence non-decreasing, cap at 1. A family claim is *supported* (or *contradicted*) after
+    adjustment when its adjusted p-value is below 1 - `confidence` and its mean is above (or
+    below) 0; this keeps the probability of any false verdict in the family at most 5%. A
+    claim without a p-value (one seed, zero variance) counts as p = 1. Lines outside the
+    family get no adjusted verdict.
+    """
+    out = checked.copy()
+    out["p_holm"] = math.nan
+    out["verdict_holm"] = ""
+    family = out.index[out["family"].astype(bool) & (out["n_seeds"] > 0)]
+    if len(family) == 0:
+        return out
+    p = out.loc[family, "p_value"].astype(float).fillna(1.0).to_numpy()
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[index]))
+        adjusted[index] = running
+    out.loc[family, "p_holm"] = adjusted
+    alpha = 1 - confidence
+    means = out.loc[family, "mean"].to_numpy()
+    out.loc[family, "verdict_holm"] = np.where(adjusted < alpha, np.where(means > 0, "supported", "contradicted"),
+                                               "inconclusive")
+    return out
+
+
 def claims_table(checked: pd.DataFrame) -> pd.DataFrame:
-    """`check_claims`' output as a reader sees it: claim, source, Δ with its interval, verdict."""
+    """`check_claims`' output as a reader sees it: claim, source, Δ with its interval, verdict,
+    the paper's difference and how ours compares with it (and, after `holm`, the adjusted verdict)."""
     def interval(line) -> str:
         if line["n_seeds"] == 0:
             return "not run"
@@ -155,6 +247,10 @@ def claims_table(checked: pd.DataFrame) -> pd.DataFrame:
         "per seed (pp)": checked["per_seed"],
         f"mean Δ [{CONFIDENCE:.0%} CI] (pp)": [interval(line) for _, line in checked.iterrows()],
         "verdict": checked["verdict"],
+        **({"verdict (Holm, the paper's claims)": checked["verdict_holm"].replace("", "-")}
+           if "verdict_holm" in checked else {}),
+        "paper's Δ (pp)": checked["paper_diff"].fillna("").replace("", "-"),
+        "size": checked["size_reading"],
     })
 
 
@@ -164,6 +260,34 @@ def verdict_sentence(checked: pd.DataFrame) -> str:
     total = len(checked)
     parts = [f"{counts[v]} of {total} {'is' if counts[v] == 1 else 'are'} {v}"
              for v in (*VERDICTS, "not run") if counts.get(v, 0)]
+    return "; ".join(parts) if parts else "no claim could be checked"
+
+
+def claim_groups(checked: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The checked lines split by who makes them: the paper's claims (its family), the
+    orderings the paper's numbers show without a claim in its text, and our own questions."""
+    family = checked["family"].astype(bool)
+    ours = checked["source"].str.contains("(ours)", regex=False)
+    return {"the paper's claims": checked[family], "orderings the paper's numbers show without claiming them":
+            checked[~family & ~ours], "our own questions": checked[~family & ours]}
+
+
+def verdict_summary(checked: pd.DataFrame) -> str:
+    """The verdicts counted separately for the paper's claims (with the Holm-adjusted count and
+    how many are as large as the paper's), for its numbers-only orderings and for our own
+    questions: one sentence for the book's prose. `checked` has been through `holm`."""
+    parts = []
+    for name, lines in claim_groups(checked).items():
+        if lines.empty:
+            continue
+        text = f"of {name} ({len(lines)}), {verdict_sentence(lines)}"
+        if "verdict_holm" in lines and lines["verdict_holm"].ne("").any():
+            held = int((lines["verdict_holm"] == "supported").sum())
+            text += f" ({held} supported after Holm's adjustment for the family"
+            sized = lines["size_reading"].isin([AS_LARGE, SMALLER])
+            text += (f"; {int((lines['size_reading'] == AS_LARGE).sum())} of the {int(sized.sum())} with a "
+                     f"paper difference are as large as the paper's)")
+        parts.append(text)
     return "; ".join(parts) if parts else "no claim could be checked"
 
 
@@ -181,6 +305,7 @@ def result_records(table: str, results: pd.DataFrame) -> pd.DataFrame:
         "mAP": results["mAP"],
         "train_seconds": results["train_s"],
         "run_hash": results["run_hash"],
+        "pretraining_run": results["pretraining_run"] if "pretraining_run" in results else "",
     }, columns=list(RESULT_COLUMNS))
 
 

@@ -53,6 +53,85 @@ def test_differences_are_paired_by_seed():
     assert diff.tolist() == [1.0, 1.0, 1.0]
     checked = claims.check_claims(results, [Claim("t", "A", "B", "mAP", "test")])
     assert checked.iloc[0]["verdict"] == "supported"  # zero spread: the interval is the point +1
+    assert checked.iloc[0]["note"].startswith("zero variance")  # ...which no real re-run shows: flagged
+    assert math.isnan(checked.iloc[0]["p_value"])
+
+
+def test_a_result_that_is_not_a_number_is_refused_in_one_line():
+    from mmhpn.errors import ConfigError
+
+    results = results_from({"A": [60.0, float("nan"), 62.0], "B": [50.0, 50.5, 51.0]})
+    with pytest.raises(ConfigError, match=r"row 'A' has a mAP that is not a finite number for seed\(s\) \[1\]"):
+        claims.check_claims(results, [Claim("t", "A", "B", "mAP", "test")])
+
+
+def test_p_value_agrees_with_the_interval():
+    for diffs in ([1.0, 2.0, 3.0], [0.5, -0.2, 0.4], [-1.0, -1.5, -0.7, -1.2]):
+        mean, low, high = claims.t_interval(diffs)
+        excludes_zero = low > 0 or high < 0
+        assert (claims.p_value(diffs) < 0.05) == excludes_zero
+
+
+def test_the_papers_difference_beside_ours_and_the_size_reading():
+    # Table 4's MSM > Baseline: the paper's +7.4 mAP on Market-1501 (77.3 - 69.9).
+    small = results_from({"Baseline": [60.0, 61.0, 62.0], "Baseline+MSM": [61.0, 61.8, 63.1]})
+    line = numbers.check_table("table4", small).set_index(["better", "worse", "metric"]).loc[
+        ("Baseline+MSM", "Baseline", "mAP")]
+    assert line["paper_diff"] == "Market-1501 +7.4; DukeMTMC-reID +5.5; CUHK03 +12.2"
+    assert line["reference_dataset"] == "Market-1501" and line["paper_reference"] == pytest.approx(7.4)
+    assert line["verdict"] == "supported" and line["size_reading"] == claims.SMALLER
+    large = results_from({"Baseline": [60.0, 61.0, 62.0], "Baseline+MSM": [67.0, 68.8, 70.1]})
+    line = numbers.check_table("table4", large).set_index(["better", "worse", "metric"]).loc[
+        ("Baseline+MSM", "Baseline", "mAP")]
+    assert line["size_reading"] == claims.AS_LARGE  # +7.4 lies inside our interval
+    assert claims.size_reading(1.0, 2.0, math.nan) == "no paper difference"
+    assert claims.size_reading(math.nan, math.nan, 7.4) == "no interval"
+    assert claims.size_reading(8.0, 9.0, 7.4) == claims.AS_LARGE  # the paper's below ours
+
+
+def test_holm_adjusts_the_papers_family_only():
+    checked = pd.DataFrame({
+        "family": [True, True, True, False], "n_seeds": [3, 3, 3, 3], "mean": [1.0, 2.0, -1.0, 5.0],
+        "p_value": [0.01, 0.02, 0.04, 0.001], "source": ["paper", "paper", "paper", "not in the paper (ours)"],
+    })
+    adjusted = claims.holm(checked)
+    # sorted p 0.01, 0.02, 0.04 times 3, 2, 1: 0.03, 0.04, 0.04 (kept non-decreasing)
+    assert adjusted["p_holm"].iloc[:3].tolist() == pytest.approx([0.03, 0.04, 0.04])
+    assert adjusted["verdict_holm"].tolist() == ["supported", "supported", "contradicted", ""]
+    assert math.isnan(adjusted["p_holm"].iloc[3])
+    one_more = claims.holm(pd.concat([checked, checked.iloc[:1].assign(p_value=0.03)], ignore_index=True))
+    # four tests now: 0.01*4 = 0.04, then 0.02*3 = 0.06: the second claim no longer survives
+    assert one_more["verdict_holm"].tolist()[:3] == ["supported", "inconclusive", "inconclusive"]
+
+
+def test_the_claim_set_as_the_paper_states_it():
+    def pairs(key, dataset="synthetic"):
+        return {(c.better, c.worse, c.metric): c for c in numbers.table_claims(key, dataset)}
+
+    table4, table6, table7 = pairs("table4"), pairs("table6"), pairs("table7")
+    assert ("Baseline+MHPM", "Baseline", "mAP") in table4  # Sec. 4.4.1
+    assert ("MMHPN+GMP", "MMHPN+GAP", "mAP") in table6 and ("MMHPN+GMP", "MMHPN+GAP", "rank1") in table6  # 4.4.3
+    assert ("MMHPN+PSL", "MMHPN+softmax", "mAP") in table7
+    assert ("MMHPN+PSL", "MMHPN+softmax", "rank1") not in table7  # "may not ensure ... Rank1"
+    numbers_only = table4[("Baseline+MMHPN", "Baseline+MHPM", "mAP")]
+    assert not numbers_only.family and "numbers only" in numbers_only.source
+    assert table4[("Baseline+MSM", "Baseline", "mAP")].family
+    # A CUHK03 build checks CUHK03's numbers only: there GMP beats APS in mAP (64.7 > 64.5).
+    cuhk = pairs("table6", "cuhk03-np")
+    assert ("MMHPN+APS", "MMHPN+GMP", "mAP") not in cuhk and ("MMHPN+APS", "MMHPN+GMP", "rank1") in cuhk
+    assert cuhk[("MMHPN+APS", "MMHPN+GMP", "rank1")].paper_diffs == (("CUHK03", 0.4),)
+    assert numbers.table_claims("figure5", "dukemtmc-reid") == []  # the text's numbers are Market-1501's
+
+
+def test_the_summary_counts_the_papers_claims_and_our_questions_apart():
+    results = results_from({"MMHPN+softmax": [60.0, 61.0, 62.0], "MMHPN+PSL": [61.0, 61.8, 63.1],
+                            tables.PSL_CONTROL_LABEL: [60.5, 61.9, 62.2]})
+    checked = claims.holm(numbers.check_table("table7", results))
+    groups = claims.claim_groups(checked)
+    assert [len(g) for g in groups.values()] == [1, 0, 2]
+    summary = claims.verdict_summary(checked)
+    assert summary.startswith("of the paper's claims (1), 1 of 1 is supported (1 supported after Holm")
+    assert "of our own questions (2)" in summary
 
 
 def test_a_row_that_was_not_trained_is_not_run():

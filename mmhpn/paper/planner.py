@@ -139,6 +139,9 @@ def run_rows(rows: Sequence[Row], profile: str, seeds: Sequence[int], runs_dir: 
             "train_s": float(run.history["seconds"].sum()) if "seconds" in run.history else np.nan,
             "run": str(run.path),
             "run_hash": config.hash,
+            # the replicate's own pretraining run (its folder name: name and hash), empty without one
+            "pretraining_run": (runs.run_dir_for(pretraining_config(config.init_from), ".").name
+                                if config.init_from is not None else ""),
             # only rows trained with constant scale weights (the PSL control) get this column
             **({"scale_weights": ", ".join(f"{w:.3f}" for w in config.scale_weights)}
                if config.scale_weights else {}),
