@@ -5,9 +5,10 @@ test identity of the demo split) before every row fine-tunes from it. This scrip
 pretraining run under each candidate schedule with ``val_fraction`` of the *pretraining*
 identities held out as a validation query/gallery (the demo set, its test split included,
 is never read), scores the validation identities after every epoch, and applies the rule
-below. The rule was written into this file before any of its candidates had been trained.
+below. The rule was written into this file before any of its candidates had been trained, then
+moved to the library (`mmhpn.paper.selection.choose_pretraining`) so the book re-applies the same code.
 
-The rule (`choose`):
+The rule:
 
 * candidates: the schedules given by ``--schedules`` (epochs:decay-epoch), each trained with
   every seed of ``--seeds``;
@@ -29,27 +30,13 @@ import statistics
 import torch
 
 from mmhpn.config import pretrain_overrides, pretraining_config
+from mmhpn.paper.selection import PRETRAINING_RULE, choose_pretraining, parse_schedule
 from mmhpn.runs import train_or_load
 
 from _results import write_result  # benchmarks/ is on sys.path when a script runs
 
-RULE = ("the shortest schedule whose validation mAP after its last epoch (mean over seeds, on held-out "
-        "pretraining identities) is within {tolerance} pp of the best candidate's; ties in epochs go to the "
-        "earlier lr decay")
 
 
-def schedule(text: str) -> tuple[int, tuple[int, ...]]:
-    """'6:4' -> 6 epochs, lr decay after epoch 4; '6' -> no decay."""
-    epochs, _, decay = text.partition(":")
-    return int(epochs), tuple(int(d) for d in decay.split("+") if d)
-
-
-def choose(candidates: list[dict], tolerance: float) -> dict:
-    """The rule of the module docstring, applied to candidates with `epochs`, `lr_decay_epochs`
-    and `val_mAP_mean`."""
-    best = max(c["val_mAP_mean"] for c in candidates)
-    reaching = [c for c in candidates if c["val_mAP_mean"] >= best - tolerance]
-    return min(reaching, key=lambda c: (c["epochs"], tuple(c["lr_decay_epochs"]) or (c["epochs"],)))
 
 
 def main() -> None:
@@ -66,7 +53,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     candidates = []
     for text in args.schedules.split(","):
-        epochs, decay = schedule(text)
+        epochs, decay = parse_schedule(text)
         runs = []
         for seed in seeds:
             init_from = pretrain_overrides(args.profile, epochs=epochs, lr_decay_epochs=list(decay), seed=seed,
@@ -89,11 +76,11 @@ def main() -> None:
               f"({', '.join(f'{v:.1f}' for v in final)}), per epoch "
               f"{' '.join(f'{v:.1f}' for v in candidate['val_mAP_per_epoch'])}, "
               f"{statistics.mean(candidate['train_seconds']):.0f} s per run", flush=True)
-    chosen = choose(candidates, args.tolerance)
+    chosen = choose_pretraining(candidates, args.tolerance)
     print(f"chosen: {chosen['epochs']} epochs, decay after {chosen['lr_decay_epochs']}", flush=True)
     path = write_result("pretraining-selection.json", {
         "profile": args.profile, "val_fraction": args.val_fraction, "tolerance_pp": args.tolerance,
-        "rule": RULE.format(tolerance=args.tolerance), "candidates": candidates,
+        "rule": PRETRAINING_RULE.format(tolerance=args.tolerance), "candidates": candidates,
         "chosen": {"epochs": chosen["epochs"], "lr_decay_epochs": chosen["lr_decay_epochs"]}})
     print(f"wrote {path}")
 

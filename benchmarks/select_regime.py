@@ -8,7 +8,8 @@ trunk frozen below layer4 and its layer3 maps cached, with ``val_fraction`` of t
 the test split is not read). Every epoch is scored on the validation identities
 (``eval_every=1``), so the result also shows where validation mAP and the loss level off.
 
-The rule (`choose`), written into this file before its candidates were trained:
+The rule (`mmhpn.paper.selection.choose_regime`, first written into this file before any of its
+candidates had been trained, then moved to the library so the book re-applies the same code):
 
 * candidates: the schedules given by ``--schedules`` (epochs:decay-epoch);
 * metric: the validation mAP after the last epoch, mean over the replicates, per preset;
@@ -30,34 +31,13 @@ import statistics
 import torch
 
 from mmhpn.config import make_config
+from mmhpn.paper.selection import REGIME_RULE, choose_regime, parse_schedule
 from mmhpn.runs import train_or_load
 
 from _results import write_result  # benchmarks/ is on sys.path when a script runs
 
-RULE = ("the schedule with the fewest epochs whose validation mAP after its last epoch (mean over replicates) "
-        "is within {tolerance} pp of the best candidate's for every preset; ties in epochs go to the earlier "
-        "lr decay")
 
 
-def schedule(text: str) -> tuple[int, tuple[int, ...]]:
-    """'6:4' -> 6 epochs, lr decay after epoch 4; '6' -> no decay."""
-    epochs, _, decay = text.partition(":")
-    return int(epochs), tuple(int(d) for d in decay.split("+") if d)
-
-
-def choose(results: list[dict], tolerance: float) -> dict:
-    """The rule of the module docstring, applied to result lines with `epochs`,
-    `lr_decay_epochs`, `preset` and `val_mAP_mean`; returns the chosen schedule."""
-    best = {}
-    for line in results:
-        best[line["preset"]] = max(best.get(line["preset"], float("-inf")), line["val_mAP_mean"])
-    schedules = {}
-    for line in results:
-        key = (line["epochs"], tuple(line["lr_decay_epochs"]))
-        ok = line["val_mAP_mean"] >= best[line["preset"]] - tolerance
-        schedules[key] = schedules.get(key, True) and ok
-    epochs, decay = min((key for key, ok in schedules.items() if ok), key=lambda k: (k[0], k[1] or (k[0],)))
-    return {"epochs": epochs, "lr_decay_epochs": list(decay)}
 
 
 def main() -> None:
@@ -75,7 +55,7 @@ def main() -> None:
     replicates = [int(s) for s in args.replicates.split(",")]
     results = []
     for text in args.schedules.split(","):
-        epochs, decay = schedule(text)
+        epochs, decay = parse_schedule(text)
         for preset in args.presets.split(","):
             runs = [train_or_load(make_config(args.profile, preset=preset, pooling="avg", loss="softmax",
                                               val_fraction=args.val_fraction, epochs=epochs, lr_decay_epochs=decay,
@@ -84,7 +64,8 @@ def main() -> None:
             final = [100 * run.metrics["mAP"] for run in runs]
             curves = [list(100 * run.history["mAP"].fillna(run.metrics["mAP"])) for run in runs]
             line = {
-                "epochs": epochs, "lr_decay_epochs": list(decay), "preset": preset, "replicates": replicates,
+                "backbone": runs[0].config.backbone, "epochs": epochs, "lr_decay_epochs": list(decay), "preset": preset,
+                "replicates": replicates,
                 "pretraining": [run.config.init_from for run in runs],
                 "val_mAP": final, "val_mAP_mean": statistics.mean(final),
                 "val_mAP_std": statistics.stdev(final) if len(final) > 1 else 0.0,
@@ -99,11 +80,11 @@ def main() -> None:
                   f"({', '.join(f'{v:.1f}' for v in final)}), per epoch "
                   f"{' '.join(f'{v:.1f}' for v in line['val_mAP_per_epoch'])}, "
                   f"{statistics.mean(line['train_seconds']):.0f} s of training per run", flush=True)
-    chosen = choose(results, args.tolerance)
+    chosen = choose_regime(results, args.tolerance)
     print(f"chosen: {chosen['epochs']} epochs, decay after {chosen['lr_decay_epochs']}", flush=True)
     path = write_result("regime-selection.json", {
         "profile": args.profile, "val_fraction": args.val_fraction, "replicates": replicates,
-        "tolerance_pp": args.tolerance, "rule": RULE.format(tolerance=args.tolerance),
+        "tolerance_pp": args.tolerance, "rule": REGIME_RULE.format(tolerance=args.tolerance),
         "results": results, "chosen": chosen})
     print(f"wrote {path}")
 
