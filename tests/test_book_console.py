@@ -124,9 +124,9 @@ def test_the_plan_follows_the_notebooks_run_calls():
     every = {run for name in notebook_order() for run in planned_runs(name, profile.notebook_parameters())}
     # the demo book: Table 4 (4 configurations), Table 5 (+2), Table 6 (+2), Table 7 (+4, the
     # control planned as one placeholder per seed until its PSL run exists), the layouts (+3),
-    # Figure 5 at 192x64 (+5), all over 3 seeds; Figure 3's 4-stripe model (first seed only);
-    # and each replicate's own pretraining run (one per seed), which its rows fine-tune from
-    assert len(every) == 20 * 3 + 1 + 3
+    # Figure 5 (+3: its 1-stripe point is the baseline), all over 3 seeds; Figure 3's 4-stripe
+    # model is Figure 5's; and each replicate's own pretraining run (one per seed)
+    assert len(every) == 18 * 3 + 3
     assert len([run for run in every if run.name.startswith("pretrain-demo-")]) == 3
     control = [run for run in every if ".then-" in run.name]
     assert len(control) == 3  # no hash before the PSL run: one placeholder per seed
