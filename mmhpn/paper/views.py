@@ -170,6 +170,32 @@ def map_resolution_reading(results: pd.DataFrame) -> str:
             + (f", each cell covering {ratio:.0f} times the share of the image." if ratio > 1 else "."))
 
 
+def pretraining_people(config) -> tuple[pd.DataFrame, pd.DataFrame, str] | None:
+    """The check that `config`'s pretraining set (its ``init_from``) shares no person with its
+    test split, run here: a count of test identities by how many attributes their most alike
+    pretraining person shares, the first lines of `mmhpn.data.synthetic.nearest_people`, and a
+    reading. None when there is no synthetic pretraining set to check."""
+    from mmhpn.config import pretraining_config
+    from mmhpn.data.synthetic import make_plan, nearest_people, synthetic_config
+    from mmhpn.data.synthetic.disjoint import ATTRIBUTES
+
+    if config.init_from is None or config.dataset != "synthetic":
+        return None
+    source = pretraining_config(config.init_from)
+    evaluation = make_plan(synthetic_config(config.synthetic_preset), seed=config.synthetic_seed)
+    pretrain = make_plan(synthetic_config(source.synthetic_preset), seed=source.synthetic_seed)
+    nearest = nearest_people(pretrain, evaluation)
+    counts = nearest["attributes alike"].value_counts().sort_index().rename_axis(
+        f"attributes alike (of {len(ATTRIBUTES)})").rename("test identities").to_frame()
+    most = int(nearest["attributes alike"].max())
+    reading = (f"Each of the {len(nearest)} test identities against the {len(pretrain.identities)} people of the "
+               f"'{source.synthetic_preset}' set: the most alike pretraining person shares at most {most} of "
+               f"{len(ATTRIBUTES)} attributes with any test identity, so "
+               + ("no test person appears in the pretraining set." if most < len(ATTRIBUTES) else
+                  "some test person has a pretraining twin: the check fails."))
+    return counts, nearest.head(8), reading
+
+
 def row_mean(results: pd.DataFrame, row: str, metric: str = "mAP") -> float:
     """Mean over seeds of one row's metric (percent)."""
     values = results.loc[results["row"] == row, metric]
