@@ -270,7 +270,10 @@ def test_the_baseline_reading_uses_the_builds_target_range():
 
 
 def test_the_recorded_regime_selection_is_package_data():
-    summary, epochs = views.regime_selection()  # mmhpn/resources/, wherever the package is installed
-    assert len(summary) and len(epochs) and summary.attrs["recorded"]["utc"]
+    for read in (views.regime_selection, views.pretraining_selection):  # mmhpn/resources/, wherever installed
+        summary, epochs, reading = read()
+        assert len(summary) and len(epochs) and summary.attrs["recorded"]["utc"] and "chooses" in reading
+    # the pretraining selection ran in two rounds: the page says what the rule chose after each
+    assert "In round 1, with the first 4 candidates only, it chose 8 epochs (decay after 6), the longest" in reading
     with pytest.raises(ConfigError, match="no recorded file 'nothing.json'"):
         read_text("nothing.json")
