@@ -34,8 +34,10 @@ and the modulating factor shrinks the loss of the easy ones. Choices the paper l
 With every gamma 0 the PSL equals the softmax loss exactly, whatever the rule.
 
 The PSL records, after each forward pass, the batch's mean modulating factor per scale
-(`PartSensitiveLoss.last_mean_factors`, the mean over images and that scale's stripes);
-the training loop logs it per epoch (``psl_factor_<i>`` in ``history.csv``).
+(`PartSensitiveLoss.last_mean_factors`, the mean over images and that scale's stripes) and
+each image's mean over the scale's stripes (`last_image_factors`); the training loop logs
+per epoch the mean (``psl_factor_<i>`` in ``history.csv``) and the spread over images
+(``psl_factor_sd_<i>``).
 
 Weighted softmax loss (ours, a control for the PSL; not in the paper):
 ``L = -(1/M) * sum_{b, i, j} w_i * log p_bij`` with one *constant* ``w_i`` per scale. With
@@ -128,6 +130,9 @@ class PartSensitiveLoss(nn.Module):
         self.detach_weight = detach_weight
         # (num_scales,) mean modulating factor of the last batch per scale, detached (see docstring)
         self.last_mean_factors: torch.Tensor | None = None
+        # (batch, num_scales) each image's mean factor over a scale's stripes, detached: its
+        # spread over images says whether the PSL weighs images differently at all
+        self.last_image_factors: torch.Tensor | None = None
 
     def stripe_weights(self, log_p: torch.Tensor, gamma: float) -> torch.Tensor:
         """The modulating factor (batch, stripes) of one scale, given its log p (batch, stripes)."""
@@ -147,17 +152,18 @@ class PartSensitiveLoss(nn.Module):
             raise ConfigError(f"PartSensitiveLoss has {len(self.gammas)} gammas {self.gammas} but the model "
                               f"has {len(outputs)} scales; give one gamma per scale, in the model's scale order")
         total = 0.0
-        mean_factors = []
+        image_factors = []
         for logits, gamma in zip(outputs, self.gammas):
             log_p = _stripe_log_probs(logits, targets)
             if gamma == 0:  # exactly the softmax loss (0 ** 0 == 1 even where q == 1)
                 total = total - log_p.sum()
-                mean_factors.append(torch.ones((), device=log_p.device))
+                image_factors.append(torch.ones(log_p.shape[0], device=log_p.device))
             else:
                 weight = self.stripe_weights(log_p, gamma)
                 total = total - (weight * log_p).sum()
-                mean_factors.append(weight.detach().mean())
-        self.last_mean_factors = torch.stack(mean_factors)
+                image_factors.append(weight.detach().float().mean(dim=1))
+        self.last_image_factors = torch.stack(image_factors, dim=1)
+        self.last_mean_factors = self.last_image_factors.mean(dim=0)
         return total / targets.shape[0]
 
 

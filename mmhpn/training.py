@@ -272,7 +272,7 @@ def _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, confi
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     # Sums kept on the device and read every few steps: .item() every step would stall a GPU.
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss * n, correct stripes, stripes
-    factor_sums = None  # PSL only: per scale, the sum over images of the batch-mean modulating factor
+    factor_sums = None  # PSL only: per scale, the sums over images of each image's factor and of its square
     images_seen = 0
     started = time.perf_counter()
     # One bar per epoch, left on screen: the finished bars read as the training log.
@@ -293,9 +293,9 @@ def _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, confi
             stripes = sum(out.shape[1] for out in outputs) * pids.shape[0]
             totals += torch.stack([loss.detach().double() * pids.shape[0], correct.double(),
                                    torch.tensor(float(stripes), dtype=torch.float64, device=device)])
-            factors = getattr(criterion, "last_mean_factors", None)
-            if factors is not None:
-                batch_factors = factors.double() * pids.shape[0]
+            factors = getattr(criterion, "last_image_factors", None)
+            if factors is not None:  # per scale: sum over images of each image's factor, and of its square
+                batch_factors = torch.cat([factors.double().sum(0), (factors.double() ** 2).sum(0)])
                 factor_sums = batch_factors if factor_sums is None else factor_sums + batch_factors
         images_seen += pids.shape[0]
         if show_progress and (step % 10 == 0 or step == len(loader) - 1):
@@ -313,7 +313,10 @@ def _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, confi
                           f"try a lower lr than {lr}")
     row = {"epoch": epoch + 1, "lr": lr, "loss": loss_value, "stripe_acc": correct_sum / stripe_sum,
            "seconds": time.perf_counter() - started, "images": images_total}
-    if factor_sums is not None:  # psl_factor_<i>: image-weighted mean over the epoch's steps
-        factor_sums = distributed.all_reduce_sum(factor_sums)
-        row.update({f"psl_factor_{i}": value / images_total for i, value in enumerate(factor_sums.tolist())})
+    if factor_sums is not None:  # psl_factor_<i>: the mean over the epoch's images; _sd_<i>: their spread
+        sums, squares = distributed.all_reduce_sum(factor_sums).tensor_split(2)
+        means = sums / images_total
+        spreads = (squares / images_total - means ** 2).clamp_min(0).sqrt()
+        row.update({f"psl_factor_{i}": value for i, value in enumerate(means.tolist())})
+        row.update({f"psl_factor_sd_{i}": value for i, value in enumerate(spreads.tolist())})
     return row

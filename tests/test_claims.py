@@ -206,3 +206,16 @@ def test_claims_forest_draws_claims_without_an_interval():
     assert checked["ci_low"].isna().all() and checked["verdict"].tolist() == ["inconclusive", "not run"]
     fig = figures.claims_forest(checked)  # one seed: a bare dot; a claim not run: a label only
     assert len(fig.axes[0].get_yticklabels()) == 2
+
+
+def test_the_forest_marks_the_papers_difference():
+    from mmhpn import figures
+
+    results = results_from({"Baseline": [60.0, 61.0, 62.0], "Baseline+MSM": [61.0, 61.8, 63.1]})
+    checked = numbers.check_table("table4", results)
+    ax = figures.claims_forest(checked).axes[0]
+    crosses = [line for line in ax.lines if line.get_marker() == "x"]
+    # one cross per claim with a paper difference, at that difference (Market-1501's +7.4 for MSM > Baseline mAP)
+    assert len(crosses) == checked["paper_reference"].notna().sum()
+    assert any(line.get_xdata()[0] == pytest.approx(7.4) for line in crosses)
+    assert "the paper's difference (Market-1501)" in [t.get_text() for t in ax.get_legend().get_texts()]

@@ -56,23 +56,26 @@ def test_help_lists_every_field_and_every_name_the_code_accepts(capsys, monkeypa
 
 
 def test_pretrain_options_left_out_keep_the_profiles_pretraining_values():
-    from mmhpn import cli
+    from mmhpn.cli import build_parser
+    from mmhpn.cli.options import _overrides
+    from mmhpn.cli.training_commands import _PRETRAIN_FIELDS
     from mmhpn.config import pretrain_overrides
 
-    args = cli.build_parser().parse_args(["pretrain", "--profile", "smoke", "--epochs", "3"])
-    init_from = pretrain_overrides(args.profile, **cli._overrides(args, cli._PRETRAIN_FIELDS))
+    args = build_parser().parse_args(["pretrain", "--profile", "smoke", "--epochs", "3"])
+    init_from = pretrain_overrides(args.profile, **_overrides(args, _PRETRAIN_FIELDS))
     assert init_from["data_root"] == "data/synthetic-tiny-pretrain" and init_from["epochs"] == 3
     assert init_from["synthetic_preset"] == "tiny-pretrain"
 
 
 def test_none_clears_an_optional_field_and_is_refused_elsewhere():
-    from mmhpn import cli
+    from mmhpn.cli import build_parser
+    from mmhpn.cli.options import _overrides
 
-    args = cli.build_parser().parse_args(["train", "--pretrained", "none", "--init-from", "None", "--layout", "none"])
-    assert cli._overrides(args, ["pretrained", "init_from", "layout", "epochs"]) == \
+    args = build_parser().parse_args(["train", "--pretrained", "none", "--init-from", "None", "--layout", "none"])
+    assert _overrides(args, ["pretrained", "init_from", "layout", "epochs"]) == \
         {"pretrained": None, "init_from": None, "layout": None}
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(["train", "--epochs", "none"])
+        build_parser().parse_args(["train", "--epochs", "none"])
 
 
 def test_evaluate_help_lists_every_option(capsys):
@@ -101,7 +104,7 @@ def test_bad_train_values_give_one_line(capsys, tmp_path):
 
 def test_a_missing_dataset_folder_is_a_dataset_error(tmp_path):
     # the same error type as the book's (mmhpn.book.ensure_dataset), for the same condition
-    from mmhpn.cli import _require_dataset_folder
+    from mmhpn.cli.options import _require_dataset_folder
     from mmhpn.errors import DatasetError
 
     with pytest.raises(DatasetError, match="does not exist"):

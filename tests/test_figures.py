@@ -358,13 +358,21 @@ def test_regime_selection_reads_the_benchmark_result_and_draws_it(tmp_path):
               "val_mAP_mean": 71.0, "val_mAP_std": 1.41, "val_mAP_per_epoch": [60.0, 71.0], "loss_per_epoch": [3.0, 1.0],
               "seconds_per_run": [5.0, 6.0], "train_seconds": [4.0, 5.0]}
     path = tmp_path / "regime-selection.json"
-    path.write_text(json.dumps({"results": [{**result, "preset": "baseline"}, {**result, "preset": "mmhpn"}],
-                                "recorded": {"utc": "now", "machine": "here"}}))
-    summary, epochs = regime_selection(str(path))
-    assert summary["val mAP per seed"].tolist() == ["70.0, 72.0"] * 2 and summary["train s per run"].tolist() == [4.5] * 2
+    record = {"results": [{**result, "preset": "baseline"}, {**result, "preset": "mmhpn"}], "tolerance_pp": 0.5,
+              "rule": "the rule", "chosen": {"epochs": 2, "lr_decay_epochs": [1]},
+              "recorded": {"utc": "now", "machine": "here"}}
+    path.write_text(json.dumps(record))
+    summary, epochs, reading = regime_selection(str(path))
+    assert reading.endswith("it chooses 2 epochs (decay after 1).") and "the rule" in reading
+    assert summary["val mAP per replicate"].tolist() == ["70.0, 72.0"] * 2
+    assert summary["train s per run"].tolist() == [4.5] * 2
     assert summary.attrs["recorded"]["machine"] == "here" and len(epochs) == 4
     assert "decay after 1" in summary["regime"].iloc[0]
     assert summary["loss change in the last epoch (%)"].tolist() == [-66.7] * 2
     assert len(validation_curves(epochs).axes[0].lines) == 2
     with pytest.raises(ConfigError, match="select_regime.py"):
         regime_selection(str(tmp_path / "missing.json"))
+    # a record whose choice is not what its rule picks from its own candidates is refused
+    path.write_text(json.dumps({**record, "chosen": {"epochs": 3, "lr_decay_epochs": [2]}}))
+    with pytest.raises(ConfigError, match="is not what its rule picks"):
+        regime_selection(str(path))

@@ -112,9 +112,11 @@ def test_psl_records_each_scales_mean_modulating_factor():
         p = torch.softmax(logits.detach(), dim=2).gather(2, targets.view(-1, 1, 1).expand(-1, logits.shape[1], 1))[..., 0]
         # one stripe with the default "ce" rule: factor 1; else (1 - q) ** gamma, q over the scale's stripes
         factor = torch.ones_like(p) if p.shape[1] == 1 else (1 - torch.softmax(p, dim=1)) ** gamma
-        expected.append(factor.mean())
-    assert torch.allclose(loss.last_mean_factors, torch.stack(expected))
-    assert not loss.last_mean_factors.requires_grad
+        expected.append(factor.mean(dim=1))
+    per_image = torch.stack(expected, dim=1)  # (images, scales): each image's mean over a scale's stripes
+    assert torch.allclose(loss.last_image_factors, per_image)
+    assert torch.allclose(loss.last_mean_factors, per_image.mean(dim=0))
+    assert not loss.last_mean_factors.requires_grad and not loss.last_image_factors.requires_grad
     zero = PartSensitiveLoss((0, 0, 0, 0))
     zero(outputs, targets)
     assert torch.equal(zero.last_mean_factors, torch.ones(4))

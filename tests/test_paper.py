@@ -148,13 +148,17 @@ def test_one_training_epoch_logs_the_psl_factors_the_control_then_uses(monkeypat
     row, model = one_epoch(psl)
     columns = [f"psl_factor_{i}" for i in range(4)]
     assert set(columns) <= set(row)
-    expected = torch.zeros(4, dtype=torch.float64)
     model.train()
+    per_image = []
     for images, pids, _ in loader:
         psl(model(images), pids)
-        expected += psl.last_mean_factors.double() * len(pids)
-    assert [row[c] for c in columns] == pytest.approx((expected / 6).tolist(), rel=1e-4)
-    assert row["psl_factor_3"] == 1.0  # the single stripe, "ce" rule: factor 1
+        per_image.append(psl.last_image_factors.double())
+    per_image = torch.cat(per_image)  # (6 images, 4 scales)
+    assert [row[c] for c in columns] == pytest.approx(per_image.mean(0).tolist(), rel=1e-4)
+    # the spread over the epoch's images of each image's factor (population sd)
+    assert [row[f"psl_factor_sd_{i}"] for i in range(4)] == pytest.approx(per_image.std(0, correction=0).tolist(),
+                                                                         rel=1e-3, abs=1e-6)
+    assert row["psl_factor_3"] == 1.0 and row["psl_factor_sd_3"] == 0.0  # the single stripe, "ce" rule: factor 1
     weights = planner.psl_scale_weights(pd.DataFrame([row]))
     control_row, _ = one_epoch(build_loss("weighted_softmax", scale_weights=weights, num_scales=4))
     assert not any(c.startswith("psl_factor_") for c in control_row)
@@ -266,7 +270,10 @@ def test_the_baseline_reading_uses_the_builds_target_range():
 
 
 def test_the_recorded_regime_selection_is_package_data():
-    summary, epochs = views.regime_selection()  # mmhpn/resources/, wherever the package is installed
-    assert len(summary) and len(epochs) and summary.attrs["recorded"]["utc"]
+    for read in (views.regime_selection, views.pretraining_selection):  # mmhpn/resources/, wherever installed
+        summary, epochs, reading = read()
+        assert len(summary) and len(epochs) and summary.attrs["recorded"]["utc"] and "chooses" in reading
+    # the pretraining selection ran in two rounds: the page says what the rule chose after each
+    assert "In round 1, with the first 4 candidates only, it chose 8 epochs (decay after 6), the longest" in reading
     with pytest.raises(ConfigError, match="no recorded file 'nothing.json'"):
         read_text("nothing.json")

@@ -310,3 +310,42 @@ def test_two_runs_folders_share_one_pretraining_run(monkeypatch, tiny_root, tmp_
     assert not list((tmp_path / "clone-a").glob("pretrain-*")) and not list((tmp_path / "clone-b").glob("pretrain-*"))
     assert torch.equal(first.load_model().state_dict()["layer3.0.conv1.weight"],
                        second.load_model().state_dict()["layer3.0.conv1.weight"])
+
+
+def test_the_demo_schedules_are_the_selection_rules_output():
+    """The demo profile's pretraining and fine-tuning schedules are what the rules of
+    mmhpn.paper.selection choose from the recorded selections (mmhpn/resources/)."""
+    from mmhpn.paper import selection
+    from mmhpn.resources import read_text
+
+    demo = make_config("demo")
+    pretraining = json.loads(read_text("pretraining-selection.json"))
+    chosen = selection.choose_pretraining(pretraining["candidates"], pretraining["tolerance_pp"])
+    source = pretraining_config(demo.init_from)
+    assert (source.epochs, list(source.lr_decay_epochs)) == (chosen["epochs"], chosen["lr_decay_epochs"])
+    assert source.val_fraction == pretraining["val_fraction"] and pretraining["profile"] == "demo"
+    regime = json.loads(read_text("regime-selection.json"))
+    chosen = selection.choose_regime(regime["results"], regime["tolerance_pp"])
+    assert (demo.epochs, list(demo.lr_decay_epochs)) == (chosen["epochs"], chosen["lr_decay_epochs"])
+    # the fine-tuning candidates started from the demo's own pretraining runs, one per replicate
+    first = regime["results"][0]
+    assert [pretraining_config(i) for i in first["pretraining"]] == \
+        [pretraining_config(make_config("demo", seed=r).init_from) for r in first["replicates"]]
+
+
+def test_the_selection_rules_on_made_up_candidates():
+    from mmhpn.paper import selection
+
+    pre = [{"epochs": 4, "lr_decay_epochs": [3], "val_mAP_mean": 70.0},
+           {"epochs": 8, "lr_decay_epochs": [6], "val_mAP_mean": 79.5},
+           {"epochs": 12, "lr_decay_epochs": [9], "val_mAP_mean": 80.0}]
+    assert selection.choose_pretraining(pre, 1.0) == {"epochs": 8, "lr_decay_epochs": [6]}
+    assert selection.choose_pretraining(pre, 0.1) == {"epochs": 12, "lr_decay_epochs": [9]}
+    lines = [{"epochs": 5, "lr_decay_epochs": [3], "preset": "baseline", "val_mAP_mean": 80.0},
+             {"epochs": 5, "lr_decay_epochs": [3], "preset": "mmhpn", "val_mAP_mean": 79.0},
+             {"epochs": 7, "lr_decay_epochs": [4], "preset": "baseline", "val_mAP_mean": 80.2},
+             {"epochs": 7, "lr_decay_epochs": [4], "preset": "mmhpn", "val_mAP_mean": 80.0}]
+    # 5 epochs is within 0.5 pp for the baseline but not for mmhpn: every preset must qualify
+    assert selection.choose_regime(lines, 0.5) == {"epochs": 7, "lr_decay_epochs": [4]}
+    assert selection.choose_regime(lines, 1.0) == {"epochs": 5, "lr_decay_epochs": [3]}
+    assert selection.parse_schedule("6:4") == (6, (4,)) and selection.parse_schedule("6") == (6, ())

@@ -38,6 +38,18 @@ def _one_line_error(capsys, argv, command):
     return err
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["extract", "--images", "x", "--out", "query.npy"], "--out must name a .npz file"),
+    (["rank", "--query", "q.jpg", "--gallery", "g", "--out", "rank.jpg"], "--out must name a .png file"),
+    (["rank", "--query", "q.jpg", "--gallery", "g", "--out", "rank.png", "--csv", "rank.txt"],
+     "--csv must name a .csv file"),
+])
+def test_a_wrong_output_suffix_is_one_line_before_anything_loads(argv, line, capsys, tmp_path):
+    # checked first: the run folder does not exist, and the error is still about the file name
+    err = _one_line_error(capsys, [*argv, "--run-dir", str(tmp_path / "no-run")], argv[0])
+    assert line in err
+
+
 def _protocol_features(model, records, config):
     """The descriptors `evaluate_model` scores (its loader path), for comparison."""
     loader = build_eval_loader(records, config.height, config.width, batch_size=16)

@@ -172,7 +172,8 @@ def table_bars(results: pd.DataFrame, row_order: Sequence[str], *, title: str, m
 
 
 def claims_forest(checked: pd.DataFrame, *, title: str | None = None) -> Figure:
-    """Each claim's mean paired difference (pp) with its 95% interval; 0 marked.
+    """Each claim's mean paired difference (pp) with its 95% interval; 0 marked; the paper's
+    own difference as a cross where the claim has one (``paper_reference``).
 
     `checked` is `mmhpn.claims.check_claims`' frame. A claim is supported where its whole
     interval lies right of 0, contradicted where it lies left of it; claims without an
@@ -197,11 +198,19 @@ def claims_forest(checked: pd.DataFrame, *, title: str | None = None) -> Figure:
                 ax.hlines(i, line.ci_low, line.ci_high, color=color, linewidth=2.2)
             if np.isfinite(line.mean):
                 ax.plot(line.mean, i, "o", color=color)
+            reference = getattr(line, "paper_reference", np.nan)
+            if reference is not None and np.isfinite(reference):  # the paper's own difference
+                ax.plot(reference, i, "x", color="black", markersize=6)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y, labels)
         ax.invert_yaxis()
         ax.set_xlabel("better − worse, paired by seed (percentage points; mean and 95% interval)")
         handles = [Line2D([], [], color=c, marker="o", label=v) for v, c in colors.items()]
+        if "paper_reference" in checked and checked["paper_reference"].notna().any():
+            reference_label = "the paper's difference" + (
+                f" ({checked['reference_dataset'].dropna().iloc[0]})" if "reference_dataset" in checked
+                and checked["reference_dataset"].replace("", np.nan).notna().any() else "")
+            handles.append(Line2D([], [], color="black", marker="x", linestyle="", label=reference_label))
         ax.legend(handles=handles, loc="best", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
         if title:

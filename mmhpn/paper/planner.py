@@ -12,6 +12,8 @@ otherwise plans a placeholder folder named after it (one run to train, no hash y
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -37,8 +39,8 @@ def psl_scale_weights(history: pd.DataFrame, decimals: int = 6) -> tuple[float, 
     (image, stripe) pairs the run trained on. Rounded to `decimals` so the constants read
     well in a config file (they are hashed as written).
     """
-    columns = sorted((c for c in history.columns if str(c).startswith(PSL_FACTOR_PREFIX)),
-                     key=lambda c: int(str(c)[len(PSL_FACTOR_PREFIX):]))
+    columns = sorted((c for c in history.columns if re.fullmatch(PSL_FACTOR_PREFIX + r"\d+", str(c))),
+                     key=lambda c: int(str(c)[len(PSL_FACTOR_PREFIX):]))  # not the spreads, psl_factor_sd_<i>
     if not columns:
         raise ConfigError("the history has no psl_factor_<i> columns: it is not a PSL run's, or the run was "
                           "trained before the training loop logged the PSL factors (delete it to retrain)")

@@ -17,13 +17,15 @@ import pandas as pd
 
 from mmhpn import claims, figures
 from mmhpn.attribution import compare_attention, similarity_heatmaps
+from mmhpn.config import make_config
 from mmhpn.data import load_data
 from mmhpn.errors import ConfigError
 from mmhpn.evaluation import extract_images, pairwise_distance
 from mmhpn.evaluation.images import load_inputs, run_descriptor_options
 from mmhpn.evaluation.ranking import ranking_table
-from mmhpn.model import PRESETS, TAPS, parse_layout
+from mmhpn.model import PRESETS, TAPS, feature_map_rows, parse_layout
 from mmhpn.paper.compute_cost import TARGET_BASELINE_MAP
+from mmhpn.paper import selection
 from mmhpn.paper.numbers import paper_numbers, paper_table
 from mmhpn.paper.planner import row_config
 from mmhpn.paper.registry import RUNS_DIR, notebook_common, notebook_rows
@@ -67,25 +69,131 @@ def summarize(results: pd.DataFrame, key: str | None, measured_on: str,
     return summary
 
 
-PSL_CONTROL_READINGS = {
-    "supported": "the PSL beats the control: its gain is more than a re-weighting of the scales",
-    "contradicted": "the control beats the PSL: re-weighting the scales explains the PSL's effect here",
-    "inconclusive": "the interval contains 0 (or there is none, with one seed): the difference between the PSL "
-                    "and the control is within the seed-to-seed noise here",
-    "not run": "the comparison could not be made",
-}
-
-
 def psl_control_reading(checked: pd.DataFrame, metric: str = "mAP") -> str:
-    """What Table 7's PSL-vs-control question (ours) says, from its checked line on `metric`."""
-    line = checked[(checked["better"] == "MMHPN+PSL") & (checked["worse"] == PSL_CONTROL_LABEL)
-                   & (checked["metric"] == metric)]
-    if line.empty:
+    """What Table 7's PSL-vs-control question (ours) says on `metric`, read together with the
+    PSL-vs-softmax claim, with an equivalence margin.
+
+    The margin is the paper's own Market-1501 gain of the PSL over softmax on `metric` (the
+    effect the control is meant to explain): when the whole interval of PSL - control lies
+    within +/- that margin, the two are *equivalent* for this purpose and the PSL acts as the
+    constant re-weighting; otherwise the interval's verdict is read as usual. When the PSL
+    does not beat softmax here, there is no gain to explain, and the page says so first.
+    """
+    def line(better: str, worse: str) -> pd.Series | None:
+        found = checked[(checked["better"] == better) & (checked["worse"] == worse) & (checked["metric"] == metric)]
+        return None if found.empty else found.iloc[0]
+
+    control = line("MMHPN+PSL", PSL_CONTROL_LABEL)
+    if control is None:
         raise ConfigError(f"no checked PSL-vs-control line on {metric}; "
                           "check table7 with mmhpn.paper.numbers.check_table")
-    verdict = line["verdict"].iloc[0]
-    return (f"PSL vs its re-weighting control ({claims.METRIC_LABELS.get(metric, metric)}): {verdict}; "
-            f"{PSL_CONTROL_READINGS[verdict]}.")
+    label = claims.METRIC_LABELS.get(metric, metric)
+    paper = paper_numbers()
+    market = paper[(paper["table"] == "table7") & (paper["dataset"] == "market1501")
+                   & (paper["setting"] == "single_query")].set_index("row")[metric]
+    margin = float(market["MMHPN+PSL"] - market["MMHPN+softmax"])
+    versus_softmax = line("MMHPN+PSL", "MMHPN+softmax")
+    if versus_softmax is None:
+        first = f"the paper claims no {label} gain of the PSL over softmax, so there is no gain to explain; "
+    elif versus_softmax["verdict"] != "supported":
+        first = (f"the PSL does not beat softmax here ({versus_softmax['verdict']}), so there is no gain to explain; "
+                 "the control only says whether the PSL and a constant re-weighting differ: ")
+    else:
+        first = "the PSL beats softmax here; "
+    low, high, verdict = control["ci_low"], control["ci_high"], control["verdict"]
+    if control["n_seeds"] < 2 or np.isnan(low):
+        second = "with one seed there is no interval to read"
+    elif -margin < low and high < margin:
+        second = (f"PSL - control lies within +/-{margin:.1f} pp (the paper's Market-1501 PSL gain) over its whole "
+                  f"interval [{low:+.2f}, {high:+.2f}]: equivalent, so the PSL acts here as the constant re-weighting")
+    elif verdict == "supported":
+        second = f"the PSL beats the control [{low:+.2f}, {high:+.2f}]: more than a re-weighting of the scales"
+    elif verdict == "contradicted":
+        second = f"the control beats the PSL [{low:+.2f}, {high:+.2f}]: the re-weighting does at least as well"
+    else:
+        second = (f"PSL - control [{low:+.2f}, {high:+.2f}] contains 0 but is wider than +/-{margin:.1f} pp: "
+                  "neither a difference nor an equivalence is shown")
+    return f"PSL vs its re-weighting control ({label}): {first}{second}."
+
+
+def psl_factor_table(results: pd.DataFrame, row: str = "MMHPN+PSL") -> tuple[pd.DataFrame, str]:
+    """The PSL's factor per scale and seed of `row`'s runs, beside its value when every stripe
+    of a scale is equally confident, and a reading.
+
+    Per scale: the stripe count n and gamma, the mean factor over the whole run (what the
+    control uses, `mmhpn.paper.planner.psl_scale_weights`), the spread over images of each
+    image's factor in the last epoch (``psl_factor_sd_<i>``), and (1 - 1/n)^gamma, the factor
+    when Eq. 4's q is 1/n for every stripe (a single stripe under the "ce" rule: 1). If the
+    means equal that constant, the PSL as read weighs each scale by a constant.
+    """
+    from mmhpn.paper.planner import psl_scale_weights
+
+    lines = []
+    for _, result in results[results["row"] == row].iterrows():
+        run = load_run(result["run"])
+        config = run.config
+        layout = config.layout if config.layout is not None else PRESETS[config.preset]
+        means = psl_scale_weights(run.history)
+        last = run.history.iloc[-1]
+        for index, (scale, gamma) in enumerate(zip(parse_layout(layout), config.gammas)):
+            n = scale.stripes
+            equal = 1.0 if n == 1 and config.single_stripe == "ce" else (1 - 1 / n) ** gamma
+            lines.append({"seed": result["seed"], "stripes": n, "gamma": gamma, "mean factor (run)": means[index],
+                          "(1 - 1/n)^gamma": equal,
+                          "sd over images (last epoch)": last.get(f"psl_factor_sd_{index}", np.nan)})
+    table = pd.DataFrame(lines)
+    if table.empty:
+        raise ConfigError(f"no runs of row {row!r} to read the PSL factors from")
+    gap = float((table["mean factor (run)"] - table["(1 - 1/n)^gamma"]).abs().max())
+    spread = float(table["sd over images (last epoch)"].max())
+    reading = (f"The largest gap between a scale's mean factor and (1 - 1/n)^gamma, over every seed and scale, is "
+               f"{gap:.4f}; the largest spread over images in the last epoch is {spread:.4f}. ")
+    reading += ("So on this data the PSL as read acts as a constant weight per scale: Eq. 4's q is about 1/n for "
+                "every stripe, because Eq. 4 normalizes the stripes' probabilities against each other, and stripes "
+                "of one scale are about equally confident." if gap < 0.005 and spread < 0.05 else
+                "So the factor varies between images and its mean departs from the equal-confidence value: the PSL "
+                "weighs images and stripes differently here.")
+    return table.round(4), reading
+
+
+def map_resolution_reading(results: pd.DataFrame) -> str:
+    """How fine the attention maps of `results`' runs are, beside the paper's: layer4's map
+    size at this input size and at the paper's 384x128 (Sec. 4.2), from the model's geometry."""
+    config = load_run(results["run"].iloc[0]).config
+    paper = make_config("paper")
+    ours = (feature_map_rows(config.height), feature_map_rows(config.width))
+    theirs = (feature_map_rows(paper.height), feature_map_rows(paper.width))
+    ratio = (theirs[0] * theirs[1]) / (ours[0] * ours[1])
+    finer = "coarser than" if ratio > 1 else ("as fine as" if ratio == 1 else "finer than")
+    return (f"The maps here are {ours[0]}x{ours[1]} cells ({config.height}x{config.width} inputs), the paper's "
+            f"{theirs[0]}x{theirs[1]} ({paper.height}x{paper.width}): {finer} the paper's"
+            + (f", each cell covering {ratio:.0f} times the share of the image." if ratio > 1 else "."))
+
+
+def pretraining_people(config) -> tuple[pd.DataFrame, pd.DataFrame, str] | None:
+    """The check that `config`'s pretraining set (its ``init_from``) shares no person with its
+    test split, run here: a count of test identities by how many attributes their most alike
+    pretraining person shares, the first lines of `mmhpn.data.synthetic.nearest_people`, and a
+    reading. None when there is no synthetic pretraining set to check."""
+    from mmhpn.config import pretraining_config
+    from mmhpn.data.synthetic import make_plan, nearest_people, synthetic_config
+    from mmhpn.data.synthetic.disjoint import ATTRIBUTES
+
+    if config.init_from is None or config.dataset != "synthetic":
+        return None
+    source = pretraining_config(config.init_from)
+    evaluation = make_plan(synthetic_config(config.synthetic_preset), seed=config.synthetic_seed)
+    pretrain = make_plan(synthetic_config(source.synthetic_preset), seed=source.synthetic_seed)
+    nearest = nearest_people(pretrain, evaluation)
+    counts = nearest["attributes alike"].value_counts().sort_index().rename_axis(
+        f"attributes alike (of {len(ATTRIBUTES)})").rename("test identities").to_frame()
+    most = int(nearest["attributes alike"].max())
+    reading = (f"Each of the {len(nearest)} test identities against the {len(pretrain.identities)} people of the "
+               f"'{source.synthetic_preset}' set: the most alike pretraining person shares at most {most} of "
+               f"{len(ATTRIBUTES)} attributes with any test identity, so "
+               + ("no test person appears in the pretraining set." if most < len(ATTRIBUTES) else
+                  "some test person has a pretraining twin: the check fails."))
+    return counts, nearest.head(8), reading
 
 
 def row_mean(results: pd.DataFrame, row: str, metric: str = "mAP") -> float:
@@ -133,57 +241,124 @@ def training_histories(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def pretraining_summary(params: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """The pretraining run a notebook's rows fine-tune from (their ``init_from``): a one-line
-    summary (data, epochs, seconds, scores on its own test split) and its per-epoch history;
-    None when the profile trains from random weights or ImageNet.
+    """The pretraining runs a notebook's rows fine-tune from (their ``init_from``), one per
+    replicate seed: a summary line each (data, schedule, seconds, scores on its held-out
+    *pretraining* identities) and their per-epoch histories (column ``seed``); None when the
+    profile trains from random weights or ImageNet.
 
     Trained or loaded through the run cache like any run (the rows' trainings have already
-    trained it).
+    trained them).
     """
     rows, seeds = notebook_rows("training", params)
-    config = row_config(rows[0], params["profile"], seeds[0] if seeds else 0, **notebook_common(params))
-    if config.init_from is None:
-        return None
-    run = pretraining_run(config, params.get("runs_dir", RUNS_DIR), progress=False)
-    source = run.config
-    images = int(run.history["images"].iloc[-1])  # training images per epoch
-    summary = pd.DataFrame([{
-        "data": f"synthetic {source.synthetic_preset} ({images} training images)", "backbone": source.backbone,
-        "epochs": source.epochs, "lr": source.lr, "train_s": round(run.metrics["train_seconds"], 1),
-        "rank1 (its test split)": round(100 * run.metrics["rank1"], 1),
-        "mAP (its test split)": round(100 * run.metrics["mAP"], 1), "run": run.path.name}])
-    history = run.history.copy()
-    history["seed"] = source.seed
-    return summary, history
+    lines, histories = [], []
+    for seed in seeds or [0]:
+        config = row_config(rows[0], params["profile"], seed, **notebook_common(params))
+        if config.init_from is None:
+            return None
+        run = pretraining_run(config, params.get("runs_dir", RUNS_DIR), progress=False)
+        source = run.config
+        images = int(run.history["images"].iloc[-1])  # training images per epoch
+        decay = ",".join(str(e) for e in source.lr_decay_epochs) or "none"
+        scored_on = "held-out pretraining ids" if source.val_fraction > 0 else "its test split"
+        lines.append({
+            "seed": source.seed, "data": f"synthetic {source.synthetic_preset} ({images} training images)",
+            "epochs": source.epochs, "lr decay after": decay, "train_s": round(run.metrics["train_seconds"], 1),
+            f"rank1 ({scored_on})": round(100 * run.metrics["rank1"], 1),
+            f"mAP ({scored_on})": round(100 * run.metrics["mAP"], 1), "run": run.path.name})
+        history = run.history.copy()
+        history["seed"] = source.seed
+        histories.append(history)
+    return pd.DataFrame(lines), pd.concat(histories, ignore_index=True)
 
 
 REGIME_SELECTION = "regime-selection.json"  # benchmarks/select_regime.py's recorded result, in mmhpn/resources/
+PRETRAINING_SELECTION = "pretraining-selection.json"  # benchmarks/select_pretraining.py's, likewise
 
 
-def regime_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _recorded(name: str, path: str | Path | None, script: str) -> dict:
+    """A recorded selection result: the package's copy, or the file `path` after a new selection."""
+    if path is None:
+        return json.loads(read_text(name))
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"no selection result at {file}; expected the JSON that benchmarks/{script} writes")
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+def _schedule(epochs: int, decay: Sequence[int]) -> str:
+    return f"{epochs} epochs (decay after {','.join(str(e) for e in decay) or 'none'})"
+
+
+def selection_reading(record: Mapping[str, Any], what: str, chosen: Mapping[str, Any]) -> str:
+    """The sentence a page prints about a recorded selection: its rule and what the rule,
+    re-applied here to the recorded candidates (`chosen`), picks. A record whose own choice
+    differs from the rule's is an error, not a sentence."""
+    if (chosen["epochs"], list(chosen["lr_decay_epochs"])) != (record["chosen"]["epochs"],
+                                                               list(record["chosen"]["lr_decay_epochs"])):
+        raise ConfigError(f"the recorded {what} choice {record['chosen']} is not what its rule picks from the "
+                          f"recorded candidates ({dict(chosen)}): re-run the selection script")
+    return (f"The rule for the {what}, fixed before its candidates trained: {record['rule']}. "
+            f"Applied to the recorded candidates it chooses {_schedule(chosen['epochs'], chosen['lr_decay_epochs'])}.")
+
+
+def pretraining_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """`benchmarks/select_pretraining.py`'s recorded result: one line per candidate schedule
+    (validation mAP on held-out *pretraining* identities per seed, mean, std, seconds), its
+    per-epoch frame (for `mmhpn.figures.validation_curves`) and the rule's reading."""
+    record = _recorded(PRETRAINING_SELECTION, path, "select_pretraining.py")
+    lines, epochs = [], []
+    for candidate in record["candidates"]:
+        regime = _schedule(candidate["epochs"], candidate["lr_decay_epochs"])
+        lines.append({"schedule": regime, "val mAP per seed": ", ".join(f"{v:.1f}" for v in candidate["val_mAP"]),
+                      "val mAP mean": round(candidate["val_mAP_mean"], 2),
+                      "val mAP std": round(candidate["val_mAP_std"], 2),
+                      "train s per run": round(float(np.mean(candidate["train_seconds"])), 1)})
+        for epoch, (value, loss) in enumerate(zip(candidate["val_mAP_per_epoch"], candidate["loss_per_epoch"]),
+                                              start=1):
+            epochs.append({"regime": regime, "preset": "baseline (pretraining)", "epoch": epoch, "val_mAP": value,
+                           "loss": loss})
+    summary = pd.DataFrame(lines)
+    summary.attrs["recorded"] = record.get("recorded", {})
+    candidates = record["candidates"]
+    reading = selection_reading(record, "pretraining schedule",
+                                selection.choose_pretraining(candidates, record["tolerance_pp"]))
+    # The candidates were trained in rounds (a longer schedule added when the rule chose the
+    # longest one): say what the rule chose from each round's candidates, as it happened.
+    final = selection.choose_pretraining(candidates, record["tolerance_pp"])
+    if final["epochs"] == max(c["epochs"] for c in candidates):
+        curve = next(c for c in candidates if c["epochs"] == final["epochs"]
+                     and list(c["lr_decay_epochs"]) == final["lr_decay_epochs"])["val_mAP_per_epoch"]
+        decay = final["lr_decay_epochs"][-1] if final["lr_decay_epochs"] else len(curve) - 1
+        reading += (f" It is the longest candidate, so the rule cannot show that a longer schedule would not "
+                    f"gain more: from the lr decay on, its validation mAP (mean over seeds) went "
+                    f"{', '.join(f'{v:.1f}' for v in curve[decay - 1:])}, the last epoch adding "
+                    f"{curve[-1] - curve[-2]:+.1f} pp.")
+    shown = 0
+    for number, added in enumerate(record.get("rounds", [])[:-1], start=1):
+        shown += len(added)
+        earlier = selection.choose_pretraining(candidates[:shown], record["tolerance_pp"])
+        reading += (f" In round {number}, with the first {shown} candidates only, it chose "
+                    f"{_schedule(earlier['epochs'], earlier['lr_decay_epochs'])}"
+                    + (", the longest candidate, so no plateau was shown yet and longer schedules were added."
+                       if earlier["epochs"] == max(c["epochs"] for c in candidates[:shown]) else "."))
+    return summary, pd.DataFrame(epochs), reading
+
+
+def regime_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """`benchmarks/select_regime.py`'s result: a summary (one line per regime and preset: the
-    final validation mAP of each seed, mean, std, the training loss's relative change in the last
-    epoch, training seconds per run) and a per-epoch frame
-    (validation mAP mean over seeds, training loss) for `mmhpn.figures.validation_curves`.
+    final validation mAP of each replicate, mean, std, the training loss's relative change in
+    the last epoch, training seconds per run), a per-epoch frame (validation mAP mean over
+    replicates, training loss) for `mmhpn.figures.validation_curves`, and the rule's reading.
 
     Reads the recorded result shipped with the package (`REGIME_SELECTION`), or the result
     file `path` (e.g. ``benchmarks/results/regime-selection.json`` after a new selection).
     """
-    if path is None:
-        text = read_text(REGIME_SELECTION)
-    else:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"no regime-selection result at {file}; expected the JSON that "
-                              "benchmarks/select_regime.py writes")
-        text = file.read_text(encoding="utf-8")
-    record = json.loads(text)
+    record = _recorded(REGIME_SELECTION, path, "select_regime.py")
     lines, epochs = [], []
     for result in record["results"]:
-        decay = ",".join(str(e) for e in result["lr_decay_epochs"]) or "none"
-        regime = f"{result['backbone']}, {result['epochs']} epochs (decay after {decay})"
+        regime = f"{result['backbone']}, {_schedule(result['epochs'], result['lr_decay_epochs'])}"
         lines.append({"regime": regime, "preset": result["preset"],
-                      "val mAP per seed": ", ".join(f"{v:.1f}" for v in result["val_mAP"]),
+                      "val mAP per replicate": ", ".join(f"{v:.1f}" for v in result["val_mAP"]),
                       "val mAP mean": round(result["val_mAP_mean"], 2), "val mAP std": round(result["val_mAP_std"], 2),
                       "loss change in the last epoch (%)": round(
                           100 * (result["loss_per_epoch"][-1] / result["loss_per_epoch"][-2] - 1), 1),
@@ -193,7 +368,8 @@ def regime_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.D
                            "loss": loss})
     summary = pd.DataFrame(lines)
     summary.attrs["recorded"] = record.get("recorded", {})
-    return summary, pd.DataFrame(epochs)
+    return summary, pd.DataFrame(epochs), selection_reading(
+        record, "fine-tuning schedule", selection.choose_regime(record["results"], record["tolerance_pp"]))
 
 
 def aps_weights(results: pd.DataFrame, row: str = "MMHPN+APS") -> pd.DataFrame:

@@ -37,14 +37,15 @@ Modules, one job each:
 - `planning`: `make_plan` (who appears in which image, from which camera, under which
   file name) and `render_job`;
 - `writer`: `generate`, `ensure_synthetic`, the completion marker and `FORMAT_VERSION`;
-- `disjoint`: `check_disjoint_identities`, pretraining people never in a test split.
+- `disjoint`: `check_disjoint_identities`, pretraining people never in a test split (by
+  attributes: `nearest_people`).
 
 `ensure_synthetic(root, preset, seed)` generates only when ``root/SYNTHETIC_COMPLETE.json``
 is absent; `generate` writes into a temporary sibling folder and renames it into place
 after the marker file is written, so a half-written dataset is never taken for a finished one.
 """
 from mmhpn.data.synthetic.cameras import VIEWS, Camera, make_cameras
-from mmhpn.data.synthetic.disjoint import check_disjoint_identities
+from mmhpn.data.synthetic.disjoint import check_disjoint_identities, nearest_people
 from mmhpn.data.synthetic.drawing import draw_person
 from mmhpn.data.synthetic.identities import (LOOKALIKE_PARTS, POSITION_PARTS, Identity, appearance,
                                              make_identities, random_identity)
@@ -68,6 +69,7 @@ __all__ = [
     "VIEWS",
     "appearance",
     "check_disjoint_identities",
+    "nearest_people",
     "draw_person",
     "ensure_synthetic",
     "generate",

@@ -1,0 +1,58 @@
+"""The rules that chose the demo regime on validation identities, never on the test split.
+
+Two selections, each a script in ``benchmarks/`` that trains its candidates and records
+the result in ``mmhpn/resources/``, and a rule here, written before its candidates trained:
+
+* the pretraining schedule (`choose_pretraining`, ``benchmarks/select_pretraining.py``): the
+  synthetic stand-in for ImageNet trained with a fifth of the *pretraining* identities held
+  out, scored on them after every epoch;
+* the fine-tuning schedule (`choose_regime`, ``benchmarks/select_regime.py``): the baseline and
+  the full MMHPN layout fine-tuned with a fifth of the demo set's *training* identities held
+  out, over replicates that each start from their own pretraining run.
+
+The book's training page reads the records and re-applies these rules (`mmhpn.paper.views`),
+and a test checks that the demo profile's schedules are the rules' output.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+PRETRAINING_RULE = ("the shortest schedule whose validation mAP after its last epoch (mean over seeds, on held-out "
+                    "pretraining identities) is within {tolerance} pp of the best candidate's; ties in epochs go to "
+                    "the earlier lr decay")
+REGIME_RULE = ("the schedule with the fewest epochs whose validation mAP after its last epoch (mean over replicates) "
+               "is within {tolerance} pp of the best candidate's for every preset; ties in epochs go to the earlier "
+               "lr decay")
+
+
+def parse_schedule(text: str) -> tuple[int, tuple[int, ...]]:
+    """'6:4' -> 6 epochs, lr decay after epoch 4; '6' -> no decay."""
+    epochs, _, decay = text.partition(":")
+    return int(epochs), tuple(int(d) for d in decay.split("+") if d)
+
+
+def _order(epochs: int, decay: Sequence[int]) -> tuple:
+    # fewest epochs first; among equal epochs the earlier decay (no decay counts as after the last epoch)
+    return epochs, tuple(decay) or (epochs,)
+
+
+def choose_pretraining(candidates: Sequence[Mapping], tolerance: float) -> dict:
+    """`PRETRAINING_RULE` applied to candidates with `epochs`, `lr_decay_epochs`, `val_mAP_mean`."""
+    best = max(c["val_mAP_mean"] for c in candidates)
+    reaching = [c for c in candidates if c["val_mAP_mean"] >= best - tolerance]
+    chosen = min(reaching, key=lambda c: _order(c["epochs"], c["lr_decay_epochs"]))
+    return {"epochs": chosen["epochs"], "lr_decay_epochs": list(chosen["lr_decay_epochs"])}
+
+
+def choose_regime(results: Sequence[Mapping], tolerance: float) -> dict:
+    """`REGIME_RULE` applied to result lines with `epochs`, `lr_decay_epochs`, `preset` and
+    `val_mAP_mean`; returns the chosen schedule."""
+    best: dict[str, float] = {}
+    for line in results:
+        best[line["preset"]] = max(best.get(line["preset"], float("-inf")), line["val_mAP_mean"])
+    qualifies: dict[tuple, bool] = {}
+    for line in results:
+        key = (line["epochs"], tuple(line["lr_decay_epochs"]))
+        qualifies[key] = qualifies.get(key, True) and line["val_mAP_mean"] >= best[line["preset"]] - tolerance
+    epochs, decay = min((key for key, ok in qualifies.items() if ok), key=lambda k: _order(*k))
+    return {"epochs": epochs, "lr_decay_epochs": list(decay)}
