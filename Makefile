@@ -1,9 +1,9 @@
 # The README's two commands: `make test` and `make book`. Both create .venv and install the
 # project with its dev extras on first use (and again whenever pyproject.toml changes), and
 # install the system tools they need when missing (.ci/install-system-deps, with apt-get):
-# python3-venv before .venv is made, Chromium for `make test`'s browser test, npm where
-# MathJax is not vendored yet. `make help` lists every target; `make system-deps` installs
-# every missing tool at once.
+# python3-venv before .venv is made, Chromium for `make test`'s browser test and for
+# `make book-pdf`, npm where MathJax is not vendored yet. `make help` lists every target;
+# `make system-deps` installs every missing tool at once.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 MIN_PYTHON := 3.10
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps install test test-fast book book-archive lab clean-book
+.PHONY: help system-deps install test test-fast book book-archive book-pdf lab clean-book
 
 help: ## list the targets, one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,13 @@ book: $(STAMP) ## execute every notebook (PROFILE=demo) and build the HTML into 
 ARCHIVE ?= _build/mmhpn-book.tar.gz
 book-archive: $(STAMP) ## pack the built _build/html/ into one .tar.gz that opens from disk (ARCHIVE=...)
 	$(BIN)/mmhpn book --archive $(ARCHIVE)
+
+# The executed book (`make book` first) as one PDF: Jupyter Book's single-page HTML printed by
+# headless Chromium, offline, once MathJax has typeset the math (mmhpn/bookbuild/pdf.py).
+PDF ?= _build/mmhpn-book.pdf
+book-pdf: $(STAMP) ## print the executed book into one PDF, offline, with headless Chromium (PDF=...)
+	.ci/install-system-deps chromium $(NPM_IF_NEEDED)
+	$(BIN)/mmhpn book --pdf $(PDF)
 
 LAB_KERNELS := $(VENV)/share/mmhpn-lab
 lab: $(STAMP) ## open JupyterLab on notebooks/ with the project's kernel (run from the repository root)

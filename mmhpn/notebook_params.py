@@ -147,27 +147,49 @@ def _short_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _unknown_problem(name: str, declared: dict[str, Declared]) -> str:
+    close = difflib.get_close_matches(name, list(declared), n=1)
+    return (f"unknown parameter {name!r}; did you mean {close[0]!r}?" if close else
+            f"unknown parameter {name!r}; the declared parameters are {', '.join(declared)}")
+
+
+def _type_problem(name: str, value: Any, spec: Declared, papermill_hint: bool = True) -> str | None:
+    if fits(value, spec.annotation):
+        return None
+    line = f"parameter {name}: got {_short_repr(value)} ({type(value).__name__}), expected {spec.type_text}"
+    if spec.default is not None:
+        line += f", e.g. {spec.default}"
+    if papermill_hint and isinstance(value, str) and not fits("", spec.annotation):
+        line += f" (papermill's -p passes text: give it as YAML with -y '{name}: {spec.default}')"
+    return line
+
+
 def parameter_problems(namespace: dict, parameters_source: str, injected_source: str | None = None) -> list[str]:
     """One line per wrong, missing or unknown parameter (empty when all is well)."""
     declared = declared_parameters(parameters_source)
-    problems = []
-    for name in assigned_names(injected_source or ""):
-        if name not in declared:
-            close = difflib.get_close_matches(name, list(declared), n=1)
-            problems.append(f"unknown parameter {name!r}; did you mean {close[0]!r}?" if close else
-                            f"unknown parameter {name!r}; the declared parameters are {', '.join(declared)}")
+    problems = [_unknown_problem(name, declared)
+                for name in assigned_names(injected_source or "") if name not in declared]
     for name, spec in declared.items():
         if name not in namespace:
             problems.append(f"parameter {name} is not defined; run the parameters cell first")
             continue
-        value = namespace[name]
-        if not fits(value, spec.annotation):
-            line = f"parameter {name}: got {_short_repr(value)} ({type(value).__name__}), expected {spec.type_text}"
-            if spec.default is not None:
-                line += f", e.g. {spec.default}"
-            if isinstance(value, str) and not fits("", spec.annotation):
-                line += f" (papermill's -p passes text: give it as YAML with -y '{name}: {spec.default}')"
-            problems.append(line)
+        problem = _type_problem(name, namespace[name], spec)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def value_problems(values: dict[str, Any], parameters_source: str) -> list[str]:
+    """One line per value in `values` that the parameters cell does not declare or whose type
+    does not fit its declaration: the check of values before a notebook is executed with them
+    (`mmhpn book --param`)."""
+    declared = declared_parameters(parameters_source)
+    problems = []
+    for name, value in values.items():
+        problem = (_unknown_problem(name, declared) if name not in declared
+                   else _type_problem(name, value, declared[name], papermill_hint=False))
+        if problem:
+            problems.append(problem)
     return problems
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from mmhpn.bookbuild import NotebookExecutionError
+from mmhpn.bookbuild import BookBuildError, NotebookExecutionError
 from mmhpn.bookbuild.archive import ARCHIVE_FOLDER, links_broken_from_disk, write_archive
 from mmhpn.bookbuild.execute import execute_notebook
 from mmhpn.bookbuild.layout import CLAIMS_CSV, REPO_ROOT, RESULTS_CSV, notebook_order
 from mmhpn.bookbuild.offline import external_resources, extract_safely
+from mmhpn.bookbuild.pdf import CHROMIUM_FLAGS, find_chromium  # the PDF's printer: headless, no network
 
 pytestmark = pytest.mark.slow
 
@@ -31,13 +32,6 @@ pytestmark = pytest.mark.slow
 # (`mmhpn book`'s last line, console.txt), never asserted. Generous: on a 2-core machine shared
 # by six test runs the smoke book had executed 5 of its 13 notebooks after 45 minutes.
 SAFETY_TIMEOUT_S = 3 * 60 * 60
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-    "--disable-default-apps", "--hide-scrollbars",
-    # no name resolves and every request goes to a closed local port: no network at all
-    "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9",
-]
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +133,10 @@ def test_failing_notebook_fails_with_its_name_and_the_cell_error(tmp_path):
 
 
 def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("headless Chromium is needed for this test (Debian: apt-get install chromium; .ci/run installs it)")
+    try:
+        return find_chromium()
+    except BookBuildError as err:  # .ci/run and `make test` install it
+        pytest.fail(str(err))
 
 
 def _offline_prefix() -> list[str]:

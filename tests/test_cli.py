@@ -184,7 +184,7 @@ def test_book_command_is_part_of_the_one_command_line(tmp_path, capsys):
         main(["book", "--help"])
     assert help_exit.value.code == 0 and "mmhpn book --archive" in capsys.readouterr().out
     (tmp_path / "_toc.yml").write_text("root: book/intro\nchapters:\n  - file: book/executed/01-data\n")
-    assert main(["book", "--notebooks", "99-nowhere", "--no-build", "--root", str(tmp_path)]) == 2
+    assert main(["book", "--only", "99-nowhere", "--no-build", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("mmhpn book: error: unknown notebook(s) ['99-nowhere']")
 

@@ -134,3 +134,12 @@ def test_the_readme_shows_the_real_make_help_and_a_picture_that_exists():
     assert listing == result.stdout
     pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
     assert pictures and all((ROOT / picture).is_file() for picture in pictures)
+
+
+def test_make_book_pdf_installs_the_browser_then_prints_the_executed_book(tmp_path):
+    vendored = tmp_path / "tex-svg.js"
+    vendored.write_text("")
+    assert _dry_run(tmp_path, "book-pdf", f"MATHJAX_JS={tmp_path / 'missing.js'}") == [
+        ".ci/install-system-deps chromium npm", ".venv/bin/mmhpn book --pdf _build/mmhpn-book.pdf"]
+    assert _dry_run(tmp_path, "book-pdf", f"MATHJAX_JS={vendored}", "PDF=out/book.pdf") == [
+        ".ci/install-system-deps chromium", ".venv/bin/mmhpn book --pdf out/book.pdf"]

@@ -16,8 +16,11 @@ runs `mmhpn.bookbuild.pipeline.run_pipeline`, which, in order:
 4. builds the book with Jupyter Book 1.x (`-W -n --keep-going`) into `_build/html/` and
    fails if the HTML references any external resource that a browser would load.
 
-`mmhpn book --archive PATH` (`make book-archive`) packs the built site into one .tar.gz that
-opens from disk (`archive`).
+`mmhpn book --only NOTEBOOK --param KEY=VALUE` executes one notebook with the reader's own
+values, checked first, and marks its page (and puts a banner on every page) until it is
+executed again without them (`non_default`). `mmhpn book --archive PATH` (`make book-archive`)
+packs the built site into one .tar.gz that opens from disk (`archive`); `mmhpn book --pdf PATH`
+(`make book-pdf`) prints the executed book into one PDF, offline (`pdf`).
 
 The wall time of each notebook and of the whole build is appended to
 `book/executed/build-log.json`; the compute-cost notebook reads it (`mmhpn.paper.compute_cost`),

@@ -17,6 +17,7 @@ from typing import Any
 from mmhpn.atomic import atomic_path
 from mmhpn.bookbuild import NotebookExecutionError
 from mmhpn.bookbuild.layout import EXECUTED, REPO_ROOT, log_path, notebook_path, shown
+from mmhpn.bookbuild.non_default import mark_page
 from mmhpn.errors import ConfigError
 
 
@@ -117,8 +118,12 @@ def _first_line(text: Any) -> str:
     return lines[0] + (" ..." if len(lines) > 1 else "") if lines else ""
 
 
-def execute_notebook(name: str, params: dict[str, Any], root: Path = REPO_ROOT) -> float:
+def execute_notebook(name: str, params: dict[str, Any], root: Path = REPO_ROOT,
+                     non_default: dict[str, Any] | None = None) -> float:
     """Execute one notebook with papermill (cwd = root); return its wall time in seconds.
+
+    With `non_default` (the reader's own values, among `params`), the page is marked as executed
+    with them before it is published (`non_default.mark_page`), never after.
 
     The console stays quiet: papermill's log (every cell and its output) and the kernel's
     messages go to `log_path(name)`. A failure raises one line naming the notebook, the
@@ -163,5 +168,7 @@ def execute_notebook(name: str, params: dict[str, Any], root: Path = REPO_ROOT) 
         ) from err
     seconds = time.perf_counter() - start
     hide_injected_cell(partial, passed)
+    if non_default:
+        mark_page(partial, name, non_default)
     os.replace(partial, target)
     return seconds

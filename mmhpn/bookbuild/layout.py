@@ -26,27 +26,22 @@ LOGS = EXECUTED / "logs"  # one full log per notebook (and jupyter-book's), name
 RUNS = Path("runs")  # the notebooks' default run cache (their `runs_dir` parameter)
 
 
-def notebook_order(root: Path = REPO_ROOT) -> tuple[str, ...]:
-    """The notebooks the book executes, in execution order: the toc's pages under
-    ``book/executed/``, in the order ``_toc.yml`` lists them (its one source).
-
-    The order matters: a training shared between tables is made by the first notebook that asks
-    for it (the run cache), and the compute-cost page, listed last, reads the others' timings.
-    """
+def toc_pages(root: Path = REPO_ROOT) -> tuple[str, ...]:
+    """Every page ``_toc.yml`` lists (its root first, then in the toc's order), as the toc names
+    them (``book/intro``, ``book/executed/01-data``): the book's chapters."""
     import yaml
 
     path = Path(root) / TOC
     if not path.is_file():
         raise ConfigError(f"no {TOC} in {root}; expected the book's table of contents there")
-    prefix = EXECUTED.as_posix() + "/"
-    names: list[str] = []
+    pages: list[str] = []
 
     def visit(node) -> None:
         if isinstance(node, dict):
             for key in ("root", "file"):
                 page = node.get(key)
-                if isinstance(page, str) and page.startswith(prefix):
-                    names.append(page[len(prefix):])
+                if isinstance(page, str):
+                    pages.append(page)
             for value in node.values():
                 if isinstance(value, (dict, list)):
                     visit(value)
@@ -55,6 +50,19 @@ def notebook_order(root: Path = REPO_ROOT) -> tuple[str, ...]:
                 visit(item)
 
     visit(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return tuple(pages)
+
+
+def notebook_order(root: Path = REPO_ROOT) -> tuple[str, ...]:
+    """The notebooks the book executes, in execution order: the toc's pages under
+    ``book/executed/``, in the order ``_toc.yml`` lists them (its one source).
+
+    The order matters: a training shared between tables is made by the first notebook that asks
+    for it (the run cache), and the compute-cost page, listed last, reads the others' timings.
+    """
+    path = Path(root) / TOC
+    prefix = EXECUTED.as_posix() + "/"
+    names = [page[len(prefix):] for page in toc_pages(root) if page.startswith(prefix)]
     if not names:
         raise ConfigError(f"{path} lists no page under {prefix}; expected the executed notebooks there")
     repeated = sorted({name for name in names if names.count(name) > 1})

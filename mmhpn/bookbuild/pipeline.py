@@ -18,6 +18,7 @@ from mmhpn.bookbuild import BookBuildError
 from mmhpn.bookbuild.execute import declared_parameters, execute_notebook
 from mmhpn.bookbuild.layout import (BUILD_LOG, CLAIMS_CSV, EXECUTED, HTML, LOGS, NOTEBOOKS, RECORDS, REPO_ROOT,
                                     RESULTS_CSV, RUNS, STATIC, log_path, notebook_order, notebook_path, shown)
+from mmhpn.bookbuild.non_default import banner_config, check_values, marked_pages, shown_values
 from mmhpn.bookbuild.offline import external_resources, vendor_mathjax
 from mmhpn.bookbuild.profiles import Profile
 from mmhpn.bookbuild.progress import notebook_line, planned_runs, time_left, trainings_since
@@ -45,13 +46,21 @@ def ensure_dataset(profile: Profile, root: Path = REPO_ROOT) -> None:
         )
 
 
-def build_html(root: Path = REPO_ROOT) -> Path:
-    """Run Jupyter Book on the repository (warnings are errors); return the HTML folder."""
+def build_html(root: Path = REPO_ROOT, builder: str = "html") -> Path:
+    """Run Jupyter Book on the repository (warnings are errors) with `builder` (``html``, or
+    ``singlehtml`` for the PDF); return its output folder, ``_build/<builder>``.
+
+    While a page is marked as executed with non-default parameters, every page carries a banner
+    saying so (`non_default.banner_config`).
+    """
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book",
-               "build", str(root), "--builder", "html", "-W", "-n", "--keep-going"]
+               "build", str(root), "--builder", builder, "-W", "-n", "--keep-going"]
+    marked = marked_pages(root)
+    if marked:
+        command += ["--config", str(banner_config(root, marked))]
     result = subprocess.run(command, cwd=root, text=True, capture_output=True)
-    log_file = log_path("jupyter-book", root)
+    log_file = log_path("jupyter-book" if builder == "html" else f"jupyter-book-{builder}", root)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text(f"$ {' '.join(command)}\n{result.stdout}\n--- stderr ---\n{result.stderr}", encoding="utf-8")
     if result.returncode != 0:
@@ -59,7 +68,7 @@ def build_html(root: Path = REPO_ROOT) -> Path:
         first = f"; first of {len(problems)} warning(s): {problems[0]}" if problems else ""
         raise BookBuildError(f"jupyter-book build failed (exit {result.returncode}){first}  "
                              f"(full log: {shown(log_file)})")
-    html_dir = root / HTML
+    html_dir = root / HTML.parent / builder
     external = external_resources(html_dir)
     if external:
         listing = "\n  ".join(external[:20])
@@ -83,10 +92,22 @@ def write_result_tables(root: Path = REPO_ROOT) -> None:
 
 
 def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
-                 build: bool = True, root: Path = REPO_ROOT) -> dict[str, Any]:
+                 build: bool = True, root: Path = REPO_ROOT,
+                 parameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """Execute `notebooks` (default: every notebook of the toc, `notebook_order`) in the toc's
-    order and build the book; return the timing record it logged."""
+    order and build the book; return the timing record it logged.
+
+    `parameters` (`mmhpn book --only NOTEBOOK --param KEY=VALUE`) are the reader's own values for
+    the named `notebooks`, over the profile's: checked against each notebook before anything runs,
+    and each page executed with them is marked (`non_default`). Such an execution saves no
+    per-seed records (the notebook's own `records_dir` default), so results.csv, claims.csv and
+    the verdicts page stay the default build's.
+    """
     order = notebook_order(root)
+    parameters = dict(parameters or {})
+    if parameters and notebooks is None:
+        raise ConfigError(f"non-default parameters {sorted(parameters)} need the notebook(s) they are for "
+                          f"(mmhpn book --only NOTEBOOK --param KEY=VALUE); a full build is the default book")
     notebooks = order if notebooks is None else tuple(notebooks)
     unknown = [name for name in notebooks if name not in order]
     if unknown:
@@ -101,13 +122,28 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
     if missing:
         raise ConfigError(f"{len(missing)} notebook(s) missing, e.g. {missing[0]}; expected every notebook "
                           f"of the book under {root / NOTEBOOKS}")
+    if parameters:
+        for name in notebooks:
+            check_values(name, parameters, root)
+        record["parameters"] = shown_values(parameters)
+    default_build = not parameters
+    current = root / EXECUTED / "build-current.json"  # this build's timings so far, for the notebooks after
+
+    def notebook_parameters() -> dict[str, Any]:
+        """What every notebook is executed with: the profile's values, then the reader's."""
+        params = {**profile.notebook_parameters(), **parameters}
+        params.setdefault(TIMINGS_PARAMETER, str(current.relative_to(root)))
+        if default_build:
+            params.setdefault("records_dir", str(RECORDS))
+        return params
+
     ensure_dataset(profile, root)
     record["data_s"] = round(time.perf_counter() - started, 1)
     say = functools.partial(print, flush=True)
     plans: dict[str, list[Path]] = {}
     for name in notebooks:
         try:
-            plans[name] = planned_runs(name, profile.notebook_parameters(), root)
+            plans[name] = planned_runs(name, notebook_parameters(), root)
         except MMHPNError as err:  # a plan is only for the console; the notebook will say what is wrong
             say(f"mmhpn.book: cannot tell which runs {name} needs ({err})")
             plans[name] = []
@@ -115,20 +151,15 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
     cached = sum(is_finished(run) for run in every_run)
     say(f"mmhpn.book: profile {profile.name}, {len(notebooks)} notebook(s), {len(every_run)} distinct "
         f"training run(s), {cached} already in the run cache; full logs in {shown(root / LOGS)}/")
-    # The timings of this build so far are visible to the notebooks that come later.
-    current = root / EXECUTED / "build-current.json"
-    if notebooks == order:
+    if notebooks == order and default_build:
         # A complete build starts its claim records afresh (they are derived, never user data).
         shutil.rmtree(root / RECORDS, ignore_errors=True)
     for index, name in enumerate(notebooks, start=1):
         current.parent.mkdir(parents=True, exist_ok=True)
         current.write_text(json.dumps(record, indent=2))
-        params = profile.notebook_parameters()
-        params.setdefault(TIMINGS_PARAMETER, str(current.relative_to(root)))
-        params.setdefault("records_dir", str(RECORDS))
         needed = plans[name]
         unfinished = {run for run in needed if not is_finished(run)}
-        seconds = execute_notebook(name, params, root)
+        seconds = execute_notebook(name, notebook_parameters(), root, non_default=parameters)
         record["notebooks_s"][name] = round(seconds, 1)
         record["trainings"] = trainings_since(root / RUNS, started_epoch_s)
         trained = sum(is_finished(run) for run in unfinished)
@@ -142,8 +173,12 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
         record["sphinx_s"] = round(time.perf_counter() - sphinx_start, 1)
         say(f"mmhpn.book: HTML built by jupyter-book in {record['sphinx_s']:.1f} s "
             f"(log: {shown(log_path('jupyter-book', root))})")
+        marked = marked_pages(root)
+        if marked:
+            say(f"mmhpn.book: {', '.join(marked)} executed with non-default parameters: marked at the top of "
+                f"the page(s), and every page carries a banner; make book restores the default pages")
     record["total_s"] = round(time.perf_counter() - started, 1)
-    record["complete"] = build and notebooks == order
+    record["complete"] = build and notebooks == order and default_build
     final = [name for name in notebooks
              if build and TIMINGS_PARAMETER in declared_parameters(notebook_path(name, root))]
     if final:
@@ -152,9 +187,7 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
         current.write_text(json.dumps(record, indent=2))
         finalize_start = time.perf_counter()
         for name in final:
-            params = profile.notebook_parameters()
-            params.setdefault(TIMINGS_PARAMETER, str(current.relative_to(root)))
-            execute_notebook(name, params, root)
+            execute_notebook(name, notebook_parameters(), root, non_default=parameters)
         build_html(root)
         record["finalize_s"] = round(time.perf_counter() - finalize_start, 1)
         say(f"mmhpn.book: {', '.join(final)} re-executed with this build's timings and the HTML "
