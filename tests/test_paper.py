@@ -277,3 +277,16 @@ def test_the_recorded_regime_selection_is_package_data():
     assert "In round 1, with the first 4 candidates only, it chose 8 epochs (decay after 6), the longest" in reading
     with pytest.raises(ConfigError, match="no recorded file 'nothing.json'"):
         read_text("nothing.json")
+
+
+def test_figure5_points_reads_the_runs_behind_the_results(monkeypatch):
+    from types import SimpleNamespace
+
+    runs = {f"run-{n}-{seed}": SimpleNamespace(config=make_config("smoke", layout={"conv5_3": (n,)}, seed=seed),
+                                               metrics={"rank1": 0.5 + n / 100, "mAP": 0.3 + n / 100})
+            for n in (1, 2) for seed in (0, 1)}
+    monkeypatch.setattr(views, "load_run", runs.__getitem__)
+    points = views.figure5_points(pd.DataFrame({"run": list(runs)}))
+    assert list(points.columns) == ["stripes", "seed", "rank1", "mAP"]
+    assert points["stripes"].tolist() == [1, 1, 2, 2] and points["seed"].tolist() == [0, 1, 0, 1]
+    assert points["mAP"].tolist() == pytest.approx([0.31, 0.31, 0.32, 0.32])

@@ -514,3 +514,4 @@ def body_scale_results(runs: Sequence) -> pd.DataFrame:
 
 def figure5_points(results: pd.DataFrame) -> pd.DataFrame:
     """`body_scale_results` of the runs behind `run_rows`' frame (Figure 5's input)."""
+    return body_scale_results([load_run(run) for run in results["run"]])
