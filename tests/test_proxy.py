@@ -183,6 +183,12 @@ def test_the_page_tables_costs_and_status():
     assert costs.loc["objects pretraining", "own pretraining min/seed"] == 2.0  # its own pretraining runs
     assert costs.loc["default", "own pretraining min/seed"] == "-"
     assert costs.loc["default", "wall min (this study)"] == pytest.approx(1.5 * 12)
+    variants = proxy.variant_table(None).set_index("variant")  # before any study: the reference profile's
+    assert list(variants.index) == [v.name for v in proxy.VARIANTS]
+    assert variants.loc["longer schedule", "fields (demo profile)"] == (
+        f"epochs={2 * make_config('demo').epochs}, lr_decay_epochs={[2 * e for e in make_config('demo').lr_decay_epochs]}")
+    assert "pretraining synthetic_preset=tiny-objects" in \
+        proxy.variant_table(study.assign(profile="smoke")).set_index("variant").loc["objects pretraining"].iloc[-1]
     status = proxy.study_status(study, "x.csv")
     assert status.startswith("measured 2026-12-01T10:00:00Z (UTC) on 2 logical CPU(s), test CPU, Linux 6; "
                              "profile demo; seeds [0, 1, 2]; 3 variants, 36 runs (36 trained")

@@ -185,6 +185,20 @@ def study_config(variant: Variant, row: Row, profile: str, seed: int, **fields: 
     return row_config(row, profile, seed, **variant_common(variant, profile, seed, **fields))
 
 
+def variant_table(study: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The variants as a reader sees them: the departure each undoes, what it trains and the fields
+    it sets, resolved for the study's profile (the reference profile's before any is measured)."""
+    profile = REFERENCE_PROFILE if study is None or study.empty else str(study["profile"].iloc[0])
+    lines = []
+    for variant in VARIANTS:
+        finetune, pretrain = variant_overrides(variant, profile)
+        fields = [f"{name}={value}" for name, value in finetune.items()]
+        fields += [f"pretraining {name}={value}" for name, value in pretrain.items()]
+        lines.append({"variant": variant.name, "departure undone": variant.departure or "-",
+                      "what it trains": variant.description, f"fields ({profile} profile)": ", ".join(fields) or "-"})
+    return pd.DataFrame(lines)
+
+
 # ---------------------------------------------------------------------------------------
 # running it
 
