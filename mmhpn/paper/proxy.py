@@ -62,6 +62,13 @@ class Scaled:
     factor: int
 
 
+def synthetic_set(presets: Mapping[str, str]) -> dict[str, PerProfile]:
+    """The data fields of a synthetic preset per profile ({profile: preset}), each drawn in its
+    usual folder, ``data/synthetic-<preset>`` (the profiles' own sets are kept the same way)."""
+    return {"synthetic_preset": PerProfile(dict(presets)),
+            "data_root": PerProfile({profile: f"data/synthetic-{preset}" for profile, preset in presets.items()})}
+
+
 # The ways the default regime departs from the paper's protocol (issue #20), one per variant.
 DEPARTURES = (
     "the trunk below layer4 is frozen (the paper fine-tunes every layer)",
@@ -98,9 +105,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("objects pretraining", DEPARTURES[1],
             "the trunk pretrained to classify procedurally drawn objects (no person in its images; "
             "mmhpn.data.synthetic.objects), then fine-tuned as by default",
-            pretrain={"synthetic_preset": PerProfile({"demo": "objects", "smoke": "tiny-objects"}),
-                      "data_root": PerProfile({"demo": "data/synthetic-objects",
-                                               "smoke": "data/synthetic-tiny-objects"})}),
+            pretrain=synthetic_set({"demo": "objects", "smoke": "tiny-objects"})),
     Variant("full-width layer4", DEPARTURES[2],
             "ResNet-34's own layer4 (512 channels), pretrained and fine-tuned as by default",
             finetune={"backbone": "resnet34"}, pretrain={"backbone": "resnet34"}),
@@ -113,9 +118,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("more identities", DEPARTURES[5],
             "fine-tuned and tested on the market-sized synthetic set (Market-1501's split sizes: other, more "
             "training identities and another, larger test split)",
-            finetune={"synthetic_preset": PerProfile({"demo": "market-sized", "smoke": "tiny-more-ids"}),
-                      "data_root": PerProfile({"demo": "data/synthetic-market-sized",
-                                               "smoke": "data/synthetic-tiny-more-ids"})}),
+            finetune=synthetic_set({"demo": "market-sized", "smoke": "tiny-more-ids"})),
 )
 DEFAULT = VARIANTS[0].name
 
