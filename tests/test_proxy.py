@@ -242,6 +242,23 @@ def test_tiny_objects_are_a_market_layout_set_of_object_classes(tmp_path, monkey
     assert synthetic.ensure_synthetic(root, "tiny-objects", seed=0) == root  # recognised, reused
 
 
+# The pixels the tiny-objects preset (seed 0) draws at FORMAT_VERSION 3 (before JPEG encoding; pinned with
+# Pillow 13.0.0, NumPy 2.4.6): object sets are covered by the format version in every run hash too.
+TINY_OBJECTS_PIXELS_DIGEST = "47bf8e88ef6ec472867439a8d11632e1516b72ac08009ec9b31a2a3bc28e5f81"
+
+
+def test_tiny_objects_draw_the_pinned_pixels():
+    import hashlib
+
+    plan = synthetic.make_plan(synthetic.synthetic_config("tiny-objects"), seed=0)
+    pixels = hashlib.sha256()
+    for index in range(len(plan.jobs)):
+        pixels.update(synthetic.render_job(plan, index).tobytes())
+    assert pixels.hexdigest() == TINY_OBJECTS_PIXELS_DIGEST, (
+        "the object generator now draws other pixels for tiny-objects: if it changed, bump FORMAT_VERSION in "
+        "mmhpn/data/synthetic/writer.py and pin the new digest here")
+
+
 def test_object_set_settings_are_checked_and_people_markers_unchanged():
     with pytest.raises(ConfigError, match="at most 100 classes"):
         synthetic.synthetic_config("tiny-objects", num_train_ids=95)
