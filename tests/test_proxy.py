@@ -261,9 +261,9 @@ def test_tiny_objects_draw_the_pinned_pixels():
 
 def test_object_set_settings_are_checked_and_people_markers_unchanged():
     with pytest.raises(ConfigError, match="at most 100 classes"):
-        synthetic.synthetic_config("tiny-objects", num_train_ids=95)
+        synthetic.make_plan(synthetic.synthetic_config("tiny-objects", num_train_ids=95), seed=0)
     with pytest.raises(ConfigError, match="no distractors, junk or gt_bbox"):
-        synthetic.synthetic_config("tiny-objects", num_distractors=2)
+        synthetic.make_plan(synthetic.synthetic_config("tiny-objects", num_distractors=2), seed=0)
     with pytest.raises(ConfigError, match="subject must be one of"):
         synthetic.synthetic_config("tiny", subject="car")
     # a pedestrian set's marker says nothing of the subject: markers written before the field match

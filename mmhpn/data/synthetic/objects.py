@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from mmhpn.data.synthetic.cameras import Camera
 from mmhpn.data.synthetic.presets import SyntheticConfig
 from mmhpn.data.synthetic.render import camera_effects, camera_scene
+from mmhpn.errors import ConfigError
 
 SHAPES = ("disc", "square", "triangle", "diamond", "star", "cross", "ring", "hexagon", "crescent", "arrow")
 PATTERNS = ("solid", "hstripes", "vstripes", "dots", "checker", "two-tone", "outline", "diagonal", "concentric",
@@ -147,12 +148,24 @@ def paste_object(canvas: Image.Image, shape: str, pattern: str, rng: np.random.G
     canvas.paste(pattern_fill(pattern, (w, h), first, second, rng, cx, cy, r), (0, 0), mask)
 
 
-def object_classes(rng: np.random.Generator, num_train: int, num_test: int) -> tuple[list, list]:
-    """(train classes, test classes): `num_train` + `num_test` distinct classes of `OBJECT_CLASSES`,
-    drawn at random, in the roles the Market layout gives identities."""
+def check_object_set(config: SyntheticConfig) -> None:
+    """What an object set's sizes must satisfy (one ConfigError line): at most `OBJECT_CLASSES`
+    classes in all, and no distractor, junk or gt_bbox images (they are people's kinds of box)."""
+    if config.num_train_ids + config.num_test_ids > len(OBJECT_CLASSES):
+        raise ConfigError(f"an object set has at most {len(OBJECT_CLASSES)} classes (train + test), "
+                          f"got {config.num_train_ids} + {config.num_test_ids}")
+    if config.num_distractors or config.num_junk or config.gt_bbox_per_query:
+        raise ConfigError("an object set has no distractors, junk or gt_bbox images: set num_distractors, "
+                          "num_junk and gt_bbox_per_query to 0")
+
+
+def object_classes(rng: np.random.Generator, config: SyntheticConfig) -> tuple[list, list]:
+    """(train classes, test classes) of the object set `config` (`check_object_set`): distinct
+    classes of `OBJECT_CLASSES` drawn at random, in the roles the Market layout gives identities."""
+    check_object_set(config)
     order = rng.permutation(len(OBJECT_CLASSES))
-    chosen = [OBJECT_CLASSES[int(i)] for i in order[:num_train + num_test]]
-    return chosen[:num_train], chosen[num_train:]
+    chosen = [OBJECT_CLASSES[int(i)] for i in order[:config.num_train_ids + config.num_test_ids]]
+    return chosen[:config.num_train_ids], chosen[config.num_train_ids:]
 
 
 def render_object(object_class: tuple[str, str], camera: Camera, rng: np.random.Generator,

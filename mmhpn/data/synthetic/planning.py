@@ -57,7 +57,7 @@ def make_plan(config: SyntheticConfig, seed: int) -> Plan:
     # other people with the same cameras (the pretrain preset).
     id_rng = np.random.default_rng([seed, 2, config.identity_stream])
     if config.subject == "object":  # object classes in the identities' roles (no distractors or junk)
-        train_ids, test_ids = object_classes(id_rng, config.num_train_ids, config.num_test_ids)
+        train_ids, test_ids = object_classes(id_rng, config)
     else:
         train_ids = make_identities(id_rng, config.num_train_ids, config.lookalike_fraction,
                                     position_share=config.position_lookalike_share)
