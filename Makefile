@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 MIN_PYTHON := 3.10
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps install test test-fast book book-archive book-pdf lab clean-book
+.PHONY: help system-deps install test test-fast book book-archive book-pdf proxy-study lab clean-book
 
 help: ## list the targets, one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,11 @@ book: $(STAMP) ## execute every notebook (PROFILE=demo) and build the HTML into 
 	$(if $(NPM_IF_NEEDED),.ci/install-system-deps npm)
 	$(BIN)/mmhpn book --profile $(PROFILE) $(if $(DATASET),--dataset $(DATASET)) \
 		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(DEVICE),--device $(DEVICE)) $(if $(SEEDS),--seeds $(SEEDS))
+
+# The proxy study (issue #20, mmhpn.paper.proxy): PROFILE=demo writes benchmarks/reference/proxy-study.csv,
+# which the book's "Paper or proxy?" page reads; PROFILE=smoke (seconds a run) writes benchmarks/results/.
+proxy-study: $(STAMP) ## train the proxy study's variants (PROFILE=demo) and write its CSV for the book
+	$(BIN)/python benchmarks/proxy_study.py --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
 
 ARCHIVE ?= _build/mmhpn-book.tar.gz
 book-archive: $(STAMP) ## pack the built _build/html/ into one .tar.gz that opens from disk (ARCHIVE=...)

@@ -38,7 +38,10 @@ Modules, one job each:
   file name) and `render_job`;
 - `writer`: `generate`, `ensure_synthetic`, the completion marker and `FORMAT_VERSION`;
 - `disjoint`: `check_disjoint_identities`, pretraining people never in a test split (by
-  attributes: `nearest_people`).
+  attributes: `nearest_people`);
+- `objects`: procedurally drawn objects whose classes take the identities' place (presets
+  ``objects``, ``tiny-objects``: `SyntheticConfig.subject` ``"object"``), a pretraining task
+  that is not re-ID; no person is drawn.
 
 `ensure_synthetic(root, preset, seed)` generates only when ``root/SYNTHETIC_COMPLETE.json``
 is absent; `generate` writes into a temporary sibling folder and renames it into place
@@ -49,6 +52,7 @@ from mmhpn.data.synthetic.disjoint import check_disjoint_identities, nearest_peo
 from mmhpn.data.synthetic.drawing import draw_person
 from mmhpn.data.synthetic.identities import (LOOKALIKE_PARTS, POSITION_PARTS, Identity, appearance,
                                              make_identities, random_identity)
+from mmhpn.data.synthetic.objects import OBJECT_CLASSES, render_object
 from mmhpn.data.synthetic.planning import Plan, make_plan, render_job
 from mmhpn.data.synthetic.presets import SYNTHETIC_PRESETS, SyntheticConfig, synthetic_config
 from mmhpn.data.synthetic.render import render_image
@@ -61,6 +65,7 @@ __all__ = [
     "Identity",
     "LOOKALIKE_PARTS",
     "MARKER_NAME",
+    "OBJECT_CLASSES",
     "POSITION_PARTS",
     "Plan",
     "SYNTHETIC_FORMAT_VERSION",
@@ -81,5 +86,6 @@ __all__ = [
     "read_marker",
     "render_image",
     "render_job",
+    "render_object",
     "synthetic_config",
 ]

@@ -1,7 +1,7 @@
 """The plan of a synthetic dataset: who appears in which image, seen by which camera, under which name.
 
 `make_plan(config, seed)` draws the cameras, the identities (from their own random stream,
-`SyntheticConfig.identity_stream`), the train/test split of Market-style ids and every
+`SyntheticConfig.identity_stream`; object classes for an object set, `mmhpn.data.synthetic.objects`), the train/test split of Market-style ids and every
 image job; `render_job` draws one job's image from its own random generator (seed, image
 number), so images can be drawn in any order and by any number of processes.
 """
@@ -14,8 +14,10 @@ from PIL import Image
 
 from mmhpn.data.synthetic.cameras import make_cameras
 from mmhpn.data.synthetic.identities import make_identities, random_identity
+from mmhpn.data.synthetic.objects import object_classes, render_object
 from mmhpn.data.synthetic.presets import SyntheticConfig
 from mmhpn.data.synthetic.render import render_image
+from mmhpn.errors import ConfigError
 
 
 @dataclass
@@ -54,10 +56,13 @@ def make_plan(config: SyntheticConfig, seed: int) -> Plan:
     # Identities (and distractors) come from their own stream: another identity_stream draws
     # other people with the same cameras (the pretrain preset).
     id_rng = np.random.default_rng([seed, 2, config.identity_stream])
-    train_ids = make_identities(id_rng, config.num_train_ids, config.lookalike_fraction,
-                                position_share=config.position_lookalike_share)
-    test_ids = make_identities(id_rng, config.num_test_ids, config.lookalike_fraction, first_group=10_000,
-                               position_share=config.position_lookalike_share)
+    if config.subject == "object":  # object classes in the identities' roles (no distractors or junk)
+        train_ids, test_ids = object_classes(id_rng, config)
+    else:
+        train_ids = make_identities(id_rng, config.num_train_ids, config.lookalike_fraction,
+                                    position_share=config.position_lookalike_share)
+        test_ids = make_identities(id_rng, config.num_test_ids, config.lookalike_fraction, first_group=10_000,
+                                   position_share=config.position_lookalike_share)
 
     # Market-style ids: train and test interleaved in 0001..N, never the same person in both.
     total = config.num_train_ids + config.num_test_ids
@@ -112,8 +117,12 @@ def make_plan(config: SyntheticConfig, seed: int) -> Plan:
 
 
 def render_job(plan: Plan, index: int, info: dict | None = None) -> Image.Image:
-    """The image of job `index` (`info`: see `render_image`)."""
+    """The image of job `index` (`info`: see `render_image`; a person's, so not for an object set)."""
     path, pid, key, cam, kind = plan.jobs[index]
     rng = np.random.default_rng([plan.seed, 3, index])
+    if plan.config.subject == "object":
+        if info is not None:
+            raise ConfigError("render info describes a person; this plan draws objects")
+        return render_object(plan.identities[key], plan.cameras[cam], rng, plan.config)
     return render_image(plan.identities[key], plan.cameras[cam], rng, plan.config, kind, info=info)
 

@@ -32,6 +32,11 @@ class SyntheticConfig:
     height: int = 128
     width: int = 64
     jpeg_quality: int = 92
+    # What the images show: "person" (the re-ID benchmark) or "object" (procedurally drawn
+    # objects whose "identities" are object classes, `mmhpn.data.synthetic.objects`: a
+    # pretraining task that is not re-ID). Left out of the completion marker at "person"
+    # (`writer`), so datasets drawn before the field existed are still recognised.
+    subject: str = "person"
 
     def validate(self) -> None:
         if self.num_train_ids < 1 or self.num_test_ids < 1:
@@ -52,6 +57,12 @@ class SyntheticConfig:
             raise ConfigError("identity_stream must be >= 0")
         if self.height < 32 or self.width < 16:
             raise ConfigError("images must be at least 32x16")
+        if self.subject not in SUBJECTS:
+            raise ConfigError(f"subject must be one of {list(SUBJECTS)}, got {self.subject!r}")
+        # what only an object set needs is checked by mmhpn.data.synthetic.objects.check_object_set
+
+
+SUBJECTS = ("person", "object")
 
 
 SYNTHETIC_PRESETS: dict[str, SyntheticConfig] = {
@@ -84,6 +95,22 @@ SYNTHETIC_PRESETS: dict[str, SyntheticConfig] = {
     "market-sized": SyntheticConfig(num_train_ids=751, num_test_ids=750, train_images_per_id=17.2,
                                     gallery_images_per_id=17.5, num_distractors=2798, num_junk=3819,
                                     gt_bbox_per_query=2),
+    # The tiny preset with twice the training identities (the same test split's size): the smoke
+    # version of the proxy study's "more training identities" (`mmhpn.paper.proxy`).
+    "tiny-more-ids": SyntheticConfig(num_train_ids=32, num_test_ids=16, train_images_per_id=6,
+                                     gallery_images_per_id=5, num_distractors=12, num_junk=8,
+                                     gt_bbox_per_query=1),
+    # Procedurally drawn objects, not people (`mmhpn.data.synthetic.objects`): a pretraining
+    # task that is not re-ID, the proxy study's stand-in for ImageNet's being another task.
+    # 80 of the 100 object classes to classify (~10,000 images, the size of the "pretrain"
+    # set), 20 others only to check the trunk by retrieval; no person is drawn.
+    "objects": SyntheticConfig(num_train_ids=80, num_test_ids=20, train_images_per_id=125,
+                               gallery_images_per_id=10, num_distractors=0, num_junk=0, gt_bbox_per_query=0,
+                               subject="object"),
+    # Its smoke version: the tiny-pretrain preset's size.
+    "tiny-objects": SyntheticConfig(num_train_ids=24, num_test_ids=8, train_images_per_id=6,
+                                    gallery_images_per_id=3, num_distractors=0, num_junk=0, gt_bbox_per_query=0,
+                                    subject="object"),
 }
 
 

@@ -2,6 +2,8 @@
 
 `render_image` is the only place where an identity, a camera and a per-image random
 generator meet; `mmhpn.data.synthetic.planning.render_job` calls it for each image of a plan.
+`camera_scene` and `camera_effects` are the camera's part of every image (the object sets of
+`mmhpn.data.synthetic.objects` use them too).
 """
 from __future__ import annotations
 
@@ -59,9 +61,7 @@ def render_image(ident: Identity | None, camera: Camera, rng: np.random.Generato
     the pixels where the person is visible).
     """
     rh, rw = camera.render_size
-    bg = camera.backgrounds[int(rng.integers(len(camera.backgrounds)))]
-    oy, ox = int(rng.integers(0, 2 * PAD + 1)), int(rng.integers(0, 2 * PAD + 1))
-    img = Image.fromarray(bg[oy:oy + rh, ox:ox + rw])
+    img = camera_scene(camera, rng)
     draw = ImageDraw.Draw(img)
 
     scale = camera.scale * rng.uniform(0.94, 1.06)
@@ -98,6 +98,21 @@ def render_image(ident: Identity | None, camera: Camera, rng: np.random.Generato
         info.update(view=view, occluder=occluder, shift=float((top + ph / 2) / rh - 0.5),
                     person_top=float((top + ph * (1 - stature)) / rh), person_bottom=float((top + ph) / rh),
                     mask=np.asarray(mask_img)[..., 0] > 127)
+    return camera_effects(img, camera, rng, config)
+
+
+def camera_scene(camera: Camera, rng: np.random.Generator) -> Image.Image:
+    """One of `camera`'s backgrounds at its render size, cropped at a random offset: what an
+    image is drawn onto (a person here, an object in `mmhpn.data.synthetic.objects`)."""
+    rh, rw = camera.render_size
+    bg = camera.backgrounds[int(rng.integers(len(camera.backgrounds)))]
+    oy, ox = int(rng.integers(0, 2 * PAD + 1)), int(rng.integers(0, 2 * PAD + 1))
+    return Image.fromarray(bg[oy:oy + rh, ox:ox + rw])
+
+
+def camera_effects(img: Image.Image, camera: Camera, rng: np.random.Generator, config: SyntheticConfig) -> Image.Image:
+    """What `camera` does to a drawn scene: its resolution (upscaled to the dataset's size),
+    illumination and colour cast, and sensor noise."""
     if camera.resolution != 1.0:
         img = img.resize((config.width, config.height), Image.BILINEAR)
     # Illumination and colour cast: one table lookup per channel value (R at 0, G at 256, B at 512).

@@ -56,8 +56,10 @@ def _worker_write(args) -> int:
 
 def _marker_payload(config: SyntheticConfig, seed: int, preset: str) -> dict:
     """What the marker says the dataset is (compared by `ensure_synthetic`); `generate` adds the summary."""
-    return {"format_version": FORMAT_VERSION, "preset": preset, "seed": int(seed),
-            "config": dataclasses.asdict(config)}
+    fields = dataclasses.asdict(config)
+    if fields["subject"] == "person":  # left out at its default: markers written before the field still match
+        del fields["subject"]
+    return {"format_version": FORMAT_VERSION, "preset": preset, "seed": int(seed), "config": fields}
 
 
 def read_marker(root: str | os.PathLike) -> dict | None:
