@@ -102,16 +102,18 @@ def test_a_failing_notebook_is_one_line_naming_cell_error_and_log(tmp_path, capf
     assert "Traceback" not in out + err and "INFO" not in out + err
 
 
-def test_the_plan_follows_the_notebooks_run_calls():
+def test_the_plan_follows_the_notebooks_run_calls(tmp_path):
     # A notebook names its rows once, in its training cell (registry.run_notebook("KEY", globals()));
     # the build reads that key from the notebook's code and walks the rows with the same planner.
+    # An empty runs folder: what this checkout has trained (Table 7's PSL runs) changes the plan.
     profile = get_profile("demo")
+    parameters = {**profile.notebook_parameters(), "runs_dir": str(tmp_path / "runs")}
     keys = {}
     for name in notebook_order():
         nb = nbformat.read(notebook_path(name), as_version=4)
         code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
         key = notebook_runs_key(notebook_path(name))
-        runs = planned_runs(name, profile.notebook_parameters())
+        runs = planned_runs(name, parameters)
         assert name not in code  # a notebook's file name is written in _toc.yml only
         if key is not None:
             assert f'registry.run_notebook("{key}", globals())' in code, name
@@ -121,7 +123,7 @@ def test_the_plan_follows_the_notebooks_run_calls():
             assert "run_rows" not in code and "run_table" not in code and "run_notebook" not in code, name
             assert not runs, name
     assert sorted(keys.values()) == sorted(registry.NOTEBOOK_RUNS)  # each key trained by one notebook
-    every = {run for name in notebook_order() for run in planned_runs(name, profile.notebook_parameters())}
+    every = {run for name in notebook_order() for run in planned_runs(name, parameters)}
     # the demo book: Table 4 (4 configurations), Table 5 (+2), Table 6 (+2), Table 7 (+4, the
     # control planned as one placeholder per seed until its PSL run exists), the layouts (+3),
     # Figure 5 (+3: its 1-stripe point is the baseline), all over 3 seeds; Figure 3's 4-stripe
@@ -183,8 +185,10 @@ def test_target_checks_read_the_build_the_log_and_the_records(tmp_path):
     write_records("table4", results, claims, records)
     log = tmp_path / "build-log.json"
     entry = {"profile": "demo", "dataset": "synthetic", "machine": "m", "notebooks_s": {"a": 60}, "complete": True}
-    log.write_text(json.dumps([{**entry, "started_utc": "t1", "trainings": 62, "total_s": 65 * 60},
-                               {**entry, "started_utc": "t2", "trainings": 0, "total_s": 100}]))
+    log.write_text(json.dumps([{**entry, "started_utc": "t1", "trainings": 62, "cached_at_start": 0, "total_s": 65 * 60},
+                               {**entry, "started_utc": "t2", "trainings": 0, "cached_at_start": 62, "total_s": 100},
+                               # trained some, found others cached: neither a first build nor a cached one
+                               {**entry, "started_utc": "t3", "trainings": 5, "cached_at_start": 57, "total_s": 600}]))
     table = compute_cost.target_checks({"profile": "demo"}, compute_cost.build_history(log), records).set_index("target")
     met = table["met"].tolist()
     assert met == ["NO", "yes", "yes", "yes", "yes", "yes"], table
@@ -195,7 +199,8 @@ def test_target_checks_read_the_build_the_log_and_the_records(tmp_path):
     # This build's own record wins over the log; a wide interval misses the target.
     claims.loc[0, ["ci_low", "ci_high"]] = [-1.0, 7.0]
     write_records("table4", results, claims, records)
-    table = compute_cost.target_checks({"profile": "demo", "trainings": 62, "total_s": 35 * 60, "notebooks_s": {"a": 1}},
+    table = compute_cost.target_checks({"profile": "demo", "trainings": 62, "cached_at_start": 0, "total_s": 35 * 60,
+                                        "notebooks_s": {"a": 1}},
                                compute_cost.build_history(log), records)
     assert table["met"].tolist() == ["yes", "yes", "yes", "NO", "yes", "yes"]
     assert "4.00 pp" in table["measured"].iloc[3]

@@ -78,5 +78,8 @@ def test_trainings_since_counts_runs_finished_after_the_build_started(tmp_path):
         stamp = time.time() - age_s
         os.utime(marker, (stamp, stamp))
     (tmp_path / "unfinished").mkdir()
-    assert trainings_since(tmp_path, time.time() - 60) == 1
-    assert trainings_since(tmp_path / "missing", 0.0) == 0
+    (tmp_path / "another-process").mkdir()  # finished meanwhile, but not one of the build's runs
+    (tmp_path / "another-process" / "FINISHED").write_text("hash\n")
+    planned = [tmp_path / name for name in ("old", "new", "unfinished", "missing")]
+    assert trainings_since(planned, time.time() - 60) == 1
+    assert trainings_since([], 0.0) == 0

@@ -17,7 +17,7 @@ from mmhpn.atomic import atomic_write_json, atomic_write_text
 from mmhpn.bookbuild import BookBuildError
 from mmhpn.bookbuild.execute import declared_parameters, execute_notebook
 from mmhpn.bookbuild.layout import (BUILD_LOG, CLAIMS_CSV, EXECUTED, HTML, LOGS, NOTEBOOKS, RECORDS, REPO_ROOT,
-                                    RESULTS_CSV, RUNS, STATIC, log_path, notebook_order, notebook_path, shown)
+                                    RESULTS_CSV, STATIC, log_path, notebook_order, notebook_path, shown)
 from mmhpn.bookbuild.non_default import banner_config, check_values, marked_pages, shown_values
 from mmhpn.bookbuild.offline import external_resources, vendor_mathjax
 from mmhpn.bookbuild.profiles import Profile
@@ -149,6 +149,8 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
             plans[name] = []
     every_run = sorted({run for plan in plans.values() for run in plan})
     cached = sum(is_finished(run) for run in every_run)
+    # how many of its runs a build found finished: a first build (the budget's) finds none
+    record["planned_runs"], record["cached_at_start"] = len(every_run), cached
     say(f"mmhpn.book: profile {profile.name}, {len(notebooks)} notebook(s), {len(every_run)} distinct "
         f"training run(s), {cached} already in the run cache; full logs in {shown(root / LOGS)}/")
     if notebooks == order and default_build:
@@ -161,7 +163,7 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
         unfinished = {run for run in needed if not is_finished(run)}
         seconds = execute_notebook(name, notebook_parameters(), root, non_default=parameters)
         record["notebooks_s"][name] = round(seconds, 1)
-        record["trainings"] = trainings_since(root / RUNS, started_epoch_s)
+        record["trainings"] = trainings_since(every_run, started_epoch_s)
         trained = sum(is_finished(run) for run in unfinished)
         later = [run for later_name in notebooks[index:] for run in plans[later_name]]
         say(notebook_line(index, len(notebooks), name, needed, trained, seconds, time_left(later, every_run)))

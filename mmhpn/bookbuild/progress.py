@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 
@@ -101,8 +101,9 @@ def notebook_line(index: int, total: int, name: str, needed: list[Path], trained
     return f"[{index:>2}/{total}] {name:<28} {work:<34} {seconds:7.1f} s   {left}"
 
 
-def trainings_since(runs_dir: Path, since_epoch_s: float) -> int:
-    """How many runs in `runs_dir` finished at or after `since_epoch_s` (trained, not loaded)."""
-    if not runs_dir.is_dir():
-        return 0
-    return sum(marker.stat().st_mtime >= since_epoch_s for marker in runs_dir.glob(f"*/{FINISHED_FILE}"))
+def trainings_since(runs: Iterable[Path], since_epoch_s: float) -> int:
+    """How many of the build's planned `runs` (pretraining runs in the per-user folder included)
+    finished at or after `since_epoch_s`: trained by this build, not loaded. Runs that other
+    processes finish meanwhile in the same runs folder are not the build's, and not counted."""
+    markers = (Path(run) / FINISHED_FILE for run in runs)
+    return sum(marker.is_file() and marker.stat().st_mtime >= since_epoch_s for marker in markers)

@@ -107,8 +107,11 @@ def target_checks(record: dict[str, Any], builds: pd.DataFrame, records_dir: Pat
             return line(target, "no such build logged yet", None)
         line(target, f"{minutes:.1f} min ({which}, {count} training(s))", minutes <= budget)
 
-    build_time(f"a build that trains, pretraining included: <= {BUDGET_TRAINED_MIN} min", BUDGET_TRAINED_MIN,
-               same[trainings > 0], bool(record.get("trainings")))
+    # A first build finds none of its runs finished (every replicate's pretraining included);
+    # a build that found some cached says nothing about the budget of a first one.
+    cached_at_start = pd.to_numeric(same["cached at start"], errors="coerce")  # "not recorded" in old logs
+    build_time(f"a first build, every run trained (pretraining included): <= {BUDGET_TRAINED_MIN} min",
+               BUDGET_TRAINED_MIN, same[cached_at_start == 0], record.get("cached_at_start") == 0)
     build_time(f"a rebuild with every run cached: <= {BUDGET_CACHED_MIN} min", BUDGET_CACHED_MIN,
                same[trainings == 0], record.get("trainings") == 0)
     target = f"every table row trained with >= {TARGET_MIN_SEEDS} seeds"
@@ -160,14 +163,15 @@ def build_history(log_path: Path) -> pd.DataFrame:
             "dataset": entry["dataset"],
             "started (UTC)": entry["started_utc"],
             "trainings": entry.get("trainings", "not recorded"),
+            "cached at start": entry.get("cached_at_start", "not recorded"),
             "notebooks (min)": round(sum(entry["notebooks_s"].values()) / 60, 1),
             "HTML build (s)": entry.get("sphinx_s"),
             "total (min)": round(entry["total_s"] / 60, 1),
             "machine": entry["machine"],
         }
         for entry in log if entry.get("complete")
-    ], columns=["profile", "dataset", "started (UTC)", "trainings", "notebooks (min)", "HTML build (s)",
-                "total (min)", "machine"])
+    ], columns=["profile", "dataset", "started (UTC)", "trainings", "cached at start", "notebooks (min)",
+                "HTML build (s)", "total (min)", "machine"])
 
 
 def run_throughput(runs_dir: Path) -> pd.DataFrame:
