@@ -204,3 +204,18 @@ def test_target_checks_read_the_build_the_log_and_the_records(tmp_path):
                                compute_cost.build_history(log), records)
     assert table["met"].tolist() == ["yes", "yes", "yes", "NO", "yes", "yes"]
     assert "4.00 pp" in table["measured"].iloc[3]
+
+
+def test_the_pretraining_seed_spread_is_read_from_its_record(tmp_path):
+    import json
+
+    record = {"schedules": [{"pretraining_epochs": 2, "pretraining_lr_decay_epochs": [], "baseline_test_mAP": [54.0, 58.0, 62.0],
+                             "mean_baseline_mAP": 58.0, "sd_of_baseline_mAP": 4.0}],
+              "recorded": {"utc": "now", "machine": "here"}}
+    path = tmp_path / "pretraining-seeds.json"
+    path.write_text(json.dumps(record))
+    table, recorded = compute_cost.pretraining_seed_spread(path)
+    assert table.iloc[0].tolist() == ["2 epochs (decay after none)", "54.00, 58.00, 62.00", 58.0, 4.0]
+    assert recorded == "recorded now on here"
+    table, missing = compute_cost.pretraining_seed_spread(tmp_path / "none.json")
+    assert table.empty and missing.startswith("not measured yet")

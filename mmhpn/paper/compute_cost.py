@@ -214,3 +214,20 @@ def benchmark_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                 headlines.append({"benchmark": path.stem, "measurement": key, "value": round(float(value), 3)})
     return (pd.DataFrame(headlines, columns=["benchmark", "measurement", "value"]),
             pd.DataFrame(provenance, columns=["benchmark", "recorded (UTC)", "machine", "command"]))
+
+
+def pretraining_seed_spread(path: Path) -> tuple[pd.DataFrame, str]:
+    """`benchmarks/bench_pretraining_seeds.py`'s record: the fine-tuned baseline's test mAP per
+    replicate (its own pretraining seed) under each pretraining schedule, its mean and sd, and
+    when and where it was measured; empty when the record is missing."""
+    if not Path(path).is_file():
+        return pd.DataFrame(), f"not measured yet: python benchmarks/bench_pretraining_seeds.py writes {Path(path).name}"
+    record = json.loads(Path(path).read_text())
+    lines = [{"pretraining": f"{line['pretraining_epochs']} epochs (decay after "
+                             f"{','.join(map(str, line['pretraining_lr_decay_epochs'])) or 'none'})",
+              "baseline test mAP per replicate": ", ".join(f"{v:.2f}" for v in line["baseline_test_mAP"]),
+              "mean": round(line["mean_baseline_mAP"], 2), "sd (pp)": round(line["sd_of_baseline_mAP"], 2)}
+             for line in record["schedules"]]
+    recorded = record.get("recorded", {})
+    return pd.DataFrame(lines), f"recorded {recorded.get('utc', 'not recorded')} on {recorded.get('machine', 'not recorded')}"
+
