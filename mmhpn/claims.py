@@ -52,6 +52,8 @@ RESULT_COLUMNS = ("table", "row", "seed", "rank1", "mAP", "train_seconds", "run_
 CLAIM_COLUMNS = ("table", "better", "worse", "metric", "source", "family", "per_seed", "n_seeds", "mean", "ci_low",
                  "ci_high", "verdict", "p_value", "paper_diff", "reference_dataset", "paper_reference",
                  "size_reading", "note")
+# The columns `holm` adds for the paper's family (claims.csv has them after CLAIM_COLUMNS).
+HOLM_COLUMNS = ("p_holm", "verdict_holm")
 # The two readings of an interval against the paper's difference (`size_reading`).
 AS_LARGE = "as large as the paper's"
 SMALLER = "smaller than the paper's"
@@ -210,8 +212,8 @@ def holm(checked: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
     family get no adjusted verdict.
     """
     out = checked.copy()
-    out["p_holm"] = math.nan
-    out["verdict_holm"] = ""
+    out[HOLM_COLUMNS[0]] = math.nan
+    out[HOLM_COLUMNS[1]] = ""
     family = out.index[out["family"].astype(bool) & (out["n_seeds"] > 0)]
     if len(family) == 0:
         return out

@@ -25,6 +25,7 @@ def test_kill_9_during_a_notebook_publishes_nothing_and_the_next_build_resumes(t
     and the next build resumes from it (the epoch is not trained again) and publishes the page."""
     root = tmp_path / "book"
     shutil.copytree(REPO / "notebooks", root / "notebooks")
+    shutil.copy2(REPO / "_toc.yml", root / "_toc.yml")  # the one list of the book's notebooks
     command = [sys.executable, "-m", "mmhpn", "book", "--profile", "smoke", "--only", "02-training",
                "--no-build", "--root", str(root)]
     page = root / "book" / "executed" / "02-training.ipynb"
