@@ -26,6 +26,21 @@ def paper_numbers() -> pd.DataFrame:
     return pd.read_csv(io.StringIO(read_text("paper_tables.csv")), comment="#")
 
 
+def paper_difference(key: str, better: str, worse: str, metric: str, dataset: str = "market1501",
+                     numbers: pd.DataFrame | None = None) -> float:
+    """The paper's own single-query difference ``better - worse`` (pp) in table `key` on `dataset`.
+
+    `numbers`: `paper_numbers()` already read, when many differences are looked up at once.
+    """
+    numbers = paper_numbers() if numbers is None else numbers
+    rows = numbers[(numbers["table"] == key) & (numbers["dataset"] == dataset)
+                   & (numbers["setting"] == "single_query")].set_index("row")[metric]
+    missing = [row for row in (better, worse) if row not in rows.index]
+    if missing:
+        raise ConfigError(f"no paper numbers for {missing} in {key} on {dataset}")
+    return round(float(rows[better] - rows[worse]), 2)
+
+
 def paper_table(key: str) -> pd.DataFrame:
     """One paper table as rows x (dataset, metric) columns, in the paper's row order."""
     frame = paper_numbers()
@@ -76,8 +91,7 @@ def paper_claims(key: str, pairs: Iterable[tuple], metrics: Sequence[str] = clai
         for metric in (pair[2] if len(pair) > 2 else metrics):
             shown = claims.paper_support(rows, better, worse, metric)
             if shown:
-                by_row = {d: rows[rows["dataset"] == d].set_index("row")[metric] for d in shown}
-                diffs = tuple((PAPER_DATASETS.get(d, d), round(float(by_row[d][better] - by_row[d][worse]), 2))
+                diffs = tuple((PAPER_DATASETS.get(d, d), paper_difference(key, better, worse, metric, d, numbers))
                               for d in shown)
                 source = "paper: " + ", ".join(PAPER_DATASETS.get(d, d) for d in shown)
                 if numbers_only:

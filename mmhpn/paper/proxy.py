@@ -37,7 +37,7 @@ import pandas as pd
 from mmhpn import claims, runs
 from mmhpn.config import make_config, pretrain_overrides
 from mmhpn.errors import ConfigError
-from mmhpn.paper.numbers import paper_numbers
+from mmhpn.paper.numbers import paper_difference, paper_numbers
 from mmhpn.paper.planner import row_config, run_rows
 from mmhpn.paper.tables import Row, get_table
 from mmhpn.provenance import machine_description
@@ -313,13 +313,9 @@ def study_status(study: pd.DataFrame | None, path: str | Path) -> str:
 def paper_effects(dataset: str = PAPER_DATASET) -> dict[tuple[str, str, str], dict[str, float]]:
     """The paper's own value of each of `EFFECTS` on `dataset`: {(table, better, worse): {metric: pp}}."""
     numbers = paper_numbers()
-    numbers = numbers[(numbers["dataset"] == dataset) & (numbers["setting"] == "single_query")]
-    found = {}
-    for key, better, worse in EFFECTS:
-        rows = numbers[numbers["table"] == key].set_index("row")
-        found[(key, better, worse)] = {metric: round(float(rows.loc[better, metric] - rows.loc[worse, metric]), 2)
-                                       for metric in claims.METRICS}
-    return found
+    return {(key, better, worse): {metric: paper_difference(key, better, worse, metric, dataset, numbers)
+                                   for metric in claims.METRICS}
+            for key, better, worse in EFFECTS}
 
 
 def _effect_name(key: str, better: str, worse: str) -> str:

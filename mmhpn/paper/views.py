@@ -26,7 +26,7 @@ from mmhpn.evaluation.ranking import ranking_table
 from mmhpn.model import PRESETS, TAPS, feature_map_rows, parse_layout
 from mmhpn.paper.compute_cost import TARGET_BASELINE_MAP
 from mmhpn.paper import selection
-from mmhpn.paper.numbers import paper_numbers, paper_table
+from mmhpn.paper.numbers import paper_difference, paper_numbers, paper_table
 from mmhpn.paper.planner import row_config
 from mmhpn.paper.registry import RUNS_DIR, notebook_common, notebook_rows
 from mmhpn.paper.tables import PSL_CONTROL_LABEL, Row, row_layout
@@ -88,10 +88,7 @@ def psl_control_reading(checked: pd.DataFrame, metric: str = "mAP") -> str:
         raise ConfigError(f"no checked PSL-vs-control line on {metric}; "
                           "check table7 with mmhpn.paper.numbers.check_table")
     label = claims.METRIC_LABELS.get(metric, metric)
-    paper = paper_numbers()
-    market = paper[(paper["table"] == "table7") & (paper["dataset"] == "market1501")
-                   & (paper["setting"] == "single_query")].set_index("row")[metric]
-    margin = float(market["MMHPN+PSL"] - market["MMHPN+softmax"])
+    margin = paper_difference("table7", "MMHPN+PSL", "MMHPN+softmax", metric, "market1501")
     versus_softmax = line("MMHPN+PSL", "MMHPN+softmax")
     if versus_softmax is None:
         first = f"the paper claims no {label} gain of the PSL over softmax, so there is no gain to explain; "
