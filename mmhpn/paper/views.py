@@ -317,11 +317,8 @@ def pretraining_selection(path: str | Path | None = None) -> tuple[pd.DataFrame,
     summary = pd.DataFrame(lines)
     summary.attrs["recorded"] = record.get("recorded", {})
     candidates = record["candidates"]
-    reading = selection_reading(record, "pretraining schedule",
-                                selection.choose_pretraining(candidates, record["tolerance_pp"]))
-    # The candidates were trained in rounds (a longer schedule added when the rule chose the
-    # longest one): say what the rule chose from each round's candidates, as it happened.
     final = selection.choose_pretraining(candidates, record["tolerance_pp"])
+    reading = selection_reading(record, "pretraining schedule", final)
     if final["epochs"] == max(c["epochs"] for c in candidates):
         curve = next(c for c in candidates if c["epochs"] == final["epochs"]
                      and list(c["lr_decay_epochs"]) == final["lr_decay_epochs"])["val_mAP_per_epoch"]
@@ -330,6 +327,8 @@ def pretraining_selection(path: str | Path | None = None) -> tuple[pd.DataFrame,
                     f"gain more: from the lr decay on, its validation mAP (mean over seeds) went "
                     f"{', '.join(f'{v:.1f}' for v in curve[decay - 1:])}, the last epoch adding "
                     f"{curve[-1] - curve[-2]:+.1f} pp.")
+    # The candidates were trained in rounds (a longer schedule added when the rule chose the
+    # longest one): say what the rule chose from each round's candidates, as it happened.
     shown = 0
     for number, added in enumerate(record.get("rounds", [])[:-1], start=1):
         shown += len(added)
