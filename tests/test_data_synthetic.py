@@ -2,6 +2,7 @@
 import dataclasses
 import hashlib
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from mmhpn.data import synthetic
 from mmhpn.errors import ConfigError, DatasetError
 
 from conftest import TINY_SEED
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def tree_digest(root: Path) -> dict:
@@ -292,3 +295,31 @@ def test_cli_synth(tmp_path, capsys):
     assert "found finished" in capsys.readouterr().out
     assert cli_main(["synth", "--preset", "tiny", "--out", str(out), "--seed", "4", "--quiet"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_phenomenon_numbers_quoted_in_the_book_are_the_recorded_ones():
+    """book/datasets.md quotes benchmarks/reference/synthetic-phenomenon.json (a benchmark the
+    build does not run); every number it quotes must be the record's, so a re-recorded
+    benchmark cannot leave the page saying something else."""
+    record = json.loads((REPO / "benchmarks/reference/synthetic-phenomenon.json").read_text())
+    scores = {(s["source"], s["subset"], s["stripes"]): s for s in record["scores"]}
+    page = (REPO / "book/datasets.md").read_text()
+
+    def pair(source, subset, stripes):
+        s = scores[(source, subset, stripes)]
+        return f"{s['rank1']:.3f} / {s['mAP']:.3f}"
+
+    rows = {"whole test split": "whole test split", "pairs differing only in *where*": "pairs where",
+            "upper and lower colours swapped": "pairs swap-upper-lower",
+            "halves of a colour-block top swapped": "pairs swap-block",
+            "a band moved within its garment": "pairs detail-height", "pairs differing in *what*": "pairs what"}
+    for label, subset in rows.items():
+        line = next(line for line in page.splitlines() if line.startswith("|") and label in line)
+        assert f"| {pair('pixels', subset, 1)} | {pair('pixels', subset, 8)} |" in line, line
+    # the clean-attribute reading of the *where* pairs, and the pixel global rank-1 it is set against
+    where = [f"{scores[('attributes', 'pairs where', k)]['rank1']:.3f}" for k in (1, 2, 4, 8)]
+    text = re.sub(r"\s+", " ", page)
+    assert f"rank-1 {where[0]} within the same *where* pairs" in text
+    assert f"{where[1]} / {where[2]} / {where[3]}" in text
+    assert f"({scores[('attributes', 'pairs what', 1)]['rank1']:.3f})" in text
+    assert f"rank-1 {scores[('pixels', 'pairs where', 1)]['rank1']:.3f})" in text
