@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 MIN_PYTHON := 3.10
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps install test test-fast book book-archive book-pdf proxy-study lab clean-book
+.PHONY: help system-deps install test test-fast book book-archive book-pdf proxy-study sensitivity lab clean-book
 
 help: ## list the targets, one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -74,6 +74,15 @@ book: $(STAMP) ## execute every notebook (PROFILE=demo) and build the HTML into 
 # which the book's "Paper or proxy?" page reads; PROFILE=smoke (seconds a run) writes benchmarks/results/.
 proxy-study: $(STAMP) ## train the proxy study's variants (PROFILE=demo) and write its CSV for the book
 	$(BIN)/python benchmarks/proxy_study.py --profile $(PROFILE) $(if $(SEEDS),--seeds $(SEEDS))
+
+# The schedule sensitivity (issue #19, mmhpn.paper.sensitivity): every claim's verdict under the regime
+# selection's 6- and 10-epoch candidates; PROFILE=demo writes benchmarks/reference/schedule-sensitivity.csv,
+# which the verdicts page reads. SCHEDULES=6:4,10:7 and KEYS=table4,... choose a part.
+SCHEDULES ?=
+KEYS ?=
+sensitivity: $(STAMP) ## train every claim's rows under the 6- and 10-epoch schedules (PROFILE=demo)
+	$(BIN)/python benchmarks/schedule_sensitivity.py --profile $(PROFILE) $(if $(SCHEDULES),--schedules $(SCHEDULES)) \
+		$(if $(KEYS),--keys $(KEYS))
 
 ARCHIVE ?= _build/mmhpn-book.tar.gz
 book-archive: $(STAMP) ## pack the built _build/html/ into one .tar.gz that opens from disk (ARCHIVE=...)

@@ -206,7 +206,7 @@ def test_writing_and_reading_the_study(tmp_path, monkeypatch):
         proxy.read_study(tmp_path / "bad.csv")
     # a smoke study never lands in the reference CSV
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="holds the demo profile's study, not \\['smoke'\\]"):
+    with pytest.raises(ConfigError, match="holds the demo profile's proxy-study, not \\['smoke'\\]"):
         proxy.write_study(study.assign(profile="smoke"), proxy.REFERENCE_CSV)
     assert not proxy.REFERENCE_CSV.exists()
     assert proxy.study_path("smoke") == Path("benchmarks/results/proxy-study-smoke.csv")

@@ -38,14 +38,10 @@ from mmhpn import claims, runs
 from mmhpn.config import make_config, pretrain_overrides
 from mmhpn.errors import ConfigError
 from mmhpn.paper.numbers import paper_difference, paper_numbers
+from mmhpn.paper import studies
 from mmhpn.paper.planner import row_config, run_rows
 from mmhpn.paper.tables import Row, get_table
-from mmhpn.provenance import machine_description
 
-REFERENCE_CSV = Path("benchmarks/reference/proxy-study.csv")  # the demo profile's study, committed
-RESULTS_DIR = Path("benchmarks/results")  # any other profile's (not committed)
-REFERENCE_PROFILE = "demo"
-COMMAND = "make proxy-study"  # what writes the reference CSV (benchmarks/proxy_study.py)
 
 
 @dataclass(frozen=True)
@@ -128,8 +124,11 @@ STUDY_ROWS: tuple[tuple[str, str], ...] = (("table4", "Baseline"), ("table4", "B
 EFFECTS: tuple[tuple[str, str, str], ...] = (("table4", "Baseline+MMHPN", "Baseline"), ("table5", "1+2", "1"))
 PAPER_DATASET = "market1501"  # the paper's differences the effects are read against
 
-STUDY_COLUMNS = (*claims.RESULT_COLUMNS, "variant", "trained_now", "wall_minutes", "pretraining_seconds", "profile",
-                 "machine", "recorded_utc")
+STUDY_COLUMNS = (*claims.RESULT_COLUMNS, "variant", "trained_now", "wall_minutes", "pretraining_seconds",
+                 *studies.RECORD_COLUMNS)
+STUDY = studies.Study("proxy-study", "make proxy-study", STUDY_COLUMNS)  # benchmarks/proxy_study.py writes it
+REFERENCE_CSV = STUDY.reference  # the demo profile's study, committed
+REFERENCE_PROFILE = studies.REFERENCE_PROFILE
 
 # The readings of a change (`change_reading`).
 TOWARD = "moves toward the paper's size"
@@ -209,7 +208,7 @@ def variant_table(study: pd.DataFrame | None = None) -> pd.DataFrame:
 def study_path(profile: str) -> Path:
     """Where the study of `profile` is written by default: the reference CSV for the demo
     profile, ``benchmarks/results/proxy-study-<profile>.csv`` for any other."""
-    return REFERENCE_CSV if profile == REFERENCE_PROFILE else RESULTS_DIR / f"proxy-study-{profile}.csv"
+    return STUDY.path(profile)
 
 
 def run_study(profile: str, seeds: Sequence[int], variants: Iterable[str] | None = None, runs_dir: str = "runs",
@@ -247,11 +246,7 @@ def run_study(profile: str, seeds: Sequence[int], variants: Iterable[str] | None
                 how = "trained" if bool(result["trained_now"].iloc[0]) else "from the cache"
                 say(f"proxy study: {variant.name} | seed {seed} | {key} {row.label}: {how}, {minutes:.1f} min, "
                     f"mAP {float(result['mAP'].iloc[0]):.2f}")
-    study = pd.concat(frames, ignore_index=True)
-    study["profile"] = profile
-    study["machine"] = machine_description()
-    study["recorded_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return study[list(STUDY_COLUMNS)]
+    return STUDY.stamp(pd.concat(frames, ignore_index=True), profile)
 
 
 def _history_seconds(run_dir: Path) -> float:
@@ -266,42 +261,23 @@ def _history_seconds(run_dir: Path) -> float:
 
 
 def write_study(study: pd.DataFrame, path: str | Path) -> Path:
-    """Write the study to `path` (CSV, atomically). The reference CSV takes only the demo
-    profile's study: a smoke study written there would pass for the real one."""
-    from mmhpn.atomic import atomic_write_text
-
-    path = Path(path)
-    profiles = sorted(set(study["profile"]))
-    if path.resolve() == REFERENCE_CSV.resolve() and profiles != [REFERENCE_PROFILE]:
-        raise ConfigError(f"{REFERENCE_CSV} holds the {REFERENCE_PROFILE} profile's study, not {profiles}; "
-                          f"write it elsewhere (default {RESULTS_DIR}/proxy-study-<profile>.csv)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, study[list(STUDY_COLUMNS)].to_csv(index=False))
-    return path
+    """Write the study to `path` (CSV, atomically; only the demo profile's to the reference CSV)."""
+    return STUDY.write(study, path)
 
 
 def read_study(path: str | Path) -> pd.DataFrame | None:
     """The study written at `path`, or None when there is no file yet (not yet measured)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    study = pd.read_csv(path)
-    missing = [c for c in STUDY_COLUMNS if c not in study.columns]
-    if missing:
-        raise ConfigError(f"{path} lacks the column(s) {missing}; expected a proxy study written by "
-                          f"`{COMMAND}` (columns {list(STUDY_COLUMNS)})")
-    return study
+    return STUDY.read(path)
 
 
 def study_status(study: pd.DataFrame | None, path: str | Path) -> str:
     """One line: when, on what machine and with which profile and seeds the study was measured,
     or that it has not been measured yet and the command that measures it."""
     if study is None:
-        return f"not yet measured: {path} does not exist; `{COMMAND}` writes it (every run through the run cache)"
+        return STUDY.not_measured(path)
     seeds = sorted(int(s) for s in set(study["seed"]))
     variants = list(dict.fromkeys(study["variant"]))
-    return (f"measured {', '.join(sorted(set(study['recorded_utc'])))} (UTC) on {'; '.join(sorted(set(study['machine'])))}; "
-            f"profile {', '.join(sorted(set(study['profile'])))}; seeds {seeds}; {len(variants)} variants, "
+    return (f"{STUDY.measured(study)}; seeds {seeds}; {len(variants)} variants, "
             f"{len(study)} runs ({int(study['trained_now'].astype(bool).sum())} trained by that command, the rest "
             f"from the run cache)")
 

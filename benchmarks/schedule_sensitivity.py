@@ -1,0 +1,56 @@
+"""Schedule sensitivity (issue #19): every claim's verdict under the regime selection's 6- and
+10-epoch candidates, beside the default schedule's (`mmhpn.paper.sensitivity`).
+
+Trains or loads every row a claim needs under each schedule through the run cache
+(``--runs-dir``, default the book's ``runs``) with the book profile's seeds, checks the book's
+claims, and writes one line per schedule, claim and metric to
+``benchmarks/reference/schedule-sensitivity.csv`` for the demo profile (the verdicts page reads
+it) or ``benchmarks/results/schedule-sensitivity-<profile>.csv`` for another. Usage
+(``make sensitivity [PROFILE=smoke]``)::
+
+    python benchmarks/schedule_sensitivity.py --profile demo
+    python benchmarks/schedule_sensitivity.py --profile smoke --schedules 2:1 --keys table4
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mmhpn.bookbuild.profiles import get_profile
+from mmhpn.errors import ConfigError, MMHPNError
+from mmhpn.paper import sensitivity
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="demo", help="training profile: demo (the reference) or smoke (seconds)")
+    parser.add_argument("--schedules", default=",".join(sensitivity.SCHEDULES),
+                        help="comma-separated epochs:decay schedules (default: %(default)s)")
+    parser.add_argument("--keys", default=",".join(sensitivity.CLAIM_KEYS),
+                        help="comma-separated notebooks whose claims are checked (default: all of them)")
+    parser.add_argument("--runs-dir", default="runs", help="the run cache (default: the book's)")
+    parser.add_argument("--out", default="", help="the CSV to write (default: the profile's, see above)")
+    args = parser.parse_args(argv)
+    try:
+        book = get_profile(args.profile)
+        try:
+            seeds = [int(s) for s in book.parameters["seeds"]]
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"the book profile {args.profile!r} names no integer seeds") from None
+        frame = sensitivity.run_sensitivity(args.profile, seeds, _items(args.schedules), _items(args.keys),
+                                            runs_dir=args.runs_dir, dataset=book.dataset,
+                                            device=book.parameters.get("device", "cpu"))
+        path = sensitivity.STUDY.write(frame, args.out or sensitivity.STUDY.path(args.profile))
+    except MMHPNError as err:
+        print(f"schedule_sensitivity: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}: {len(frame)} claim lines; {sensitivity.STUDY.measured(frame)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Schedule sensitivity (issue #19): the verdicts under the regime selection's other schedules.
+
+The demo profile fine-tunes 5 epochs with the lr decay after 3, the schedule the regime
+selection's rule chose on validation identities (`mmhpn.paper.selection.choose_regime`,
+``mmhpn/resources/regime-selection.json``). Would another candidate have given other verdicts?
+`run_sensitivity` trains every row a claim needs (Tables 4-7, the layouts page, Figure 5;
+`CLAIM_KEYS`) under each of `SCHEDULES`, two of the candidates that selection measured, with
+the book's seeds (whole replicates, each from its own pretraining run), and checks the very
+claims the book checks with the same machinery (`mmhpn.paper.numbers.check_table`, Holm's
+adjustment per schedule). It selects nothing: the default stays the rule's choice, and these
+verdicts are shown beside it, labelled, on the verdicts page (`comparison`).
+
+``make sensitivity`` (``benchmarks/schedule_sensitivity.py``) runs it and writes
+``benchmarks/reference/schedule-sensitivity.csv`` for the demo profile (`STUDY`).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from mmhpn import claims
+from mmhpn.config import make_config
+from mmhpn.errors import ConfigError
+from mmhpn.paper import numbers, registry, studies
+from mmhpn.paper.planner import run_rows
+from mmhpn.paper.selection import parse_schedule
+from mmhpn.paper.tables import FIGURE5_STRIPES
+
+SCHEDULES = ("6:4", "10:7")  # epochs:decay epoch; candidates of the recorded regime selection (a test checks)
+CLAIM_KEYS = ("table4", "table5", "table6", "table7", "layouts", "figure5")  # every notebook that checks claims
+COLUMNS = ("schedule", *claims.CLAIM_COLUMNS, *claims.HOLM_COLUMNS, "trained_now", "wall_minutes",
+           *studies.RECORD_COLUMNS)
+STUDY = studies.Study("schedule-sensitivity", "make sensitivity", COLUMNS)
+DEFAULT_LABEL = "default"  # the build's own verdicts, in `comparison`
+
+
+def schedule_label(epochs: int, decay: Sequence[int]) -> str:
+    return f"{epochs}:{'+'.join(str(d) for d in decay)}" if decay else str(epochs)
+
+
+def profile_schedule(profile: str) -> str:
+    """The fine-tuning schedule `profile` trains by default, e.g. '5:3'."""
+    config = make_config(profile)
+    return schedule_label(config.epochs, config.lr_decay_epochs)
+
+
+def key_rows(key: str, seeds: Sequence[int]):
+    """The rows and seeds notebook `key` trains with its default parameters (the book's)."""
+    return registry.notebook_rows(key, {"seeds": list(seeds), "stripe_counts": list(FIGURE5_STRIPES)})
+
+
+def run_sensitivity(profile: str, seeds: Sequence[int], schedules: Sequence[str] = SCHEDULES,
+                    keys: Sequence[str] = CLAIM_KEYS, runs_dir: str = "runs", dataset: str = "synthetic",
+                    say: Callable[[str], None] = print, **fields) -> pd.DataFrame:
+    """Train or load the rows of `keys` under each schedule ('epochs:decay') and check their
+    claims; one line per schedule, claim and metric (`COLUMNS`). `fields` are TrainConfig
+    fields every run gets (the device)."""
+    import time
+
+    unknown = [key for key in keys if key not in CLAIM_KEYS]
+    if unknown or not keys:
+        raise ConfigError(f"sensitivity keys must be some of {list(CLAIM_KEYS)}; got {list(keys)}")
+    try:
+        parsed = [(text, *parse_schedule(text)) for text in schedules]
+    except ValueError:
+        raise ConfigError(f"schedules must be epochs:decay, e.g. 6:4 or 10:7; got {list(schedules)}") from None
+    if not parsed:
+        raise ConfigError("schedules must name at least one, e.g. 6:4")
+    frames = []
+    for text, epochs, decay in parsed:
+        checked_all = []
+        for key in keys:
+            rows, key_seeds = key_rows(key, seeds)
+            started = time.perf_counter()
+            results = run_rows(rows, profile, key_seeds, runs_dir=runs_dir, epochs=epochs,
+                               lr_decay_epochs=list(decay), **fields)
+            minutes = (time.perf_counter() - started) / 60
+            checked = numbers.check_table(key, results, dataset=dataset)
+            checked["trained_now"] = int(results["trained_now"].sum())
+            checked["wall_minutes"] = minutes
+            checked_all.append(checked)
+            say(f"schedule sensitivity: {text} | {key}: {int(results['trained_now'].sum())} of {len(results)} runs "
+                f"trained, {minutes:.1f} min; {claims.verdict_sentence(checked)}")
+        schedule = claims.holm(pd.concat(checked_all, ignore_index=True))
+        schedule.insert(0, "schedule", schedule_label(epochs, decay))
+        frames.append(schedule)
+    return STUDY.stamp(pd.concat(frames, ignore_index=True), profile)
+
+
+def _cell(line) -> str:
+    if line["n_seeds"] == 0:
+        return "not run"
+    if math.isnan(line["ci_low"]):
+        return f"{line['mean']:+.2f} (no interval) {line['verdict']}"
+    return f"{line['mean']:+.2f} [{line['ci_low']:+.2f}, {line['ci_high']:+.2f}] {line['verdict']}"
+
+
+CLAIM_KEY = ["table", "better", "worse", "metric"]
+
+
+def comparison(checked: pd.DataFrame, sensitivity: pd.DataFrame, default_schedule: str) -> pd.DataFrame:
+    """One line per claim and metric: the build's own verdict (its schedule `default_schedule`)
+    and the verdict under each schedule of `sensitivity`, each as 'mean [95% CI] verdict', and
+    how many of the schedules give the default's verdict."""
+    schedules = list(dict.fromkeys(sensitivity["schedule"].astype(str)))
+    columns = {DEFAULT_LABEL: checked, **{s: sensitivity[sensitivity["schedule"].astype(str) == s]
+                                          for s in schedules}}
+    lines = []
+    for _, line in checked.iterrows():
+        out = {"table": line["table"], "claim": f"{line['better']} > {line['worse']}",
+               "metric": claims.METRIC_LABELS.get(line["metric"], line["metric"])}
+        verdicts = []
+        for label, frame in columns.items():
+            match = frame[(frame[CLAIM_KEY] == line[CLAIM_KEY]).all(axis=1)]
+            header = f"{default_schedule} ({DEFAULT_LABEL})" if label == DEFAULT_LABEL else label
+            if match.empty:
+                out[header] = "not measured"
+                continue
+            out[header] = _cell(match.iloc[0])
+            verdicts.append(match.iloc[0]["verdict"])
+        out["same verdict"] = (f"{sum(v == verdicts[0] for v in verdicts[1:])} of {len(verdicts) - 1}"
+                               if len(verdicts) > 1 else "-")
+        lines.append(out)
+    return pd.DataFrame(lines)
+
+
+def changed_sentence(checked: pd.DataFrame, sensitivity: pd.DataFrame | None, path: str | Path) -> str:
+    """One sentence: how many of the build's verdicts each other schedule keeps, or that the
+    sensitivity run has not been measured yet."""
+    if sensitivity is None:
+        return STUDY.not_measured(path)
+    parts = []
+    for schedule, frame in sensitivity.groupby(sensitivity["schedule"].astype(str), sort=False):
+        merged = checked.merge(frame, on=CLAIM_KEY, suffixes=("", "_other"))
+        kept = int((merged["verdict"] == merged["verdict_other"]).sum())
+        parts.append(f"under {schedule} {kept} of {len(merged)} verdicts are the default's")
+    return f"{STUDY.measured(sensitivity)}: " + "; ".join(parts) + "."

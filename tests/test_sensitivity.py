@@ -1,0 +1,99 @@
+"""The schedule sensitivity (mmhpn.paper.sensitivity): its schedules are the recorded selection's
+candidates, the verdicts page's comparison on hand-made frames, and (slow) a smoke run end to end."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mmhpn import claims
+from mmhpn.errors import ConfigError
+from mmhpn.paper import sensitivity
+from mmhpn.paper.selection import parse_schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_schedules_are_other_candidates_of_the_recorded_regime_selection():
+    record = json.loads((ROOT / "mmhpn/resources/regime-selection.json").read_text())
+    measured = {(line["epochs"], tuple(line["lr_decay_epochs"])) for line in record["results"]}
+    default = sensitivity.profile_schedule("demo")
+    assert default == "5:3"
+    for text in sensitivity.SCHEDULES:
+        assert parse_schedule(text) in measured, text
+        assert text != default
+    assert sorted(parse_schedule(s)[0] for s in sensitivity.SCHEDULES) == [6, 10]  # the issue's two
+
+
+def _checked(means: dict[tuple[str, str], tuple[float, float, float, str]]) -> pd.DataFrame:
+    lines = []
+    for (better, metric), (mean, low, high, verdict) in means.items():
+        lines.append({"table": "table4", "better": better, "worse": "Baseline", "metric": metric, "source": "paper",
+                      "family": True, "per_seed": "", "n_seeds": 3, "mean": mean, "ci_low": low, "ci_high": high,
+                      "verdict": verdict})
+    return pd.DataFrame(lines)
+
+
+def test_the_comparison_puts_each_schedules_verdict_beside_the_defaults():
+    checked = _checked({("Baseline+MSM", "mAP"): (1.6, 1.4, 1.8, "supported"),
+                        ("Baseline+MHPM", "mAP"): (0.1, -0.5, 0.7, "inconclusive")})
+    other = pd.concat([
+        _checked({("Baseline+MSM", "mAP"): (1.2, 0.9, 1.5, "supported"),
+                  ("Baseline+MHPM", "mAP"): (-0.9, -1.2, -0.6, "contradicted")}).assign(schedule="6:4"),
+        _checked({("Baseline+MSM", "mAP"): (0.2, -0.1, 0.5, "inconclusive")}).assign(schedule="10:7"),
+    ], ignore_index=True).assign(profile="demo", machine="m", recorded_utc="t")
+    table = sensitivity.comparison(checked, other, "5:3")
+    assert list(table.columns) == ["table", "claim", "metric", "5:3 (default)", "6:4", "10:7", "same verdict"]
+    first = table.iloc[0]
+    assert first["5:3 (default)"] == "+1.60 [+1.40, +1.80] supported"
+    assert first["6:4"] == "+1.20 [+0.90, +1.50] supported" and first["10:7"].endswith("inconclusive")
+    assert first["same verdict"] == "1 of 2"
+    second = table.iloc[1]
+    assert second["10:7"] == "not measured" and second["same verdict"] == "0 of 1"
+    sentence = sensitivity.changed_sentence(checked, other, "x.csv")
+    assert sentence == ("measured t (UTC) on m; profile demo: under 6:4 1 of 2 verdicts are the default's; "
+                        "under 10:7 0 of 1 verdicts are the default's.")
+    assert sensitivity.changed_sentence(checked, None, "x.csv").startswith("not yet measured: x.csv does not exist; "
+                                                                          "`make sensitivity` writes it")
+
+
+def test_bad_schedules_and_keys_are_refused_before_anything_trains(tmp_path):
+    with pytest.raises(ConfigError, match="sensitivity keys must be some of"):
+        sensitivity.run_sensitivity("smoke", [0], ["2:1"], keys=["table9"], runs_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="schedules must name at least one"):
+        sensitivity.run_sensitivity("smoke", [0], [], runs_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="schedules must be epochs:decay, e.g. 6:4"):
+        sensitivity.run_sensitivity("smoke", [0], ["six"], runs_dir=str(tmp_path))
+
+
+@pytest.mark.slow
+def test_a_smoke_sensitivity_runs_end_to_end_and_is_read_back(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the smoke profile's data folders and the runs land here
+    said = []
+    frame = sensitivity.run_sensitivity("smoke", [0, 1], ["2:1"], ["table4"], runs_dir="runs", device="cpu",
+                                        say=said.append)
+    assert list(frame.columns) == list(sensitivity.COLUMNS)
+    assert set(frame["schedule"]) == {"2:1"} and len(said) == 1
+    assert (frame["table"] == "table4").all() and len(frame) == len(frame.drop_duplicates(sensitivity.CLAIM_KEY))
+    assert set(frame["verdict"]) <= set(claims.VERDICTS) and (frame["n_seeds"] == 2).all()
+    assert frame["verdict_holm"][frame["family"].astype(bool)].ne("").all()
+    with pytest.raises(ConfigError, match="holds the demo profile's schedule-sensitivity, not \\['smoke'\\]"):
+        sensitivity.STUDY.write(frame, sensitivity.STUDY.reference)
+    path = sensitivity.STUDY.write(frame, sensitivity.STUDY.path("smoke"))
+    assert path == Path("benchmarks/results/schedule-sensitivity-smoke.csv")
+
+    # the script behind `make sensitivity`: every run is in the cache now
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import schedule_sensitivity
+
+    out = tmp_path / "again.csv"
+    assert schedule_sensitivity.main(["--profile", "smoke", "--schedules", "2:1", "--keys", "table4",
+                                      "--out", str(out)]) == 0
+    again = sensitivity.STUDY.read(out)
+    assert (again["trained_now"] == 0).all()
+    assert again["mean"].tolist() == pytest.approx(frame["mean"].tolist())
+    assert schedule_sensitivity.main(["--profile", "smoke", "--keys", "nothing"]) == 1
+    assert "sensitivity keys must be some of" in capsys.readouterr().err
