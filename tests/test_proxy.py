@@ -172,6 +172,23 @@ def test_the_reading_without_any_move_toward_and_with_one_seed():
     assert proxy.change_reading(-2.0, -1.0, default_mean=15.0, paper=12.4) == proxy.TOWARD
 
 
+def test_the_adoption_rule_weighs_the_readings_against_the_cost():
+    study = _study({"default": (1.0, 2.0, 1.5), "whole network": (4.0, 5.5, 4.5), "slower": (4.0, 5.5, 4.5),
+                    "256x128 inputs": (1.2, 1.4, 2.0)})
+    table = proxy.adoption_table(study, proxy.effect_changes(study)).set_index("variant")
+    assert table.loc["whole network", "qualifies"] == "yes"  # moves toward, same cost
+    assert table.loc["slower", "fine-tuning cost / default's"] == pytest.approx(2.0)
+    assert (table.loc["slower", "fits the budget"], table.loc["slower", "qualifies"]) == ("no", "no")
+    assert table.loc["256x128 inputs", "moves an effect toward the paper's, none away"] == "no"
+    assert proxy.adoption_reading(table.reset_index()).startswith("1 variant(s) qualify (whole network)")
+    costly = table.drop(index="whole network").reset_index()
+    assert proxy.adoption_reading(costly) == ("No variant qualifies: 1 of 2 move an effect toward the paper's size "
+                                              "and none away (slower), but each costs more than the default's "
+                                              "budget allows. The demo regime stays as it is.")
+    assert proxy.adoption_reading(costly[costly["variant"] != "slower"]).startswith(
+        "No variant qualifies: none of the 1 moves")
+
+
 def test_the_page_tables_costs_and_status():
     study = _study({"default": (1.0, 2.0, 1.5), "objects pretraining": (4.0, 5.5, 4.5), "slower": (1, 2, 3)})
     table = proxy.effects_table(study)

@@ -450,3 +450,59 @@ def verdict_reading(changes: pd.DataFrame) -> str:
                  "paper's: read those sizes as the mechanisms' at this scale (combinations of departures were not "
                  "measured).")
     return text
+
+
+# ---------------------------------------------------------------------------------------
+# a better default? (issue #20, item 3)
+
+COST_TOLERANCE = 1.10  # "no more than the default's cost": within 10% (the machines here are noisy)
+ADOPTION_RULE = (
+    "A variant may replace the demo regime only if (a) undoing its departure moves at least one effect toward the "
+    "paper's size and none away from it, and (b) a build with it fits the default budget. The default build "
+    "already exceeds its 60-minute budget on a machine's first build (the compute-cost page), so (b) admits only a "
+    f"variant that costs at most {COST_TOLERANCE:.2f}x the default's: its fine-tuning minutes per run, and its "
+    "own pretraining minutes per seed where it has them. A variant that passes would still be chosen the way the "
+    "demo schedule was, on validation identities by benchmarks/select_regime.py, never by the verdicts it gives. "
+    "This rule was written while the demo study was running: after its first runs had printed their mAP, before "
+    "any effect, change or reading of it had been computed.")
+
+
+def adoption_table(study: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
+    """`ADOPTION_RULE` applied to each variant: its readings, its cost relative to the default's
+    (fine-tuning minutes per run; own pretraining minutes per seed) and whether it qualifies."""
+    costs = study.groupby("variant", sort=False)
+    default = study[study["variant"] == DEFAULT]
+    default_run = float(default.drop_duplicates("run_hash")["train_seconds"].mean())
+    default_pretraining = float(default.drop_duplicates("pretraining_run")["pretraining_seconds"].mean())
+    own = {v.name for v in VARIANTS if v.pretrain}
+    lines = []
+    for variant, group in changes.groupby("variant", sort=False):
+        readings = set(group["reading"])
+        runs = costs.get_group(variant)
+        fine_tuning = float(runs.drop_duplicates("run_hash")["train_seconds"].mean()) / default_run
+        pretraining = (float(runs.drop_duplicates("pretraining_run")["pretraining_seconds"].mean())
+                       / default_pretraining if variant in own else 1.0)
+        moves = TOWARD in readings and AWAY not in readings
+        cheap = fine_tuning <= COST_TOLERANCE and pretraining <= COST_TOLERANCE
+        lines.append({"variant": variant, "moves an effect toward the paper's, none away": "yes" if moves else "no",
+                      "fine-tuning cost / default's": round(fine_tuning, 2),
+                      "pretraining cost / default's": round(pretraining, 2) if variant in own else "-",
+                      "fits the budget": "yes" if cheap else "no", "qualifies": "yes" if moves and cheap else "no"})
+    return pd.DataFrame(lines)
+
+
+def adoption_reading(adoption: pd.DataFrame) -> str:
+    """One line: which variants qualify under `ADOPTION_RULE` and so what happens to the default."""
+    if adoption.empty:
+        return "No variant has been measured beside the default, so none can replace it."
+    qualifying = adoption.loc[adoption["qualifies"] == "yes", "variant"].tolist()
+    moving = adoption.loc[adoption["moves an effect toward the paper's, none away"] == "yes", "variant"].tolist()
+    if not qualifying:
+        why = (f"{len(moving)} of {len(adoption)} move an effect toward the paper's size and none away "
+               f"({', '.join(moving)}), but each costs more than the default's budget allows"
+               if moving else f"none of the {len(adoption)} moves an effect toward the paper's size without moving "
+               "another away")
+        return f"No variant qualifies: {why}. The demo regime stays as it is."
+    return (f"{len(qualifying)} variant(s) qualify ({', '.join(qualifying)}): by the rule, the next step is to choose "
+            f"between them and the default on validation identities (benchmarks/select_regime.py) before any test-split "
+            f"build of them; until then the demo regime stays as it is.")
