@@ -209,6 +209,8 @@ def test_the_page_tables_costs_and_status():
     status = proxy.study_status(study, "x.csv")
     assert status.startswith("measured 2026-12-01T10:00:00Z (UTC) on 2 logical CPU(s), test CPU, Linux 6; "
                              "profile demo; seeds [0, 1, 2]; 3 variants, 36 runs (36 trained")
+    measured = set(study["variant"])
+    assert status.endswith("; not measured: " + ", ".join(v.name for v in proxy.VARIANTS if v.name not in measured))
     assert proxy.study_status(None, "x.csv") == ("not yet measured: x.csv does not exist; `make proxy-study` "
                                                  "writes it (every run through the run cache)")
 

@@ -277,9 +277,10 @@ def study_status(study: pd.DataFrame | None, path: str | Path) -> str:
         return STUDY.not_measured(path)
     seeds = sorted(int(s) for s in set(study["seed"]))
     variants = list(dict.fromkeys(study["variant"]))
+    missing = [v.name for v in VARIANTS if v.name not in variants]
     return (f"{STUDY.measured(study)}; seeds {seeds}; {len(variants)} variants, "
             f"{len(study)} runs ({int(study['trained_now'].astype(bool).sum())} trained by that command, the rest "
-            f"from the run cache)")
+            f"from the run cache)" + (f"; not measured: {', '.join(missing)}" if missing else ""))
 
 
 # ---------------------------------------------------------------------------------------
