@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from mmhpn.bookbuild.profiles import get_profile
-from mmhpn.errors import ConfigError, MMHPNError
+from mmhpn.errors import MMHPNError
 from mmhpn.paper import sensitivity
 
 
@@ -37,11 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         book = get_profile(args.profile)
-        try:
-            seeds = [int(s) for s in book.parameters["seeds"]]
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError(f"the book profile {args.profile!r} names no integer seeds") from None
-        frame = sensitivity.run_sensitivity(args.profile, seeds, _items(args.schedules), _items(args.keys),
+        frame = sensitivity.run_sensitivity(args.profile, list(book.parameters["seeds"]), _items(args.schedules), _items(args.keys),
                                             runs_dir=args.runs_dir, dataset=book.dataset,
                                             device=book.parameters.get("device", "cpu"))
         path = sensitivity.STUDY.write(frame, args.out or sensitivity.STUDY.path(args.profile))

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -232,22 +232,24 @@ def holm(checked: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
     return out
 
 
+def interval_text(line: Mapping, digits: int = 1) -> str:
+    """A checked line's mean difference with its interval, e.g. '+1.6 [+1.4, +1.8]' (or why there is none)."""
+    if line["n_seeds"] == 0:
+        return "not run"
+    if math.isnan(line["ci_low"]):
+        return f"{line['mean']:+.{digits}f} (no interval: {line['n_seeds']} seed)"
+    return f"{line['mean']:+.{digits}f} [{line['ci_low']:+.{digits}f}, {line['ci_high']:+.{digits}f}]"
+
+
 def claims_table(checked: pd.DataFrame) -> pd.DataFrame:
     """`check_claims`' output as a reader sees it: claim, source, Δ with its interval, verdict,
     the paper's difference and how ours compares with it (and, after `holm`, the adjusted verdict)."""
-    def interval(line) -> str:
-        if line["n_seeds"] == 0:
-            return "not run"
-        if math.isnan(line["ci_low"]):
-            return f"{line['mean']:+.1f} (no interval: {line['n_seeds']} seed)"
-        return f"{line['mean']:+.1f} [{line['ci_low']:+.1f}, {line['ci_high']:+.1f}]"
-
     return pd.DataFrame({
         "claim": [f"{b} > {w}" for b, w in zip(checked["better"], checked["worse"])],
         "metric": checked["metric"].map(METRIC_LABELS).fillna(checked["metric"]),
         "claimed by": checked["source"],
         "per seed (pp)": checked["per_seed"],
-        f"mean Δ [{CONFIDENCE:.0%} CI] (pp)": [interval(line) for _, line in checked.iterrows()],
+        f"mean Δ [{CONFIDENCE:.0%} CI] (pp)": [interval_text(line) for _, line in checked.iterrows()],
         "verdict": checked["verdict"],
         **({"verdict (Holm, the paper's claims)": checked["verdict_holm"].replace("", "-")}
            if "verdict_holm" in checked else {}),

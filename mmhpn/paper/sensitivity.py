@@ -15,7 +15,6 @@ verdicts are shown beside it, labelled, on the verdicts page (`comparison`).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -91,11 +90,8 @@ def run_sensitivity(profile: str, seeds: Sequence[int], schedules: Sequence[str]
 
 
 def _cell(line) -> str:
-    if line["n_seeds"] == 0:
-        return "not run"
-    if math.isnan(line["ci_low"]):
-        return f"{line['mean']:+.2f} (no interval) {line['verdict']}"
-    return f"{line['mean']:+.2f} [{line['ci_low']:+.2f}, {line['ci_high']:+.2f}] {line['verdict']}"
+    text = claims.interval_text(line, digits=2)
+    return text if line["n_seeds"] == 0 else f"{text} {line['verdict']}"
 
 
 CLAIM_KEY = ["table", "better", "worse", "metric"]
