@@ -146,7 +146,10 @@ def test_effects_and_their_changes_paired_by_seed():
     lines = proxy.conclusion_lines(proxy.effect_changes(study))
     assert len(lines) == 3 * 2 * 2
     assert lines[0].startswith(f"whole network: {table4}, mAP: changes by +3.17 [")
-    assert lines[0].endswith(f"from the default's +1.50 (the paper's +12.4): {proxy.TOWARD}")
+    assert lines[0].endswith(f"from the default's +1.50 (the paper's +12.4): {proxy.TOWARD}; its rows moved +3.17 "
+                             "(Baseline+MMHPN) and +0.00 (Baseline)")
+    # which row an effect's change comes from: here the better row only
+    assert whole["better_row_change"] == pytest.approx(mean) and whole["worse_row_change"] == pytest.approx(0.0)
 
     reading = proxy.verdict_reading(proxy.effect_changes(study))
     assert reading.startswith("Of the 3 departures undone one at a time, 1 (whole network) moves at least one "
@@ -154,6 +157,16 @@ def test_effects_and_their_changes_paired_by_seed():
                               "1 (longer schedule) moves an effect away from it.")
     # the largest share: Table 5's Rank-1, the paper's smallest of the four differences
     assert f"(whole network, 1+2 − 1 (Table 5), Rank-1) closes {mean / (5.7 - 1.5):.0%} of the gap" in reading
+
+
+def test_the_reading_says_when_an_effect_grows_because_its_worse_row_fell():
+    study = pd.concat([_study({"default": (1.0, 2.0, 1.5)}, baseline=60.0),
+                       _study({"256x128 inputs": (9.0, 10.0, 11.0)}, baseline=52.0)], ignore_index=True)
+    changes = proxy.effect_changes(study)
+    line = changes.iloc[0]
+    assert line["worse_row_change"] == pytest.approx(-8.0) and line["better_row_change"] == pytest.approx(0.5)
+    assert "so the effect grew more because the worse row fell than because the better one rose" in \
+        proxy.verdict_reading(changes)
 
 
 def test_the_reading_without_any_move_toward_and_with_one_seed():
@@ -196,7 +209,7 @@ def test_the_page_tables_costs_and_status():
     assert table.iloc[0]["paper's mAP Δ"] == "+12.4"
     costs = proxy.study_costs(study).set_index("variant")
     assert costs.loc["default", "runs"] == 3 * 3  # the "1" row is the Baseline's run
-    assert costs.loc["slower", "fine-tuning min/run"] == 2.0
+    assert costs.loc["slower", "fine-tuning min/run (median)"] == 2.0
     assert costs.loc["objects pretraining", "own pretraining min/seed"] == 2.0  # its own pretraining runs
     assert costs.loc["default", "own pretraining min/seed"] == "-"
     assert costs.loc["default", "wall min (this study)"] == pytest.approx(1.5 * 12)
