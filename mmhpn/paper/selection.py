@@ -25,6 +25,21 @@ REGIME_RULE = ("the schedule with the fewest epochs whose validation mAP after i
                "lr decay")
 
 
+VARIANT_RULE = ("a proxy-study variant that qualifies under the adoption rule (mmhpn.paper.proxy.ADOPTION_RULE) "
+                "replaces the demo regime only if, fine-tuned with the demo schedule on the same validation "
+                "identities over the same replicates, its validation mAP after the last epoch (mean over replicates) "
+                "is at least the default's minus {tolerance} pp for every preset; otherwise the default stays "
+                "(written before any validation run of a variant had trained)")
+
+
+def keeps_up(default: Sequence[Mapping], variant: Sequence[Mapping], tolerance: float) -> bool:
+    """`VARIANT_RULE`: whether the variant's lines (`preset`, `val_mAP_mean`) reach the default's
+    within `tolerance` pp for every preset the default has."""
+    ours = {line["preset"]: line["val_mAP_mean"] for line in variant}
+    return all(line["preset"] in ours and ours[line["preset"]] >= line["val_mAP_mean"] - tolerance
+               for line in default)
+
+
 def parse_schedule(text: str) -> tuple[int, tuple[int, ...]]:
     """'6:4' -> 6 epochs, lr decay after epoch 4; '6' -> no decay."""
     epochs, _, decay = text.partition(":")
