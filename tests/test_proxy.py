@@ -356,3 +356,39 @@ def test_a_smoke_study_runs_end_to_end_and_the_page_reads_it(tmp_path, monkeypat
     assert rerun["mAP"].tolist() == pytest.approx(study["mAP"].tolist())
     assert proxy_study.main(["--profile", "smoke", "--seeds", "0,x"]) == 1
     assert "--seeds must be comma-separated integers" in capsys.readouterr().err
+
+
+def test_the_committed_demo_study_covers_five_departures_with_three_seeds_and_renders():
+    study = proxy.read_study(ROOT / proxy.REFERENCE_CSV)
+    assert study is not None, f"{proxy.REFERENCE_CSV} is committed (written by `make proxy-study`)"
+    assert set(study["profile"]) == {"demo"}
+    departures = [v for v in study["variant"].unique() if v != proxy.DEFAULT]
+    assert len(departures) >= 5, departures
+    for variant, lines in study.groupby("variant"):
+        assert lines.groupby(["table", "row"])["seed"].nunique().min() >= 3, variant
+    changes = proxy.effect_changes(study)
+    assert len(changes) == len(departures) * len(proxy.EFFECTS) * len(claims.METRICS)
+    assert not changes[["change", "ci_low", "ci_high"]].isna().any().any()
+    assert proxy.verdict_reading(changes).startswith(f"Of the {len(departures)} departures")
+    assert proxy.adoption_reading(proxy.adoption_table(study, changes))
+
+
+def test_the_variant_rule_and_its_recorded_reading(tmp_path):
+    from mmhpn.paper import selection, views
+
+    default = [{"preset": "baseline", "val_mAP_mean": 89.0}, {"preset": "mmhpn", "val_mAP_mean": 90.0}]
+    assert selection.keeps_up(default, [{"preset": "baseline", "val_mAP_mean": 88.6},
+                                         {"preset": "mmhpn", "val_mAP_mean": 91.0}], 0.5)
+    assert not selection.keeps_up(default, [{"preset": "baseline", "val_mAP_mean": 88.4},
+                                            {"preset": "mmhpn", "val_mAP_mean": 95.0}], 0.5)
+    assert not selection.keeps_up(default, [{"preset": "baseline", "val_mAP_mean": 95.0}], 0.5)  # a preset missing
+    record = {"tolerance_pp": 0.5, "rule": "the rule", "recorded": {"utc": "t", "machine": "m"},
+              "default": [dict(line, variant="default", val_mAP=[line["val_mAP_mean"]] * 3) for line in default],
+              "variant": [{"variant": "objects pretraining", "preset": p, "val_mAP": [40.0, 41.0, 42.0],
+                           "val_mAP_mean": 41.0} for p in ("baseline", "mmhpn")]}
+    path = tmp_path / "variant-selection.json"
+    path.write_text(json.dumps(record))
+    table, reading = views.variant_selection(path)
+    assert list(table["regime"]) == ["default", "default", "objects pretraining", "objects pretraining"]
+    assert reading == ("The rule: the rule. Measured on t (m): objects pretraining falls behind the default on "
+                       "validation identities, so the demo regime stays as it is.")

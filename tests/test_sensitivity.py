@@ -97,3 +97,14 @@ def test_a_smoke_sensitivity_runs_end_to_end_and_is_read_back(tmp_path, monkeypa
     assert again["mean"].tolist() == pytest.approx(frame["mean"].tolist())
     assert schedule_sensitivity.main(["--profile", "smoke", "--keys", "nothing"]) == 1
     assert "sensitivity keys must be some of" in capsys.readouterr().err
+
+
+def test_the_committed_demo_sensitivity_checks_every_claim_of_the_book_under_each_schedule():
+    frame = sensitivity.STUDY.read(ROOT / sensitivity.STUDY.reference)
+    assert frame is not None, f"{sensitivity.STUDY.reference} is committed (written by `make sensitivity`)"
+    assert set(frame["profile"]) == {"demo"} and (frame["n_seeds"] == 3).all()
+    schedules = set(frame["schedule"].astype(str))
+    assert schedules <= set(sensitivity.SCHEDULES) and schedules
+    for _, lines in frame.groupby("schedule"):
+        assert set(lines["table"]) == set(sensitivity.CLAIM_KEYS)
+        assert set(lines["verdict"]) <= set(claims.VERDICTS)

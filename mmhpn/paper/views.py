@@ -511,3 +511,23 @@ def body_scale_results(runs: Sequence) -> pd.DataFrame:
 def figure5_points(results: pd.DataFrame) -> pd.DataFrame:
     """`body_scale_results` of the runs behind `run_rows`' frame (Figure 5's input)."""
     return body_scale_results([load_run(run) for run in results["run"]])
+
+
+VARIANT_SELECTION = "variant-selection.json"  # benchmarks/select_variant.py's recorded result, in mmhpn/resources/
+
+
+def variant_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, str]:
+    """`benchmarks/select_variant.py`'s result (issue #20, item 3): per preset, the default's and
+    the variant's validation mAP (each replicate and the mean), and the rule's reading, re-applied
+    here (`mmhpn.paper.selection.keeps_up`) to the recorded numbers."""
+    record = _recorded(VARIANT_SELECTION, path, "select_variant.py")
+    lines = [{"regime": line["variant"], "preset": line["preset"],
+              "val mAP per replicate": ", ".join(f"{v:.1f}" for v in line["val_mAP"]),
+              "val mAP mean": round(line["val_mAP_mean"], 2)}
+             for line in (*record["default"], *record["variant"])]
+    name = record["variant"][0]["variant"]
+    adopted = selection.keeps_up(record["default"], record["variant"], record["tolerance_pp"])
+    reading = (f"The rule: {record['rule']}. Measured on {record['recorded']['utc']} ({record['recorded']['machine']}): "
+               f"{name} {'keeps up with' if adopted else 'falls behind'} the default on validation identities, so "
+               + ("it replaces the demo regime." if adopted else "the demo regime stays as it is."))
+    return pd.DataFrame(lines), reading

@@ -4,6 +4,9 @@
 - ``regime-selection.json``: the recorded result of ``benchmarks/select_regime.py``, how the
   demo profile's schedule was chosen (`mmhpn.paper.views.regime_selection`; the book's
   training page);
+- ``variant-selection.json``: the recorded result of ``benchmarks/select_variant.py``, whether a
+  proxy-study variant that qualified under the adoption rule keeps up with the default on
+  validation identities (`mmhpn.paper.views.variant_selection`; the "Paper or proxy?" page);
 - ``training-semantics.json``: the training-semantics record (`mmhpn.versions`).
 
 A recorded result the library reads lives here, never under ``benchmarks/`` or another
