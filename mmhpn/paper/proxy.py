@@ -496,7 +496,7 @@ ADOPTION_RULE = (
     "already exceeds its 60-minute budget on a machine's first build (the compute-cost page), so (b) admits only a "
     f"variant that costs at most {COST_TOLERANCE:.2f}x the default's: its fine-tuning minutes per run (the median over "
     "its runs), and its own pretraining minutes per seed where it has them. A variant that passes would still be chosen the way the "
-    "demo schedule was, on validation identities by benchmarks/select_regime.py, never by the verdicts it gives. "
+    "demo schedule was, on validation identities (benchmarks/select_variant.py), never by the verdicts it gives. "
     "This rule was written while the demo study was running: after its first runs had printed their mAP, before "
     "any effect, change or reading of it had been computed. One amendment, made after its first computation: that "
     "compared the *mean* minutes per run, which a few of the default's own runs inflate (two of the book build's "
@@ -546,5 +546,5 @@ def adoption_reading(adoption: pd.DataFrame) -> str:
                "another away")
         return f"No variant qualifies: {why}. The demo regime stays as it is."
     return (f"{len(qualifying)} variant(s) qualify ({', '.join(qualifying)}): by the rule, the next step is to choose "
-            f"between them and the default on validation identities (benchmarks/select_regime.py) before any test-split "
+            f"between them and the default on validation identities (benchmarks/select_variant.py) before any test-split "
             f"build of them; until then the demo regime stays as it is.")
