@@ -54,8 +54,15 @@ def test_the_comparison_puts_each_schedules_verdict_beside_the_defaults():
     second = table.iloc[1]
     assert second["10:7"] == "not measured" and second["same verdict"] == "0 of 1"
     sentence = sensitivity.changed_sentence(checked, other, "x.csv")
-    assert sentence == ("measured t (UTC) on m; profile demo: under 6:4 1 of 2 verdicts are the default's; "
-                        "under 10:7 0 of 1 verdicts are the default's.")
+    assert sentence == ("measured t (UTC) on m; profile demo: under 6:4 1 of 2 verdicts are the default's and 0 "
+                        "are reversed (supported against contradicted); the others move between a decided verdict "
+                        "and inconclusive; under 10:7 0 of 1 verdicts are the default's and 0 are reversed "
+                        "(supported against contradicted); the others move between a decided verdict and "
+                        "inconclusive.")
+    # read back from CSV, Figure 5's rows are numbers; they still match the build's text labels
+    fig5 = _checked({("2", "mAP"): (1.0, 0.5, 1.5, "supported")}).assign(table="figure5", worse="1")
+    read_back = fig5.assign(better=2, worse=1, schedule="6:4", profile="demo", machine="m", recorded_utc="t")
+    assert sensitivity.comparison(fig5, read_back, "5:3").iloc[0]["same verdict"] == "1 of 1"
     assert sensitivity.changed_sentence(checked, None, "x.csv").startswith("not yet measured: x.csv does not exist; "
                                                                           "`make sensitivity` writes it")
 

@@ -97,10 +97,16 @@ def _cell(line) -> str:
 CLAIM_KEY = ["table", "better", "worse", "metric"]
 
 
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its claim key as text: a CSV read back turns Figure 5's rows ("2", "4") into numbers."""
+    return frame.astype({column: str for column in CLAIM_KEY})
+
+
 def comparison(checked: pd.DataFrame, sensitivity: pd.DataFrame, default_schedule: str) -> pd.DataFrame:
     """One line per claim and metric: the build's own verdict (its schedule `default_schedule`)
     and the verdict under each schedule of `sensitivity`, each as 'mean [95% CI] verdict', and
     how many of the schedules give the default's verdict."""
+    checked, sensitivity = _keyed(checked), _keyed(sensitivity)
     schedules = list(dict.fromkeys(sensitivity["schedule"].astype(str)))
     columns = {DEFAULT_LABEL: checked, **{s: sensitivity[sensitivity["schedule"].astype(str) == s]
                                           for s in schedules}}
@@ -128,9 +134,15 @@ def changed_sentence(checked: pd.DataFrame, sensitivity: pd.DataFrame | None, pa
     sensitivity run has not been measured yet."""
     if sensitivity is None:
         return STUDY.not_measured(path)
+    checked, sensitivity = _keyed(checked), _keyed(sensitivity)
     parts = []
     for schedule, frame in sensitivity.groupby(sensitivity["schedule"].astype(str), sort=False):
         merged = checked.merge(frame, on=CLAIM_KEY, suffixes=("", "_other"))
         kept = int((merged["verdict"] == merged["verdict_other"]).sum())
-        parts.append(f"under {schedule} {kept} of {len(merged)} verdicts are the default's")
+        decided = {"supported", "contradicted"}
+        reversed_ = int((merged["verdict"].isin(decided) & merged["verdict_other"].isin(decided)
+                         & (merged["verdict"] != merged["verdict_other"])).sum())
+        parts.append(f"under {schedule} {kept} of {len(merged)} verdicts are the default's and {reversed_} "
+                     f"{'is' if reversed_ == 1 else 'are'} reversed (supported against contradicted); the others "
+                     f"move between a decided verdict and inconclusive")
     return f"{STUDY.measured(sensitivity)}: " + "; ".join(parts) + "."
