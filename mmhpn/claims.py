@@ -323,12 +323,21 @@ def write_records(table: str, results: pd.DataFrame, checked: pd.DataFrame, reco
     atomic_write_text(records_dir / f"{table}.claims.csv", checked.to_csv(index=False))
 
 
+LABEL_COLUMNS = ("table", "row", "better", "worse", "metric")  # names, even when they look like numbers
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """A recorded CSV with its row and claim labels as text: read alone, Figure 5's rows ("1", "2",
+    "4") would come back as numbers and no longer match the labels they were written from."""
+    return pd.read_csv(path, dtype={column: str for column in LABEL_COLUMNS})
+
+
 def read_records(records_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(results, claims) of every table recorded under `records_dir`, in file-name order."""
     records_dir = Path(records_dir)
 
     def gather(suffix: str, columns: Sequence[str]) -> pd.DataFrame:
-        frames = [pd.read_csv(path) for path in sorted(records_dir.glob(f"*.{suffix}.csv"))]
+        frames = [read_csv(path) for path in sorted(records_dir.glob(f"*.{suffix}.csv"))]
         frames = [f for f in frames if not f.empty]
         return pd.concat(frames, ignore_index=True)[list(columns)] if frames else pd.DataFrame(columns=list(columns))
 

@@ -37,7 +37,7 @@ def _checked(means: dict[tuple[str, str], tuple[float, float, float, str]]) -> p
     return pd.DataFrame(lines)
 
 
-def test_the_comparison_puts_each_schedules_verdict_beside_the_defaults():
+def test_the_comparison_puts_each_schedules_verdict_beside_the_defaults(tmp_path):
     checked = _checked({("Baseline+MSM", "mAP"): (1.6, 1.4, 1.8, "supported"),
                         ("Baseline+MHPM", "mAP"): (0.1, -0.5, 0.7, "inconclusive")})
     other = pd.concat([
@@ -59,9 +59,13 @@ def test_the_comparison_puts_each_schedules_verdict_beside_the_defaults():
                         "and inconclusive; under 10:7 0 of 1 verdicts are the default's and 0 are reversed "
                         "(supported against contradicted); the others move between a decided verdict and "
                         "inconclusive.")
-    # read back from CSV, Figure 5's rows are numbers; they still match the build's text labels
+    # read back from CSV, Figure 5's rows ("2", "1") stay text and still match the build's labels
     fig5 = _checked({("2", "mAP"): (1.0, 0.5, 1.5, "supported")}).assign(table="figure5", worse="1")
-    read_back = fig5.assign(better=2, worse=1, schedule="6:4", profile="demo", machine="m", recorded_utc="t")
+    written = fig5.assign(schedule="6:4", trained_now=0, wall_minutes=1.0, profile="smoke", machine="m",
+                          recorded_utc="t")
+    written = written.reindex(columns=list(sensitivity.COLUMNS))  # the claim columns this test leaves blank
+    read_back = sensitivity.STUDY.read(sensitivity.STUDY.write(written, tmp_path / "s.csv"))
+    assert read_back["better"].tolist() == ["2"] and read_back["worse"].tolist() == ["1"]
     assert sensitivity.comparison(fig5, read_back, "5:3").iloc[0]["same verdict"] == "1 of 1"
     assert sensitivity.changed_sentence(checked, None, "x.csv").startswith("not yet measured: x.csv does not exist; "
                                                                           "`make sensitivity` writes it")

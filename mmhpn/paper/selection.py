@@ -46,6 +46,11 @@ def parse_schedule(text: str) -> tuple[int, tuple[int, ...]]:
     return int(epochs), tuple(int(d) for d in decay.split("+") if d)
 
 
+def schedule_label(epochs: int, decay: Sequence[int]) -> str:
+    """The inverse of `parse_schedule`: 6, (4,) -> '6:4'; 6, () -> '6'."""
+    return f"{epochs}:{'+'.join(str(d) for d in decay)}" if decay else str(epochs)
+
+
 def _order(epochs: int, decay: Sequence[int]) -> tuple:
     # fewest epochs first; among equal epochs the earlier decay (no decay counts as after the last epoch)
     return epochs, tuple(decay) or (epochs,)

@@ -15,6 +15,7 @@ verdicts are shown beside it, labelled, on the verdicts page (`comparison`).
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,7 +26,7 @@ from mmhpn.config import make_config
 from mmhpn.errors import ConfigError
 from mmhpn.paper import numbers, registry, studies
 from mmhpn.paper.planner import run_rows
-from mmhpn.paper.selection import parse_schedule
+from mmhpn.paper.selection import parse_schedule, schedule_label
 from mmhpn.paper.tables import FIGURE5_STRIPES
 
 SCHEDULES = ("6:4", "10:7")  # epochs:decay epoch; candidates of the recorded regime selection (a test checks)
@@ -34,10 +35,6 @@ COLUMNS = ("schedule", *claims.CLAIM_COLUMNS, *claims.HOLM_COLUMNS, "trained_now
            *studies.RECORD_COLUMNS)
 STUDY = studies.Study("schedule-sensitivity", "make sensitivity", COLUMNS)
 DEFAULT_LABEL = "default"  # the build's own verdicts, in `comparison`
-
-
-def schedule_label(epochs: int, decay: Sequence[int]) -> str:
-    return f"{epochs}:{'+'.join(str(d) for d in decay)}" if decay else str(epochs)
 
 
 def profile_schedule(profile: str) -> str:
@@ -57,8 +54,6 @@ def run_sensitivity(profile: str, seeds: Sequence[int], schedules: Sequence[str]
     """Train or load the rows of `keys` under each schedule ('epochs:decay') and check their
     claims; one line per schedule, claim and metric (`COLUMNS`). `fields` are TrainConfig
     fields every run gets (the device)."""
-    import time
-
     unknown = [key for key in keys if key not in CLAIM_KEYS]
     if unknown or not keys:
         raise ConfigError(f"sensitivity keys must be some of {list(CLAIM_KEYS)}; got {list(keys)}")
@@ -97,16 +92,10 @@ def _cell(line) -> str:
 CLAIM_KEY = ["table", "better", "worse", "metric"]
 
 
-def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` with its claim key as text: a CSV read back turns Figure 5's rows ("2", "4") into numbers."""
-    return frame.astype({column: str for column in CLAIM_KEY})
-
-
 def comparison(checked: pd.DataFrame, sensitivity: pd.DataFrame, default_schedule: str) -> pd.DataFrame:
     """One line per claim and metric: the build's own verdict (its schedule `default_schedule`)
     and the verdict under each schedule of `sensitivity`, each as 'mean [95% CI] verdict', and
     how many of the schedules give the default's verdict."""
-    checked, sensitivity = _keyed(checked), _keyed(sensitivity)
     schedules = list(dict.fromkeys(sensitivity["schedule"].astype(str)))
     columns = {DEFAULT_LABEL: checked, **{s: sensitivity[sensitivity["schedule"].astype(str) == s]
                                           for s in schedules}}
@@ -134,7 +123,6 @@ def changed_sentence(checked: pd.DataFrame, sensitivity: pd.DataFrame | None, pa
     sensitivity run has not been measured yet."""
     if sensitivity is None:
         return STUDY.not_measured(path)
-    checked, sensitivity = _keyed(checked), _keyed(sensitivity)
     parts = []
     for schedule, frame in sensitivity.groupby(sensitivity["schedule"].astype(str), sort=False):
         merged = checked.merge(frame, on=CLAIM_KEY, suffixes=("", "_other"))

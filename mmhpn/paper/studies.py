@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmhpn.claims import read_csv
 from mmhpn.errors import ConfigError
 from mmhpn.provenance import machine_description
 
@@ -65,7 +66,7 @@ class Study:
         path = Path(path)
         if not path.is_file():
             return None
-        frame = pd.read_csv(path)
+        frame = read_csv(path)
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise ConfigError(f"{path} lacks the column(s) {missing}; expected a {self.name} written by "
