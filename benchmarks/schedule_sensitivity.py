@@ -5,7 +5,8 @@ Trains or loads every row a claim needs under each schedule through the run cach
 (``--runs-dir``, default the book's ``runs``) with the book profile's seeds, checks the book's
 claims, and writes one line per schedule, claim and metric to
 ``benchmarks/reference/schedule-sensitivity.csv`` for the demo profile (the verdicts page reads
-it) or ``benchmarks/results/schedule-sensitivity-<profile>.csv`` for another. Usage
+it) or ``benchmarks/results/schedule-sensitivity-<profile>.csv`` for another; the lines already
+recorded there for a schedule not run now are kept (``--schedules 10:7`` adds 10:7). Usage
 (``make sensitivity [PROFILE=smoke]``)::
 
     python benchmarks/schedule_sensitivity.py --profile demo
@@ -40,11 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         frame = sensitivity.run_sensitivity(args.profile, list(book.parameters["seeds"]), _items(args.schedules), _items(args.keys),
                                             runs_dir=args.runs_dir, dataset=book.dataset,
                                             device=book.parameters.get("device", "cpu"))
-        path = sensitivity.STUDY.write(frame, args.out or sensitivity.STUDY.path(args.profile))
+        out = args.out or sensitivity.STUDY.path(args.profile)
+        recorded = sensitivity.STUDY.read(out)
+        merged = sensitivity.merge_recorded(recorded, frame)
+        path = sensitivity.STUDY.write(merged, out)
     except MMHPNError as err:
         print(f"schedule_sensitivity: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {path}: {len(frame)} claim lines; {sensitivity.STUDY.measured(frame)}")
+    kept = sorted(set(merged["schedule"].astype(str)) - set(frame["schedule"].astype(str)))
+    print(f"wrote {path}: {len(frame)} claim lines measured now ({sensitivity.STUDY.measured(frame)})"
+          + (f"; kept the recorded lines of {', '.join(kept)}" if kept else ""))
     return 0
 
 

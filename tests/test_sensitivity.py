@@ -71,6 +71,20 @@ def test_the_comparison_puts_each_schedules_verdict_beside_the_defaults(tmp_path
                                                                           "`make sensitivity` writes it")
 
 
+def test_a_schedule_run_now_replaces_its_recorded_lines_and_keeps_the_others():
+    def lines(schedule, mean, profile="demo"):
+        return _checked({("Baseline+MSM", "mAP"): (mean, mean - 1, mean + 1, "supported")}).assign(
+            schedule=schedule, profile=profile, machine="m", recorded_utc="t")
+
+    recorded = pd.concat([lines("10:7", 1.0), lines("6:4", 2.0)], ignore_index=True)
+    merged = sensitivity.merge_recorded(recorded, lines("10:7", 3.0))
+    assert merged["schedule"].tolist() == ["6:4", "10:7"]  # SCHEDULES' order
+    assert merged["mean"].tolist() == [2.0, 3.0]  # 10:7 replaced whole, 6:4 kept
+    assert sensitivity.merge_recorded(None, lines("6:4", 2.0))["mean"].tolist() == [2.0]
+    with pytest.raises(ConfigError, match=r"come from the profiles \['demo', 'smoke'\]; one study holds one profile"):
+        sensitivity.merge_recorded(recorded, lines("10:7", 3.0, profile="smoke"))
+
+
 def test_bad_schedules_and_keys_are_refused_before_anything_trains(tmp_path):
     with pytest.raises(ConfigError, match="sensitivity keys must be some of"):
         sensitivity.run_sensitivity("smoke", [0], ["2:1"], keys=["table9"], runs_dir=str(tmp_path))
@@ -101,9 +115,13 @@ def test_a_smoke_sensitivity_runs_end_to_end_and_is_read_back(tmp_path, monkeypa
     import schedule_sensitivity
 
     out = tmp_path / "again.csv"
+    sensitivity.STUDY.write(frame.assign(schedule="3:2"), out)  # a schedule recorded before, not run now
     assert schedule_sensitivity.main(["--profile", "smoke", "--schedules", "2:1", "--keys", "table4",
                                       "--out", str(out)]) == 0
-    again = sensitivity.STUDY.read(out)
+    assert "kept the recorded lines of 3:2" in capsys.readouterr().out
+    both = sensitivity.STUDY.read(out)
+    assert both["schedule"].astype(str).tolist() == ["3:2"] * len(frame) + ["2:1"] * len(frame)
+    again = both[both["schedule"].astype(str) == "2:1"]
     assert (again["trained_now"] == 0).all()
     assert again["mean"].tolist() == pytest.approx(frame["mean"].tolist())
     assert schedule_sensitivity.main(["--profile", "smoke", "--keys", "nothing"]) == 1

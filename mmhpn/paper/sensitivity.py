@@ -11,7 +11,8 @@ adjustment per schedule). It selects nothing: the default stays the rule's choic
 verdicts are shown beside it, labelled, on the verdicts page (`comparison`).
 
 ``make sensitivity`` (``benchmarks/schedule_sensitivity.py``) runs it and writes
-``benchmarks/reference/schedule-sensitivity.csv`` for the demo profile (`STUDY`).
+``benchmarks/reference/schedule-sensitivity.csv`` for the demo profile (`STUDY`), keeping the
+recorded lines of any schedule it did not run (`merge_recorded`).
 """
 from __future__ import annotations
 
@@ -82,6 +83,24 @@ def run_sensitivity(profile: str, seeds: Sequence[int], schedules: Sequence[str]
         schedule.insert(0, "schedule", schedule_label(epochs, decay))
         frames.append(schedule)
     return STUDY.stamp(pd.concat(frames, ignore_index=True), profile)
+
+
+def merge_recorded(recorded: pd.DataFrame | None, measured: pd.DataFrame) -> pd.DataFrame:
+    """`measured` with the lines of `recorded` (the CSV written before, or None) for the
+    schedules `measured` did not run, so that ``make sensitivity SCHEDULES=10:7`` adds a schedule
+    to the record instead of dropping the others. A schedule is replaced whole (Holm's
+    adjustment is per schedule); both frames must come from one profile."""
+    if recorded is None or recorded.empty:
+        return measured
+    profiles = sorted(set(recorded["profile"].astype(str)) | set(measured["profile"].astype(str)))
+    if len(profiles) > 1:
+        raise ConfigError(f"the recorded sensitivity and this one come from the profiles {profiles}; one study "
+                          f"holds one profile (write this one elsewhere with --out)")
+    kept = recorded[~recorded["schedule"].astype(str).isin(set(measured["schedule"].astype(str)))]
+    merged = pd.concat([kept, measured], ignore_index=True)
+    order = {text: i for i, text in enumerate(SCHEDULES)}
+    rank = merged["schedule"].astype(str).map(lambda s: order.get(s, len(order)))
+    return merged.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
 
 
 def _cell(line) -> str:
