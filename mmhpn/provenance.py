@@ -11,14 +11,17 @@ import platform
 from pathlib import Path
 
 
-def machine_description() -> str:
-    """``"<n> logical CPU(s), <CPU model>, <OS> <release>"`` for this machine."""
-    cpu = platform.processor() or platform.machine()
+def processor_name() -> str:
+    """This machine's CPU model, e.g. ``"AMD EPYC"`` (the second part of `machine_description`)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{os.cpu_count()} logical CPU(s), {cpu}, {platform.system()} {platform.release()}"
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """``"<n> logical CPU(s), <CPU model>, <OS> <release>"`` for this machine."""
+    return f"{os.cpu_count()} logical CPU(s), {processor_name()}, {platform.system()} {platform.release()}"

@@ -59,6 +59,11 @@ def test_the_comparison_puts_each_schedules_verdict_beside_the_defaults(tmp_path
                         "and inconclusive; under 10:7 0 of 1 verdicts are the default's and 0 are reversed "
                         "(supported against contradicted); the others move between a decided verdict and "
                         "inconclusive.")
+    assert sensitivity.changed_sentence(checked, other, "x.csv", processor="m") == sentence  # measured here
+    assert sensitivity.changed_sentence(checked, other, "x.csv", processor="AMD EPYC").endswith(
+        "6:4, 10:7 were measured on another CPU than this build's (AMD EPYC): the same configuration can train "
+        "to other numbers on another CPU, so that column differs from the default's by the machine as well as "
+        "the schedule.")
     # read back from CSV, Figure 5's rows ("2", "1") stay text and still match the build's labels
     fig5 = _checked({("2", "mAP"): (1.0, 0.5, 1.5, "supported")}).assign(table="figure5", worse="1")
     written = fig5.assign(schedule="6:4", trained_now=0, wall_minutes=1.0, profile="smoke", machine="m",

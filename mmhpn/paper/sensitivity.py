@@ -137,13 +137,18 @@ def comparison(checked: pd.DataFrame, sensitivity: pd.DataFrame, default_schedul
     return pd.DataFrame(lines)
 
 
-def changed_sentence(checked: pd.DataFrame, sensitivity: pd.DataFrame | None, path: str | Path) -> str:
+def changed_sentence(checked: pd.DataFrame, sensitivity: pd.DataFrame | None, path: str | Path,
+                     processor: str | None = None) -> str:
     """One sentence: how many of the build's verdicts each other schedule keeps, or that the
-    sensitivity run has not been measured yet."""
+    sensitivity run has not been measured yet. With `processor` (the build's CPU model), it
+    names the schedules measured on another CPU: the same configuration trains to other
+    numbers there (bf16 kernels differ), so their column differs by the machine as well."""
     if sensitivity is None:
         return STUDY.not_measured(path)
-    parts = []
+    parts, elsewhere = [], []
     for schedule, frame in sensitivity.groupby(sensitivity["schedule"].astype(str), sort=False):
+        if processor and not frame["machine"].astype(str).str.contains(processor, regex=False).all():
+            elsewhere.append(schedule)
         merged = checked.merge(frame, on=CLAIM_KEY, suffixes=("", "_other"))
         kept = int((merged["verdict"] == merged["verdict_other"]).sum())
         decided = {"supported", "contradicted"}
@@ -152,4 +157,9 @@ def changed_sentence(checked: pd.DataFrame, sensitivity: pd.DataFrame | None, pa
         parts.append(f"under {schedule} {kept} of {len(merged)} verdicts are the default's and {reversed_} "
                      f"{'is' if reversed_ == 1 else 'are'} reversed (supported against contradicted); the others "
                      f"move between a decided verdict and inconclusive")
-    return f"{STUDY.measured(sensitivity)}: " + "; ".join(parts) + "."
+    sentence = f"{STUDY.measured(sensitivity)}: " + "; ".join(parts) + "."
+    if elsewhere:
+        sentence += (f" {', '.join(elsewhere)} {'was' if len(elsewhere) == 1 else 'were'} measured on another CPU "
+                     f"than this build's ({processor}): the same configuration can train to other numbers on another "
+                     f"CPU, so that column differs from the default's by the machine as well as the schedule.")
+    return sentence
