@@ -97,10 +97,10 @@ def merge_recorded(recorded: pd.DataFrame | None, measured: pd.DataFrame) -> pd.
         raise ConfigError(f"the recorded sensitivity and this one come from the profiles {profiles}; one study "
                           f"holds one profile (write this one elsewhere with --out)")
     kept = recorded[~recorded["schedule"].astype(str).isin(set(measured["schedule"].astype(str)))]
-    merged = pd.concat([kept, measured], ignore_index=True)
-    order = {text: i for i, text in enumerate(SCHEDULES)}
-    rank = merged["schedule"].astype(str).map(lambda s: order.get(s, len(order)))
-    return merged.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
+    order = {text: i for i, text in enumerate(SCHEDULES)}  # SCHEDULES' order, any other schedule last
+    return (pd.concat([kept, measured], ignore_index=True)
+            .sort_values("schedule", kind="stable", key=lambda col: col.astype(str).map(lambda s: order.get(s, len(order))))
+            .reset_index(drop=True))
 
 
 def _cell(line) -> str:
