@@ -40,14 +40,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mmhpn import distributed, run_integrity
+from mmhpn import distributed, run_integrity, trunk_cache
 from mmhpn.atomic import orphaned_temporaries
 from mmhpn.checkpoints import (CHECKPOINT_FILE, CONFIG_FILE, FINISHED_FILE, MODEL_FILE, is_finished, load_model_file,
                                mark_finished, read_run_folder)
 from mmhpn.config import TrainConfig, check_config, config_differences, config_hash, pretraining_config
+from mmhpn.data import ReIDDataset
 from mmhpn.data.fingerprint import dataset_fingerprint
 from mmhpn.errors import CheckpointError, DamagedRunError, StaleRunError
-from mmhpn.training import load_training_data, train
+from mmhpn.evaluation.model import model_descriptors
+from mmhpn.runtime import resolve_device, resolve_precision
+from mmhpn.training import evaluation_options, load_training_data, train
 
 
 @dataclass
@@ -64,6 +67,24 @@ class Run:
         """The trained model (eval mode) on `device`."""
         model, _ = load_model_file(self.path / MODEL_FILE, device=device)
         return model
+
+    def descriptors(self, model: torch.nn.Module, records, device: str | torch.device = "cpu") -> torch.Tensor:
+        """The descriptors of `records` (e.g. a dataset's query) that this run's metrics come from.
+
+        Computed as the run's own evaluation computed them (`mmhpn.training.evaluation_options`:
+        its precision resolved on `device`, memory format, flip, batch size), from the frozen
+        trunk's layer3 maps kept beside the run (`mmhpn.trunk_cache`) when it trained from
+        them: the figures' rankings then score what the tables report, and the frozen trunk
+        does not run again. `model`: `load_model`'s.
+        """
+        config, device = self.config, resolve_device(str(device))
+        precision = resolve_precision(config.precision, device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        maps = (trunk_cache.maps_source(model, config, device, precision, self.path.parent / trunk_cache.FOLDER)
+                if config.feature_cache else None)
+        return model_descriptors(model, records, **evaluation_options(config, precision), device=device,
+                                 progress=False, layer3_maps=maps)[0]
 
 
 def run_dir_for(config: TrainConfig, runs_dir: str | os.PathLike = "runs") -> Path:
@@ -131,18 +152,20 @@ def pretrained_trunk_state(config: TrainConfig, runs_dir: str | os.PathLike, pro
 
 def train_or_load(config: TrainConfig, runs_dir: str | os.PathLike = "runs", *,
                   run_dir: str | os.PathLike | None = None, progress: bool = True,
-                  **train_options) -> Run | None:
+                  dataset: ReIDDataset | None = None, **train_options) -> Run | None:
     """Return the finished run of `config`: from the cache, by resuming, or by training.
 
     `run_dir` overrides the default folder ``<runs_dir>/<name>-<hash12>``; a fine-tuning
     run's pretraining run is kept in `pretraining_dir` of its parent folder. `train_options` go to
     `mmhpn.training.train`; with its testing hooks (`stop_after_epochs`, a callback raising
     `StopTraining`) training can stop before the last epoch, and then the run stays
-    unfinished and this returns None.
+    unfinished and this returns None. `dataset`: the data `config` trains on
+    (`mmhpn.training.load_training_data`), when the caller has read it already for another
+    configuration of the same `mmhpn.data.data_fields`; read here otherwise.
     """
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config, runs_dir)
     check_config(config)  # before any pretraining trains or any folder is written
-    dataset = load_training_data(config)
+    dataset = dataset or load_training_data(config)
     data = dataset_fingerprint(dataset)
     is_main = distributed.is_main_process()
     trunk_state = None

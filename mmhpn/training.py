@@ -65,6 +65,15 @@ from mmhpn.runtime import (autocast, determinism, resolve_device, resolve_precis
                            set_rng_state)
 
 
+def evaluation_options(config: TrainConfig, precision: str) -> dict:
+    """How a run's evaluations compute descriptors (`evaluate_model`'s options, less the device):
+    what anything that must give the descriptors its metrics were computed from passes too
+    (`mmhpn.runs.Run.descriptors`)."""
+    return {"height": config.height, "width": config.width, "batch_size": max(config.batch_size, 64),
+            "num_workers": config.num_workers, "precision": precision, "flip": config.eval_flip,
+            "channels_last": config.channels_last}
+
+
 @dataclass
 class TrainResult:
     """What `train` returns: the per-epoch history and the final metrics."""
@@ -182,22 +191,13 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, trunk_state: dict 
             # With a frozen trunk cached, evaluations start from the query/gallery images' layer3
             # maps too, computed once for every run fine-tuned from the same pretraining run, and
             # kept for this run's later evaluations (eval_every) instead of read again.
-            trunk_cache_dir = run_dir.parent / trunk_cache.FOLDER
-            maps_of: dict[tuple[int, bool], tuple] = {}  # (id of a split's record list, mirrored) -> maps
-
-            def cached_maps(records, mirrored: bool):
-                key = (id(records), mirrored)
-                if key not in maps_of:
-                    maps_of[key] = trunk_cache.layer3_maps(model, records, config, device, precision,
-                                                           cache_dir=trunk_cache_dir, mirrored=mirrored)
-                return maps_of[key]
+            cached_maps = trunk_cache.maps_source(model, config, device, precision,
+                                                  run_dir.parent / trunk_cache.FOLDER)
 
             def evaluate_now() -> dict:
-                return evaluate_model(model, dataset, height=config.height, width=config.width,
-                                      batch_size=max(config.batch_size, 64), device=device,
-                                      num_workers=config.num_workers, precision=precision, flip=config.eval_flip,
-                                      protocol=config.eval_protocol, channels_last=config.channels_last,
-                                      progress=progress, layer3_maps=cached_maps if config.feature_cache else None)
+                return evaluate_model(model, dataset, **evaluation_options(config, precision), device=device,
+                                      protocol=config.eval_protocol, progress=progress,
+                                      layer3_maps=cached_maps if config.feature_cache else None)
 
             cache_seconds = 0.0
             if config.feature_cache:

@@ -73,6 +73,25 @@ def layer3_maps(model, records: Sequence, config: TrainConfig, device: torch.dev
         return features, flipped
 
 
+def maps_source(model, config: TrainConfig, device: torch.device, precision: str, cache_dir: str | os.PathLike | None):
+    """`layer3_maps` for `model`, remembered per record list: a callable ``(records, mirrored)``.
+
+    What an evaluation from cached maps takes (`mmhpn.evaluation.model.evaluate_model`'s
+    ``layer3_maps``): a training run's evaluations and the book's figures ask for the same
+    split more than once, and read its maps once.
+    """
+    maps_of: dict[tuple[int, bool], tuple] = {}  # (id of a split's record list, mirrored) -> maps
+
+    def maps(records: Sequence, mirrored: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key = (id(records), mirrored)
+        if key not in maps_of:
+            maps_of[key] = layer3_maps(model, records, config, device, precision, cache_dir=cache_dir,
+                                       mirrored=mirrored)
+        return maps_of[key]
+
+    return maps
+
+
 def _read(path: Path, mirrored: bool) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """The stored maps, or None when absent, unreadable (moved aside) or without the mirror maps."""
     if not path.exists():

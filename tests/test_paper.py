@@ -93,9 +93,14 @@ def test_psl_scale_weights_are_the_image_weighted_mean_over_training():
 def test_the_control_row_is_derived_from_the_psl_run_of_the_same_seed(monkeypatch):
     import mmhpn.runs
 
-    trained = []
+    trained, loaded, data = [], [], object()
 
-    def fake_train_or_load(config, runs_dir, progress):
+    def fake_load_training_data(config):
+        loaded.append(config)
+        return data
+
+    def fake_train_or_load(config, runs_dir, progress, dataset):
+        assert dataset is data  # read once for every row of the same data
         trained.append(config)
         factor = 0.5 + 0.1 * config.seed  # a different PSL history per seed
         history = pd.DataFrame({"images": [64], "seconds": [1.0], **{f"psl_factor_{i}": [factor] for i in range(4)}})
@@ -103,6 +108,7 @@ def test_the_control_row_is_derived_from_the_psl_run_of_the_same_seed(monkeypatc
                                path=f"runs/{config.loss}-{config.seed}")
 
     monkeypatch.setattr(mmhpn.runs, "train_or_load", fake_train_or_load)
+    monkeypatch.setattr(planner, "load_training_data", fake_load_training_data)
     spec = tables.get_table("table7")
     psl, control = spec.row("MMHPN+PSL"), spec.row(tables.PSL_CONTROL_LABEL)
     assert control.scale_weights_from == "MMHPN+PSL"
@@ -112,6 +118,7 @@ def test_the_control_row_is_derived_from_the_psl_run_of_the_same_seed(monkeypatc
     assert [c.preset for c in controls] == ["mmhpn", "mmhpn"] and {c.pooling for c in controls} == {"aps"}
     assert list(results["scale_weights"].fillna("")) == ["", "", "0.500, 0.500, 0.500, 0.500",
                                                           "0.600, 0.600, 0.600, 0.600"]
+    assert len(trained) == 4 and len(loaded) == 1
     # in the table, the PSL row comes first; alone, the control cannot run
     labels = [r.label for r in spec.rows]
     assert labels.index("MMHPN+PSL") < labels.index(tables.PSL_CONTROL_LABEL)
@@ -233,7 +240,7 @@ def test_the_plan_names_the_run_folders_the_notebook_then_trains(monkeypatch, tm
     import mmhpn.runs
     from mmhpn.checkpoints import FINISHED_FILE, HISTORY_FILE
 
-    def train_or_load(config, runs_dir, progress):
+    def train_or_load(config, runs_dir, progress, dataset):
         path = mmhpn.runs.run_dir_for(config, runs_dir)
         history = pd.DataFrame({"images": [64], "seconds": [1.0], **{f"psl_factor_{i}": [0.5 + 0.1 * i]
                                                                        for i in range(4)}})
@@ -243,6 +250,7 @@ def test_the_plan_names_the_run_folders_the_notebook_then_trains(monkeypatch, tm
         return SimpleNamespace(metrics={"rank1": 0.5, "mAP": 0.4}, trained_now=True, history=history, path=path)
 
     monkeypatch.setattr(mmhpn.runs, "train_or_load", train_or_load)
+    monkeypatch.setattr(planner, "load_training_data", lambda config: None)
     params = {"profile": "unit", "seeds": [0, 1], "dataset": "", "data_root": "", "device": "cpu", "epochs": 0,
               "overrides": {}, "runs_dir": "runs", "single_stripe_rules": ["ce"]}
     before = registry.notebook_run_dirs("table7", params, tmp_path)

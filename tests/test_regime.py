@@ -185,6 +185,22 @@ def test_fine_tuning_from_a_cached_pretraining_run_with_a_frozen_cached_trunk(ti
                           precision="fp32", progress=False)
     assert full["mAP"] == pytest.approx(other.metrics["mAP"], abs=1e-6)
     assert full["rank1"] == pytest.approx(other.metrics["rank1"], abs=1e-6)
+    # The descriptors a figure ranks (Run.descriptors) are the ones its metrics came from, read
+    # from the stored maps: they score exactly the recorded numbers and store nothing new.
+    from mmhpn.evaluation import evaluate_features
+    from mmhpn.training import load_training_data
+
+    def frozen_trunk_runs(images):
+        raise AssertionError("the frozen trunk ran again instead of its stored maps being read")
+
+    data, model = load_training_data(config), other.load_model()
+    model.trunk_below_layer4 = frozen_trunk_runs
+    query, gallery = (other.descriptors(model, records) for records in (data.query, data.gallery))
+    scores = evaluate_features(query, gallery, [r.pid for r in data.query], [r.pid for r in data.gallery],
+                               [r.camid for r in data.query], [r.camid for r in data.gallery],
+                               protocol=config.eval_protocol).as_dict()
+    assert (scores["mAP"], scores["rank1"]) == (other.metrics["mAP"], other.metrics["rank1"])
+    assert sorted((tmp_path / "trunk-features").glob("*.pt")) == stored
 
 
 @pytest.mark.slow

@@ -3,7 +3,8 @@
 - `mmhpn.data.market`: records, the Market-1501 file-layout parser, the dataset registry
   (`load_dataset("market1501" | "dukemtmc-reid" | "cuhk03-np" | "synthetic", root)`), and
   `load_data(config)`: the dataset a training configuration names (`split_validation`:
-  held-out training identities as query/gallery), checked for training.
+  held-out training identities as query/gallery), checked for training, and `data_fields`,
+  the fields it reads.
 - `mmhpn.data.checks`: what a dataset must pass before training (`check_training_data`:
   two identities or more, every image it uses readable), one `DatasetError` line each.
 - `mmhpn.data.synthetic`: the procedural pedestrian generator, a package (`generate`,
@@ -16,6 +17,7 @@ from mmhpn.data.market import (
     ImageRecord,
     ReIDDataset,
     count_unmatched_queries,
+    data_fields,
     load_data,
     load_dataset,
     load_market_layout,
@@ -57,6 +59,7 @@ __all__ = [
     "build_transforms",
     "collate_batch",
     "count_unmatched_queries",
+    "data_fields",
     "decode_image",
     "ensure_synthetic",
     "generate",

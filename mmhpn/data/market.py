@@ -414,6 +414,13 @@ def split_validation(dataset: ReIDDataset, fraction: float, seed: int = VALIDATI
     )
 
 
+def data_fields(config: TrainConfig) -> tuple:
+    """The fields of `config` that `load_data` reads: two configurations that agree on them
+    load the same dataset (the book's rows of one table read it once)."""
+    return (config.dataset, config.data_root, config.synthetic_preset, config.synthetic_seed,
+            getattr(config, "val_fraction", 0.0))
+
+
 def load_data(config: TrainConfig) -> ReIDDataset:
     """The dataset of a training configuration (synthetic data is generated first if missing), checked.
 

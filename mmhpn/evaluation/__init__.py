@@ -8,7 +8,8 @@
 * `ranking` - `ranking_table`: the top-k gallery of chosen queries as data (Figure 4);
   import it from `mmhpn.evaluation.ranking`.
 * `model` - `evaluate_model`: a model scored on a dataset's query/gallery (what training,
-  `mmhpn evaluate` and the book call); import it from `mmhpn.evaluation.model`.
+  `mmhpn evaluate` and the book call), and `model_descriptors`, the descriptors it scores;
+  import them from `mmhpn.evaluation.model`.
 """
 from mmhpn.evaluation.features import extract_features, pool_multi_query
 from mmhpn.evaluation.images import extract_images

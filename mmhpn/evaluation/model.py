@@ -1,7 +1,7 @@
 """Scoring a model on a dataset's query and gallery: `evaluate_model`.
 
 What training's evaluations, `mmhpn evaluate` and the book call: descriptors of the query
-and gallery images (`mmhpn.evaluation.features`) under the chosen precision, scored by the
+and gallery images (`model_descriptors`, `mmhpn.evaluation.features`) under the chosen precision, scored by the
 re-ID protocol (`mmhpn.evaluation.protocol`), and the multiple-query scores when the
 dataset has gt_bbox images.
 """
@@ -36,14 +36,9 @@ def evaluate_model(model: torch.nn.Module, dataset, *, height: int, width: int, 
     device = torch.device(device)
 
     def features(records):
-        if layer3_maps is not None:
-            return _features_from_maps(model, records, layer3_maps, batch_size, device, precision, flip,
-                                       channels_last, progress)
-        loader = build_eval_loader(records, height, width, batch_size, num_workers,
-                                   pin_memory=device.type == "cuda")
-        with autocast(device, precision):
-            return extract_features(model, loader, device, flip=flip, progress=progress,
-                                    channels_last=channels_last)
+        return model_descriptors(model, records, height=height, width=width, batch_size=batch_size, device=device,
+                                 num_workers=num_workers, precision=precision, flip=flip,
+                                 channels_last=channels_last, progress=progress, layer3_maps=layer3_maps)
 
     def score(qf, gf, q_pids, g_pids, q_camids, g_camids) -> dict:
         result = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids,
@@ -65,6 +60,20 @@ def evaluate_model(model: torch.nn.Module, dataset, *, height: int, width: int, 
             else:
                 metrics["multi_query"] = score(pooled, gf, p_pids, g_pids, p_camids, g_camids)
     return metrics
+
+
+def model_descriptors(model: torch.nn.Module, records, *, height: int, width: int, batch_size: int = 128,
+                      device: torch.device | str = "cpu", num_workers: int = 0, precision: str = "fp32",
+                      flip: bool = False, channels_last: bool = False, progress: bool = True, layer3_maps=None):
+    """``(descriptors, pids, camids)`` of a split's records, as `evaluate_model` scores them
+    (the same options; from `layer3_maps` when given)."""
+    device = torch.device(device)
+    if layer3_maps is not None:
+        return _features_from_maps(model, records, layer3_maps, batch_size, device, precision, flip,
+                                   channels_last, progress)
+    loader = build_eval_loader(records, height, width, batch_size, num_workers, pin_memory=device.type == "cuda")
+    with autocast(device, precision):
+        return extract_features(model, loader, device, flip=flip, progress=progress, channels_last=channels_last)
 
 
 class _FromLayer3(torch.nn.Module):

@@ -23,8 +23,10 @@ import pandas as pd
 
 from mmhpn import checkpoints, runs
 from mmhpn.config import TrainConfig, make_config, pretraining_config, slug
+from mmhpn.data import data_fields
 from mmhpn.errors import ConfigError
 from mmhpn.paper.tables import Row, get_table
+from mmhpn.training import load_training_data
 
 PSL_FACTOR_PREFIX = "psl_factor_"  # history.csv columns written by the training loop for the PSL
 
@@ -126,10 +128,14 @@ def run_rows(rows: Sequence[Row], profile: str, seeds: Sequence[int], runs_dir: 
     protocol, whether the run was trained now or came from the cache, and the run folder.
     """
     finished: dict[Path, Any] = {}
+    datasets: dict[tuple, Any] = {}  # read once for all rows on the same data
     records = []
     for item in plan_rows(rows, profile, seeds, runs_dir, lambda source: finished[source.run_dir].history, **common):
         config = item.config
-        run = runs.train_or_load(config, runs_dir=runs_dir, progress=progress)
+        key = data_fields(config)
+        if key not in datasets:
+            datasets[key] = load_training_data(config)
+        run = runs.train_or_load(config, runs_dir=runs_dir, progress=progress, dataset=datasets[key])
         finished[item.run_dir] = run
         records.append({
             "row": item.row.label,

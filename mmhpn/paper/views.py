@@ -20,8 +20,8 @@ from mmhpn.attribution import compare_attention, similarity_heatmaps
 from mmhpn.config import make_config
 from mmhpn.data import load_data
 from mmhpn.errors import ConfigError
-from mmhpn.evaluation import extract_images, pairwise_distance
-from mmhpn.evaluation.images import load_inputs, run_descriptor_options
+from mmhpn.evaluation import pairwise_distance
+from mmhpn.evaluation.images import load_inputs
 from mmhpn.evaluation.ranking import ranking_table
 from mmhpn.model import PRESETS, TAPS, feature_map_rows, parse_layout
 from mmhpn.paper.compute_cost import TARGET_BASELINE_MAP
@@ -457,15 +457,15 @@ def attention_figure(results: pd.DataFrame, num_people: int, stripes: int, devic
 
 
 def ranking_figure_of_run(run_dir: str, queries: str, top_k: int, device: str, path=None):
-    """Figure 4 from one finished run: the run's descriptors of the query and gallery images,
-    their ranking under the run's protocol for `queries` ("auto" or comma-separated query
-    indices), each query's heatmap, drawn by `mmhpn.figures.ranking_figure`."""
+    """Figure 4 from one finished run: the run's descriptors of the query and gallery images
+    (the ones its metrics were computed from, `mmhpn.runs.Run.descriptors`), their ranking
+    under the run's protocol for `queries` ("auto" or comma-separated query indices), each
+    query's heatmap, drawn by `mmhpn.figures.ranking_figure`."""
     run = load_run(run_dir)
     model, config = run.load_model(device), run.config
     data = load_data(config)
     query_paths, gallery_paths = [r.path for r in data.query], [r.path for r in data.gallery]
-    query, gallery = (extract_images(model, paths, **run_descriptor_options(config), device=device,
-                                     progress=False).features for paths in (query_paths, gallery_paths))
+    query, gallery = (run.descriptors(model, records, device) for records in (data.query, data.gallery))
     picked = queries if queries == "auto" else [int(i) for i in queries.split(",") if i.strip()]
     table = ranking_table(pairwise_distance(query, gallery), [r.pid for r in data.query], [r.pid for r in data.gallery],
                           [r.camid for r in data.query], [r.camid for r in data.gallery], queries=picked,
