@@ -2,6 +2,7 @@
 errors name, and a failing notebook reported in one line (tiny generated notebooks)."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -100,6 +101,73 @@ def test_a_failing_notebook_is_one_line_naming_cell_error_and_log(tmp_path, capf
     assert "second line of the message" in log.read_text()
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err and "INFO" not in out + err
+
+
+def _reader(root: Path, name: str, *sources: str) -> None:
+    """A notebook that reads the table notebooks' records (declares records_dir, trains nothing)."""
+    _notebook(root, name, *sources)
+    path = root / "notebooks" / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source = 'records_dir: str = "records"  # per-seed records of the pages before'
+    nbformat.write(nb, path)
+
+
+WAIT_FOR = """import pathlib, time
+for _ in range(300):
+    if pathlib.Path({name!r}).exists():
+        break
+    time.sleep(0.1)
+else:
+    raise RuntimeError({name!r} + ' never appeared: the notebooks did not run side by side')"""
+
+
+@pytest.mark.slow
+def test_a_cached_build_runs_two_notebooks_at_a_time_and_a_reader_waits(tmp_path, capfd):
+    # "slow" finishes only once "quick" has run beside it; "reader" (it reads earlier pages'
+    # records) would fail if it started when "quick" finished, before "slow" had.
+    _notebook(tmp_path, "slow", WAIT_FOR.format(name="quick-done"), "import time; time.sleep(2)",
+              "import pathlib; pathlib.Path('slow-done').write_text('x')")
+    _notebook(tmp_path, "quick", "import pathlib; pathlib.Path('quick-done').write_text('x')")
+    _reader(tmp_path, "reader", "import pathlib; assert pathlib.Path('slow-done').exists(), 'started too early'")
+    _notebook(tmp_path, "after", "print('after the reader')")
+    _toc(tmp_path, "slow", "quick", "reader", "after")
+    record = run_pipeline(_profile(tmp_path), build=False, root=tmp_path)
+    assert record["lanes"] == 2
+    out, err = capfd.readouterr()
+    lines = out.splitlines()
+    assert "2 notebooks at a time (nothing to train)" in lines[0]
+    # one line per notebook, in the toc's order whatever the order they finished in
+    assert [line.split()[2] for line in lines[1:]] == ["slow", "quick", "reader", "after"], out
+    assert err == ""
+    assert set(record["notebooks_s"]) == {"slow", "quick", "reader", "after"}
+    assert "after the reader" in (tmp_path / "book" / "executed" / "logs" / "after.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_failure_in_lanes_stops_the_build_with_its_one_line(tmp_path):
+    _notebook(tmp_path, "broken", "raise ValueError('bad value')")
+    _notebook(tmp_path, "beside", "import time; time.sleep(2)")
+    _notebook(tmp_path, "later", "import pathlib; pathlib.Path('later-ran').write_text('x')")
+    _toc(tmp_path, "broken", "beside", "later")
+    with pytest.raises(NotebookExecutionError, match=r"notebook broken failed in cell .*ValueError: bad value"):
+        run_pipeline(_profile(tmp_path), build=False, root=tmp_path)
+    assert not (tmp_path / "later-ran").exists()  # nothing new starts after a failure
+    assert (tmp_path / "book" / "executed" / "beside.ipynb").is_file()  # the one running finished
+
+
+def test_a_build_that_trains_runs_one_notebook_at_a_time(tmp_path, monkeypatch):
+    from mmhpn.bookbuild import pipeline
+
+    done = _finished_run(tmp_path / "done", [1.0])
+    assert pipeline.lanes_for([done]) == min(pipeline.CACHED_LANES, os.cpu_count() or 1)
+    assert pipeline.lanes_for([done, tmp_path / "to-train"]) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert pipeline.lanes_for([done]) == 1
+    _reader(tmp_path, "verdicts", "pass")
+    _reader(tmp_path, "table", 'registry.run_notebook("table4", globals())')  # writes records
+    _notebook(tmp_path, "plain", "pass")
+    assert [pipeline.reads_earlier_pages(name, tmp_path) for name in ("verdicts", "table", "plain")] == [
+        True, False, False]
 
 
 def test_the_plan_follows_the_notebooks_run_calls(tmp_path):
@@ -204,6 +272,20 @@ def test_target_checks_read_the_build_the_log_and_the_records(tmp_path):
                                compute_cost.build_history(log), records)
     assert table["met"].tolist() == ["yes", "yes", "yes", "NO", "yes", "yes"]
     assert "4.00 pp" in table["measured"].iloc[3]
+
+
+def test_a_build_in_lanes_says_its_notebook_times_overlap(tmp_path):
+    import json
+
+    record = {"profile": "demo", "dataset": "synthetic", "started_utc": "t", "machine": "m", "trainings": 0,
+              "notebooks_s": {"a": 90.0, "b": 90.0}, "total_s": 120.0, "lanes": 2, "complete": True}
+    text = compute_cost.build_summary(record)["text"]
+    assert "total: 2.0 min" in text and "ran 2 at a time" in text and "add up to 3.0 min" in text
+    assert "at a time" not in compute_cost.build_summary({**record, "lanes": 1})["text"]
+    log = tmp_path / "build-log.json"
+    log.write_text(json.dumps([record, {**record, "lanes": 1}, {k: v for k, v in record.items()
+                                                                               if k != "lanes"}]))
+    assert compute_cost.build_history(log)["notebooks at a time"].tolist() == [2, 1, 1]
 
 
 def test_the_pretraining_seed_spread_is_read_from_its_record(tmp_path):

@@ -1,17 +1,22 @@
 """The book build's steps in order (`run_pipeline`, what `mmhpn book` runs): the data, every
 notebook of the toc executed with papermill, results.csv and claims.csv, MathJax, the HTML,
 and the build log the compute-cost page reads (see `mmhpn.bookbuild`).
+
+A build that finds every run it plans already finished executes its notebooks two at a time
+(`execute_in_lanes`; a page that reads earlier pages waits for them); one that trains
+anything executes them one at a time.
 """
 from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from mmhpn.atomic import atomic_write_json, atomic_write_text
 from mmhpn.bookbuild import BookBuildError
@@ -21,7 +26,7 @@ from mmhpn.bookbuild.layout import (BUILD_LOG, CLAIMS_CSV, EXECUTED, HTML, LOGS,
 from mmhpn.bookbuild.non_default import banner_config, check_values, marked_pages, shown_values
 from mmhpn.bookbuild.offline import external_resources, vendor_mathjax
 from mmhpn.bookbuild.profiles import Profile
-from mmhpn.bookbuild.progress import notebook_line, planned_runs, time_left, trainings_since
+from mmhpn.bookbuild.progress import notebook_line, notebook_runs_key, planned_runs, time_left, trainings_since
 from mmhpn.checkpoints import is_finished
 from mmhpn.claims import holm, read_records
 from mmhpn.errors import ConfigError, DatasetError, MMHPNError
@@ -30,6 +35,61 @@ from mmhpn.provenance import machine_description
 # A notebook that declares this parameter reads the build's own timings (the compute-cost
 # page): it is executed again once the HTML is built, so that it states the whole build's time.
 TIMINGS_PARAMETER = "build_timings_path"
+
+# How many notebooks a build with nothing to train executes at a time. A cached notebook is a
+# kernel that mostly imports, loads runs and draws, on one core; a training uses every core,
+# so a build that trains anything executes its notebooks one at a time.
+CACHED_LANES = 2
+
+
+def reads_earlier_pages(name: str, root: Path = REPO_ROOT) -> bool:
+    """Whether notebook `name` reads what the notebooks before it wrote: this build's timings
+    (it declares `TIMINGS_PARAMETER`) or the table notebooks' per-seed records (it declares
+    ``records_dir`` and trains nothing: the verdicts page). Executed in lanes, it starts once
+    every notebook before it has finished."""
+    path = notebook_path(name, root)
+    declared = declared_parameters(path)
+    return TIMINGS_PARAMETER in declared or ("records_dir" in declared and notebook_runs_key(path) is None)
+
+
+def lanes_for(every_run: list[Path]) -> int:
+    """`CACHED_LANES` (at most the machine's cores) when every planned run is finished, else 1."""
+    if any(not is_finished(run) for run in every_run):
+        return 1
+    return max(1, min(CACHED_LANES, os.cpu_count() or 1))
+
+
+def execute_in_lanes(names: tuple[str, ...], lanes: int, execute: Callable[[str], float],
+                     root: Path = REPO_ROOT) -> Iterator[tuple[str, float]]:
+    """Execute `names` (toc order), `lanes` at a time, yielding ``(name, seconds)`` in toc order.
+
+    One lane calls `execute` here; more run it in that many fresh processes (spawned: each
+    redirects its own console output to its notebook's log, `execute_notebook`). A notebook
+    that `reads_earlier_pages` starts when every notebook before it has finished. The first
+    failure stops the build: nothing new starts, the notebook still running finishes, and the
+    failure is raised.
+    """
+    if lanes <= 1:
+        for name in names:
+            yield name, execute(name)
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    waits = {name: reads_earlier_pages(name, root) for name in names}
+    finished: dict[str, float] = {}
+    to_start, running, shown_count = list(names), {}, 0
+    with ProcessPoolExecutor(lanes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while to_start or running:
+            while to_start and len(running) < lanes and not (waits[to_start[0]] and running):
+                name = to_start.pop(0)
+                running[pool.submit(execute, name)] = name
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                finished[running.pop(future)] = future.result()  # a failure: raised once the pool is shut
+            while shown_count < len(names) and names[shown_count] in finished:
+                yield names[shown_count], finished[names[shown_count]]
+                shown_count += 1
 
 
 def ensure_dataset(profile: Profile, root: Path = REPO_ROOT) -> None:
@@ -151,22 +211,25 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
     cached = sum(is_finished(run) for run in every_run)
     # how many of its runs a build found finished: a first build (the budget's) finds none
     record["planned_runs"], record["cached_at_start"] = len(every_run), cached
+    record["lanes"] = lanes = lanes_for(every_run)
+    at_a_time = f"{lanes} notebooks at a time (nothing to train); " if lanes > 1 else ""
     say(f"mmhpn.book: profile {profile.name}, {len(notebooks)} notebook(s), {len(every_run)} distinct "
-        f"training run(s), {cached} already in the run cache; full logs in {shown(root / LOGS)}/")
+        f"training run(s), {cached} already in the run cache; {at_a_time}full logs in {shown(root / LOGS)}/")
     if notebooks == order and default_build:
         # A complete build starts its claim records afresh (they are derived, never user data).
         shutil.rmtree(root / RECORDS, ignore_errors=True)
-    for index, name in enumerate(notebooks, start=1):
-        current.parent.mkdir(parents=True, exist_ok=True)
-        current.write_text(json.dumps(record, indent=2))
-        needed = plans[name]
-        unfinished = {run for run in needed if not is_finished(run)}
-        seconds = execute_notebook(name, notebook_parameters(), root, non_default=parameters)
+    unfinished = {name: {run for run in plans[name] if not is_finished(run)} for name in notebooks}
+    # This build's timings so far, for a page that reads them (it starts after every earlier page).
+    current.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(current, record)
+    execute = functools.partial(execute_notebook, params=notebook_parameters(), root=root, non_default=parameters)
+    for index, (name, seconds) in enumerate(execute_in_lanes(notebooks, lanes, execute, root), start=1):
         record["notebooks_s"][name] = round(seconds, 1)
+        atomic_write_json(current, record)
         record["trainings"] = trainings_since(every_run, started_epoch_s)
-        trained = sum(is_finished(run) for run in unfinished)
+        trained = sum(is_finished(run) for run in unfinished[name])
         later = [run for later_name in notebooks[index:] for run in plans[later_name]]
-        say(notebook_line(index, len(notebooks), name, needed, trained, seconds, time_left(later, every_run)))
+        say(notebook_line(index, len(notebooks), name, plans[name], trained, seconds, time_left(later, every_run)))
     write_result_tables(root)
     if build:
         vendor_mathjax(root / STATIC)
@@ -186,12 +249,15 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
     if final:
         # The compute-cost page states this build's own time: re-execute it with the
         # finished timings and let Sphinx re-render the pages that changed.
-        current.write_text(json.dumps(record, indent=2))
+        atomic_write_json(current, record)
         finalize_start = time.perf_counter()
         for name in final:
             execute_notebook(name, notebook_parameters(), root, non_default=parameters)
         build_html(root)
         record["finalize_s"] = round(time.perf_counter() - finalize_start, 1)
+        # The log keeps the whole build's time, this re-render included; the page states the
+        # time before it (its prose says so).
+        record["total_s"] = round(time.perf_counter() - started, 1)
         say(f"mmhpn.book: {', '.join(final)} re-executed with this build's timings and the HTML "
             f"rebuilt in {record['finalize_s']:.1f} s")
     _append_build_log(record, root / BUILD_LOG)

@@ -71,6 +71,11 @@ def build_summary(record: dict[str, Any]) -> dict[str, str]:
     minutes = record["total_s"] / 60
     lines = [f"profile {record.get('profile')}, dataset {record.get('dataset')}, started {record.get('started_utc')}",
              f"total: {minutes:.1f} min on {record.get('machine')}"]
+    lanes = record.get("lanes", 1)
+    if lanes > 1:
+        notebooks = sum(record["notebooks_s"].values()) / 60
+        lines.append(f"every run was cached, so the notebooks ran {lanes} at a time: their times overlap "
+                     f"(they add up to {notebooks:.1f} min)")
     budget = budget_line(record)
     return {"text": "\n".join(lines + ([budget] if budget else [])),
             "glue": f"{minutes:.1f} min (profile {record.get('profile')}, {record.get('machine')})"}
@@ -165,13 +170,14 @@ def build_history(log_path: Path) -> pd.DataFrame:
             "trainings": entry.get("trainings", "not recorded"),
             "cached at start": entry.get("cached_at_start", "not recorded"),
             "notebooks (min)": round(sum(entry["notebooks_s"].values()) / 60, 1),
+            "notebooks at a time": entry.get("lanes", 1),
             "HTML build (s)": entry.get("sphinx_s"),
             "total (min)": round(entry["total_s"] / 60, 1),
             "machine": entry["machine"],
         }
         for entry in log if entry.get("complete")
     ], columns=["profile", "dataset", "started (UTC)", "trainings", "cached at start", "notebooks (min)",
-                "HTML build (s)", "total (min)", "machine"])
+                "notebooks at a time", "HTML build (s)", "total (min)", "machine"])
 
 
 def run_throughput(runs_dir: Path) -> pd.DataFrame:
