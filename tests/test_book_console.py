@@ -291,13 +291,20 @@ def test_a_build_in_lanes_says_its_notebook_times_overlap(tmp_path):
 def test_the_pretraining_seed_spread_is_read_from_its_record(tmp_path):
     import json
 
+    import pandas as pd
+
     record = {"schedules": [{"pretraining_epochs": 2, "pretraining_lr_decay_epochs": [], "baseline_test_mAP": [54.0, 58.0, 62.0],
-                             "mean_baseline_mAP": 58.0, "sd_of_baseline_mAP": 4.0}],
+                             "mean_baseline_mAP": 58.0, "sd_of_baseline_mAP": 4.0},
+                            {"pretraining_epochs": 8, "pretraining_lr_decay_epochs": [6], "baseline_test_mAP": [70.0] * 3,
+                             "mean_baseline_mAP": 70.0, "sd_of_baseline_mAP": 0.0,
+                             "pretraining_train_seconds": [600.0, 660.0, 720.0]}],
               "recorded": {"utc": "now", "machine": "here"}}
     path = tmp_path / "pretraining-seeds.json"
     path.write_text(json.dumps(record))
     table, recorded = compute_cost.pretraining_seed_spread(path)
-    assert table.iloc[0].tolist() == ["2 epochs (decay after none)", "54.00, 58.00, 62.00", 58.0, 4.0]
+    assert table.iloc[0].tolist()[:4] == ["2 epochs (decay after none)", "54.00, 58.00, 62.00", 58.0, 4.0]
+    assert pd.isna(table.iloc[0, 4])  # minutes not recorded then
+    assert table.iloc[1].tolist() == ["8 epochs (decay after 6)", "70.00, 70.00, 70.00", 70.0, 0.0, 11.0]
     assert recorded == "recorded now on here"
     table, missing = compute_cost.pretraining_seed_spread(tmp_path / "none.json")
     assert table.empty and missing.startswith("not measured yet")

@@ -211,7 +211,7 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
     cached = sum(is_finished(run) for run in every_run)
     # how many of its runs a build found finished: a first build (the budget's) finds none
     record["planned_runs"], record["cached_at_start"] = len(every_run), cached
-    record["lanes"] = lanes = lanes_for(every_run)
+    record["lanes"] = lanes = min(lanes_for(every_run), len(notebooks))  # `--only` one page: no second process
     at_a_time = f"{lanes} notebooks at a time (nothing to train); " if lanes > 1 else ""
     say(f"mmhpn.book: profile {profile.name}, {len(notebooks)} notebook(s), {len(every_run)} distinct "
         f"training run(s), {cached} already in the run cache; {at_a_time}full logs in {shown(root / LOGS)}/")
@@ -225,8 +225,8 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
     execute = functools.partial(execute_notebook, params=notebook_parameters(), root=root, non_default=parameters)
     for index, (name, seconds) in enumerate(execute_in_lanes(notebooks, lanes, execute, root), start=1):
         record["notebooks_s"][name] = round(seconds, 1)
-        atomic_write_json(current, record)
         record["trainings"] = trainings_since(every_run, started_epoch_s)
+        atomic_write_json(current, record)
         trained = sum(is_finished(run) for run in unfinished[name])
         later = [run for later_name in notebooks[index:] for run in plans[later_name]]
         say(notebook_line(index, len(notebooks), name, plans[name], trained, seconds, time_left(later, every_run)))

@@ -222,18 +222,24 @@ def benchmark_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             pd.DataFrame(provenance, columns=["benchmark", "recorded (UTC)", "machine", "command"]))
 
 
+def _mean_minutes(seconds: list[float] | None) -> float | None:
+    return round(sum(seconds) / len(seconds) / 60, 1) if seconds else None
+
+
 def pretraining_seed_spread(path: Path) -> tuple[pd.DataFrame, str]:
     """`benchmarks/bench_pretraining_seeds.py`'s record: the fine-tuned baseline's test mAP per
-    replicate (its own pretraining seed) under each pretraining schedule, its mean and sd, and
-    when and where it was measured; empty when the record is missing."""
+    replicate (its own pretraining seed) under each pretraining schedule, its mean and sd, the
+    minutes one pretraining run took (where recorded), and when and where it was measured;
+    empty when the record is missing."""
     if not Path(path).is_file():
         return pd.DataFrame(), f"not measured yet: python benchmarks/bench_pretraining_seeds.py writes {Path(path).name}"
     record = json.loads(Path(path).read_text())
     lines = [{"pretraining": f"{line['pretraining_epochs']} epochs (decay after "
                              f"{','.join(map(str, line['pretraining_lr_decay_epochs'])) or 'none'})",
               "baseline test mAP per replicate": ", ".join(f"{v:.2f}" for v in line["baseline_test_mAP"]),
-              "mean": round(line["mean_baseline_mAP"], 2), "sd (pp)": round(line["sd_of_baseline_mAP"], 2)}
-             for line in record["schedules"]]
+              "mean": round(line["mean_baseline_mAP"], 2), "sd (pp)": round(line["sd_of_baseline_mAP"], 2),
+              "pretraining min a run": _mean_minutes(line.get("pretraining_train_seconds"))}
+             for line in sorted(record["schedules"], key=lambda line: line["pretraining_epochs"])]
     recorded = record.get("recorded", {})
     return pd.DataFrame(lines), f"recorded {recorded.get('utc', 'not recorded')} on {recorded.get('machine', 'not recorded')}"
 
