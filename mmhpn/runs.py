@@ -75,7 +75,8 @@ class Run:
         its precision resolved on `device`, memory format, flip, batch size), from the frozen
         trunk's layer3 maps kept beside the run (`mmhpn.trunk_cache`) when it trained from
         them: the figures' rankings then score what the tables report, and the frozen trunk
-        does not run again. `model`: `load_model`'s.
+        does not run again. `model`: `load_model`'s; it is converted to channels_last in place
+        when the run trained so.
         """
         config, device = self.config, resolve_device(str(device))
         precision = resolve_precision(config.precision, device)

@@ -77,8 +77,8 @@ def maps_source(model, config: TrainConfig, device: torch.device, precision: str
     """`layer3_maps` for `model`, remembered per record list: a callable ``(records, mirrored)``.
 
     What an evaluation from cached maps takes (`mmhpn.evaluation.model.evaluate_model`'s
-    ``layer3_maps``): a training run's evaluations and the book's figures ask for the same
-    split more than once, and read its maps once.
+    ``layer3_maps``): a training run that evaluates every few epochs asks for the same split
+    more than once, and reads its maps once.
     """
     maps_of: dict[tuple[int, bool], tuple] = {}  # (id of a split's record list, mirrored) -> maps
 
