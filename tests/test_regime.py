@@ -365,3 +365,16 @@ def test_the_selection_rules_on_made_up_candidates():
     assert selection.choose_regime(lines, 0.5) == {"epochs": 7, "lr_decay_epochs": [4]}
     assert selection.choose_regime(lines, 1.0) == {"epochs": 5, "lr_decay_epochs": [3]}
     assert selection.parse_schedule("6:4") == (6, (4,)) and selection.parse_schedule("6") == (6, ())
+
+
+def test_the_pretraining_input_rule_takes_the_fewest_pixels_that_keep_up():
+    from mmhpn.paper import selection
+
+    default = [{"preset": "baseline", "val_mAP_mean": 80.0}, {"preset": "mmhpn", "val_mAP_mean": 82.0}]
+    def lines(baseline, mmhpn):
+        return [{"preset": "baseline", "val_mAP_mean": baseline}, {"preset": "mmhpn", "val_mAP_mean": mmhpn}]
+    candidates = {"96x48": lines(79.8, 81.9), "64x32": lines(79.6, 81.6), "32x16": lines(70.0, 83.0)}
+    assert selection.choose_pretraining_input(default, candidates, 0.5) == "64x32"
+    assert selection.choose_pretraining_input(default, candidates, 0.3) == "96x48"  # 64x32's 0.4 pp is too much
+    assert selection.choose_pretraining_input(default, candidates, 0.1) is None  # the default stays
+    assert selection.choose_pretraining_input(default, {}, 0.5) is None

@@ -32,6 +32,28 @@ VARIANT_RULE = ("a proxy-study variant that qualifies under the adoption rule (m
                 "(written before any validation run of a variant had trained)")
 
 
+PRETRAINING_INPUT_RULE = ("a smaller pretraining input (the stand-in for ImageNet trained on downscaled images, "
+                          "its schedule unchanged) replaces the default's, the fine-tuning input, only if, fine-tuned "
+                          "with the demo schedule on the same validation identities over the same replicates (each "
+                          "from its own pretraining run at that input), its validation mAP after the last epoch (mean "
+                          "over replicates) is at least the default's minus {tolerance} pp for every preset; among "
+                          "those that qualify, the one with the fewest pixels; otherwise the default stays (written "
+                          "before any candidate had trained)")
+
+
+def choose_pretraining_input(default: Sequence[Mapping], candidates: Mapping[str, Sequence[Mapping]],
+                             tolerance: float) -> str | None:
+    """`PRETRAINING_INPUT_RULE`: the qualifying input ('HxW', a key of `candidates`, each with its
+    validation lines as `keeps_up` reads them) with the fewest pixels, or None (the default stays)."""
+    qualifying = [size for size, lines in candidates.items() if keeps_up(default, lines, tolerance)]
+    return min(qualifying, key=lambda size: _pixels(size)) if qualifying else None
+
+
+def _pixels(size: str) -> int:
+    height, _, width = size.partition("x")
+    return int(height) * int(width)
+
+
 def keeps_up(default: Sequence[Mapping], variant: Sequence[Mapping], tolerance: float) -> bool:
     """`VARIANT_RULE`: whether the variant's lines (`preset`, `val_mAP_mean`) reach the default's
     within `tolerance` pp for every preset the default has."""

@@ -1,0 +1,76 @@
+"""Issue #19's untried saving: pretrain the stand-in for ImageNet on smaller inputs? Chosen on validation identities.
+
+Three 12-epoch pretraining runs at 128x64 are about two thirds of a fresh machine's first
+build (61 of 91 min on a 2-core AMD EPYC); at 64x32 a step has a quarter of the pixels.
+Whether the trunk it gives is as good a start is decided here on validation identities, by
+`mmhpn.paper.selection.PRETRAINING_INPUT_RULE` (written, with this script, before any
+candidate trained): the baseline and the full MMHPN layout (GAP + softmax, as
+`select_regime.py`) are fine-tuned at the profile's input with the demo schedule over the
+replicates, with a fifth of the demo set's *training* identities held out as the validation
+query/gallery (the test split is not read), once from the default pretraining runs and once
+from pretraining runs at each candidate input (same schedule, same seeds, same held-out
+*pretraining* identities, downscaled images). Writes
+``benchmarks/results/pretraining-input-selection.json`` (both regimes' validation mAP, the
+pretraining minutes, the rule and its outcome). Usage::
+
+    python benchmarks/select_pretraining_input.py --inputs 64x32
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+
+from mmhpn.config import pretraining_config
+from mmhpn.paper import proxy
+from mmhpn.paper.selection import PRETRAINING_INPUT_RULE, choose_pretraining_input
+from mmhpn.runs import load_run, pretraining_dir, run_dir_for
+
+from _results import write_result  # benchmarks/ is on sys.path when a script runs
+from select_variant import validation_lines
+
+
+def pretraining_minutes(lines: list[dict], runs_dir: str) -> list[float]:
+    """Each replicate's pretraining time (as measured when it trained), in minutes."""
+    return [load_run(run_dir_for(pretraining_config(init_from), pretraining_dir(runs_dir))).metrics["train_seconds"]
+            / 60 for init_from in lines[0]["pretraining"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inputs", default="64x32", help="candidate pretraining inputs HxW, comma-separated")
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--presets", default="baseline,mmhpn")
+    parser.add_argument("--replicates", default="0,1,2")
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--tolerance", type=float, default=0.5, help="pp of validation mAP below the default's")
+    parser.add_argument("--runs-dir", default="runs/regime-selection")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    presets, replicates = args.presets.split(","), [int(s) for s in args.replicates.split(",")]
+    default = validation_lines(proxy.get_variant(proxy.DEFAULT), args.profile, presets, replicates,
+                               args.val_fraction, args.runs_dir)
+    candidates = {}
+    for size in args.inputs.split(","):
+        height, _, width = size.partition("x")
+        variant = proxy.Variant(f"pretraining at {size}", "", f"the stand-in for ImageNet pretrained at {size}",
+                                pretrain={"height": int(height), "width": int(width)})
+        candidates[size] = validation_lines(variant, args.profile, presets, replicates, args.val_fraction,
+                                            args.runs_dir)
+    chosen = choose_pretraining_input(default, candidates, args.tolerance)
+    print(f"chosen: {chosen or 'the default input'}", flush=True)
+    minutes = {"default": pretraining_minutes(default, args.runs_dir),
+               **{size: pretraining_minutes(lines, args.runs_dir) for size, lines in candidates.items()}}
+    for name, values in minutes.items():
+        print(f"pretraining {name}: {statistics.mean(values):.1f} min a run", flush=True)
+    path = write_result("pretraining-input-selection.json", {
+        "profile": args.profile, "val_fraction": args.val_fraction, "tolerance_pp": args.tolerance,
+        "rule": PRETRAINING_INPUT_RULE.format(tolerance=args.tolerance), "default": default,
+        "candidates": candidates, "pretraining_minutes": minutes, "chosen": chosen})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
