@@ -7,11 +7,9 @@ replicates do; the result is the baseline's test mAP per replicate and its sd. T
 through the run cache (``--runs-dir``, default the book's ``runs``), so the current schedule's
 runs are the book's own Table 4 baseline runs. Nothing is selected from these numbers: the
 schedules were chosen on validation identities (``select_pretraining.py``); this records what
-the choice did to the replicates' spread. A schedule may name a pretraining input
-(``12:9@64x32``: the stand-in trained on downscaled images, fine-tuned at the profile's input as
-always), the candidate of ``select_pretraining_input.py``. Usage::
+the choice did to the replicates' spread. Usage::
 
-    python benchmarks/bench_pretraining_seeds.py --schedules 2,8:6,12:9,12:9@64x32 --seeds 0,1,2
+    python benchmarks/bench_pretraining_seeds.py --schedules 2,8:6,12:9 --seeds 0,1,2
 """
 from __future__ import annotations
 
@@ -32,8 +30,7 @@ from _results import write_result  # benchmarks/ is on sys.path when a script ru
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--schedules", default="2,8:6,12:9",
-                        help="pretraining epochs:decay-epoch[@HxW], comma-separated ('2': the earlier 2 epochs, no decay; "
-                             "'@64x32': pretrained at that input)")
+                        help="pretraining epochs:decay-epoch, comma-separated ('2': the earlier 2 epochs, no decay)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--threads", type=int, default=2)
@@ -41,26 +38,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     baseline = get_table("table4").rows[0]
-    baseline_config = row_config(baseline, "demo", 0)
     lines = []
     for text in args.schedules.split(","):
-        schedule, _, size = text.partition("@")
-        epochs, decay = parse_schedule(schedule)
-        height, width = (int(v) for v in size.split("x")) if size else (baseline_config.height, baseline_config.width)
+        epochs, decay = parse_schedule(text)
         maps, pretrain_seconds = [], []
         for seed in seeds:
             # A schedule with a decay is a candidate of select_pretraining.py, trained as the demo
             # trains its own (a fifth of the pretraining identities held out, scored every epoch),
             # so only the schedule differs; the earlier 2 epochs without decay as they were (no
             # held-out identities).
-            extra = {"height": height, "width": width, **({} if decay else {"val_fraction": 0.0, "eval_every": 0})}
+            extra = {} if decay else {"val_fraction": 0.0, "eval_every": 0}
             init_from = pretrain_overrides("demo", epochs=epochs, lr_decay_epochs=list(decay), seed=seed, **extra)
             run = train_or_load(row_config(baseline, "demo", seed, init_from=init_from), args.runs_dir, progress=False)
             maps.append(100 * run.metrics["mAP"])
             pretraining = load_run(run_dir_for(pretraining_config(init_from), pretraining_dir(args.runs_dir)))
             pretrain_seconds.append(pretraining.metrics["train_seconds"])
-        line = {"pretraining_epochs": epochs, "pretraining_lr_decay_epochs": list(decay),
-                "pretraining_input": f"{height}x{width}", "seeds": seeds,
+        line = {"pretraining_epochs": epochs, "pretraining_lr_decay_epochs": list(decay), "seeds": seeds,
                 "baseline_test_mAP": maps, "mean_baseline_mAP": statistics.mean(maps),
                 "sd_of_baseline_mAP": statistics.stdev(maps), "pretraining_train_seconds": pretrain_seconds}
         lines.append(line)

@@ -329,7 +329,7 @@ def test_two_runs_folders_share_one_pretraining_run(monkeypatch, tiny_root, tmp_
 
 
 def test_the_demo_schedules_are_the_selection_rules_output():
-    """The demo profile's pretraining and fine-tuning schedules are what the rules of
+    """The demo profile's pretraining schedule and input and its fine-tuning schedule are what the rules of
     mmhpn.paper.selection choose from the recorded selections (mmhpn/resources/)."""
     from mmhpn.paper import selection
     from mmhpn.resources import read_text
@@ -347,6 +347,12 @@ def test_the_demo_schedules_are_the_selection_rules_output():
     first = regime["results"][0]
     assert [pretraining_config(i) for i in first["pretraining"]] == \
         [pretraining_config(make_config("demo", seed=r).init_from) for r in first["replicates"]]
+    # the pretraining input: a smaller one is used only where its rule chose it
+    inputs = json.loads(read_text("pretraining-input-selection.json"))
+    chosen = selection.choose_pretraining_input(inputs["default"], inputs["candidates"], inputs["tolerance_pp"])
+    assert f"{source.height}x{source.width}" == (chosen or f"{demo.height}x{demo.width}")
+    assert [pretraining_config(i) for i in inputs["default"][0]["pretraining"]] == \
+        [pretraining_config(make_config("demo", seed=r).init_from) for r in inputs["default"][0]["replicates"]]
 
 
 def test_the_selection_rules_on_made_up_candidates():
@@ -378,3 +384,29 @@ def test_the_pretraining_input_rule_takes_the_fewest_pixels_that_keep_up():
     assert selection.choose_pretraining_input(default, candidates, 0.3) == "96x48"  # 64x32's 0.4 pp is too much
     assert selection.choose_pretraining_input(default, candidates, 0.1) is None  # the default stays
     assert selection.choose_pretraining_input(default, {}, 0.5) is None
+
+
+def test_the_pretraining_input_selection_is_read_and_its_rule_re_applied(tmp_path):
+    from mmhpn.paper import views
+
+    def lines(name, baseline, mmhpn):
+        return [{"variant": name, "preset": preset, "val_mAP": [value] * 3, "val_mAP_mean": value}
+                for preset, value in (("baseline", baseline), ("mmhpn", mmhpn))]
+    record = {"tolerance_pp": 0.5, "rule": "the rule", "recorded": {"utc": "t", "machine": "m"},
+              "default": lines("default", 90.0, 91.0),
+              "candidates": {"64x32": lines("pretraining at 64x32", 89.0, 91.5)},
+              "pretraining_minutes": {"default": [19.0, 19.5, 18.5], "64x32": [8.0, 8.0, 8.0]}, "chosen": None}
+    path = tmp_path / "pretraining-input-selection.json"
+    path.write_text(json.dumps(record))
+    table, reading = views.pretraining_input_selection(path)
+    assert list(table["regime"]) == ["default", "default", "pretraining at 64x32", "pretraining at 64x32"]
+    assert list(table["pretraining min a run"]) == [19.0, 19.0, 8.0, 8.0]
+    assert reading.endswith("no smaller input keeps up with the default on validation identities, so the trunk "
+                            "stays pretrained at the fine-tuning input (19.0 min a pretraining run; 64x32: 8.0 min).")
+    record["chosen"] = "64x32"  # not what the rule picks from these numbers
+    path.write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="is not what its rule picks"):
+        views.pretraining_input_selection(path)
+    record["candidates"]["64x32"] = lines("pretraining at 64x32", 89.6, 91.5)
+    path.write_text(json.dumps(record))
+    assert "pretraining at 64x32 keeps up with the default" in views.pretraining_input_selection(path)[1]

@@ -50,6 +50,16 @@ def test_a_wrong_output_suffix_is_one_line_before_anything_loads(argv, line, cap
     assert line in err
 
 
+def test_the_descriptor_options_are_the_runs_evaluation_options():
+    from mmhpn.evaluation.images import run_descriptor_options
+    from mmhpn.training import evaluation_options
+
+    config = make_config("smoke", eval_flip=True)
+    options = run_descriptor_options(config, "bf16")
+    assert options == {"height": 128, "width": 64, "flip": True, "precision": "bf16", "channels_last": True}
+    assert all(evaluation_options(config, "bf16")[key] == value for key, value in options.items())
+
+
 def _protocol_features(model, records, config):
     """The descriptors `evaluate_model` scores (its loader path), for comparison."""
     loader = build_eval_loader(records, config.height, config.width, batch_size=16)
@@ -70,6 +80,7 @@ def test_extract_saves_the_protocols_descriptors_with_names(unit_run, tiny_root,
     assert saved["features"].shape == (len(query), model.embedding_dim) == (len(query), int(saved["descriptor_dim"]))
     assert str(saved["run_hash"]) == json.loads((unit_run.path / "config.json").read_text())["hash"]
     assert bool(saved["flip"]) and saved["skipped"].tolist() == []
+    assert str(saved["precision"]) == "fp32"  # --precision run: the unit run's own
     np.testing.assert_allclose(saved["features"], _protocol_features(model, query, unit_run.config).numpy(),
                                rtol=0, atol=1e-5)
     # With the gallery's descriptors, the run's own metrics come back: same descriptors, same protocol.

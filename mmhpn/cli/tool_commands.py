@@ -19,8 +19,9 @@ def _add_image_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", required=True, help="a finished run folder (its model.pt and config.json)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="autocast precision of the descriptors")
+    p.add_argument("--precision", default="run", choices=["run", "auto", "bf16", "fp16", "fp32"],
+                   help="autocast precision of the descriptors; 'run': the run's own (its precision setting on "
+                        "this device), as its metrics were computed")
     p.add_argument("--on-error", default="stop", choices=["stop", "skip"],
                    help="an unreadable image: stop with one line, or skip it (one line each; extract lists them "
                         "in the .npz)")
@@ -28,28 +29,28 @@ def _add_image_options(p: argparse.ArgumentParser) -> None:
 
 
 def _open_run(args: argparse.Namespace):
-    """(run, model, describe) of --run-dir: describe(paths, on_error) gives the run's test-time
-    descriptors of image files, flip-averaged when its evaluation was (mmhpn.evaluation.extract_images),
-    and prints one line on stderr per image left out."""
+    """(run, model, options, describe) of --run-dir: describe(paths, on_error) gives the run's
+    test-time descriptors of image files with `options` (its evaluation's, at --precision:
+    mmhpn.evaluation.images.run_descriptor_options) and prints one line on stderr per image left out."""
     from mmhpn.evaluation import extract_images
     from mmhpn.evaluation.images import run_descriptor_options
     from mmhpn.runs import load_run
     from mmhpn.runtime import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
     run = load_run(args.run_dir)
+    precision = resolve_precision(run.config.precision if args.precision == "run" else args.precision, device)
+    options = run_descriptor_options(run.config, precision)
     model = run.load_model(device)
 
     def describe(paths: list[str], on_error: str):
-        result = extract_images(model, paths, **run_descriptor_options(run.config), batch_size=args.batch_size,
-                                device=device, precision=precision, on_error=on_error,
-                                progress=not args.no_progress)
+        result = extract_images(model, paths, **options, batch_size=args.batch_size, device=device,
+                                on_error=on_error, progress=not args.no_progress)
         for _, why in result.skipped:
             print(f"mmhpn {args.command}: skipped: {why}", file=sys.stderr)
         return result
 
-    return run, model, describe
+    return run, model, options, describe
 
 
 def _tool_parser(sub: argparse._SubParsersAction, name: str, summary: str, description: str,
@@ -88,12 +89,12 @@ def _extract_command(args: argparse.Namespace) -> int:
 
     out = _check_suffix(args.out, ".npz", "--out")
     paths, names = image_paths(args.images)
-    run, _, describe = _open_run(args)
+    run, _, options, describe = _open_run(args)
     result = describe(paths, args.on_error)
     run_hash = config_hash(run.config)
-    save_descriptors(out, result, names, run_hash=run_hash, flip=run.config.eval_flip, precision=args.precision)
+    save_descriptors(out, result, names, run_hash=run_hash, flip=options["flip"], precision=options["precision"])
     print(f"mmhpn extract: wrote {out}: {len(result.positions)} descriptors of {result.features.shape[1]} dimensions "
-          f"(run {run_hash[:12]}, flip-averaged: {'yes' if run.config.eval_flip else 'no'}), "
+          f"(run {run_hash[:12]}, flip-averaged: {'yes' if options['flip'] else 'no'}, {options['precision']}), "
           f"{len(result.skipped)} image(s) skipped")
     return 0
 
@@ -130,7 +131,7 @@ def _rank_command(args: argparse.Namespace) -> int:
     out = _check_suffix(args.out, ".png", "--out")
     table_file = None if args.csv is None else _check_suffix(args.csv, ".csv", "--csv")
     paths, names = image_paths(args.gallery)
-    run, model, describe = _open_run(args)
+    run, model, _, describe = _open_run(args)
     query, gallery = describe([args.query], "stop"), describe(paths, args.on_error)
     table = nearest_gallery(pairwise_distance(query.features, gallery.features), args.top)
     heatmaps = None if args.no_heatmap else similarity_heatmaps(model, table, [args.query], gallery.paths,

@@ -2,9 +2,10 @@
 
 The images go through the evaluation transform (`mmhpn.data.build_transforms`, train=False)
 and `extract_features`, the same steps `mmhpn.evaluation.model.evaluate_model` takes for a
-dataset's query and gallery images, so a run's descriptor of an image is the one its
-metrics were computed from (flip-averaged when the run's ``eval_flip`` says so, see
-`run_descriptor_options`).
+dataset's query and gallery images, with the run's evaluation options (`run_descriptor_options`:
+its input size, its flip averaging, its precision and memory format), so a run's descriptor of
+an image is computed as its metrics' were. (A run with a frozen, cached trunk scored stored
+layer3 maps, `mmhpn.trunk_cache`; the whole network recomputes them here, in the same precision.)
 
 * `image_paths` - the images of a folder (recursively, sorted) or of a list file;
 * `load_inputs` - model inputs (N, 3, H, W) for a few image files (Grad-CAM's input);
@@ -142,10 +143,15 @@ def extract_images(model: torch.nn.Module, paths: Sequence[str], *, height: int,
     return ImageDescriptors(features, positions, [paths[i] for i in positions], batches.skipped)
 
 
-def run_descriptor_options(config) -> dict:
-    """`extract_images`' options that make a run's descriptor: its input size and its
-    evaluation's flip averaging (the protocol it was scored with)."""
-    return {"height": config.height, "width": config.width, "flip": config.eval_flip}
+def run_descriptor_options(config, precision: str) -> dict:
+    """`extract_images`' options that make a run's descriptors as its evaluations made them
+    (`mmhpn.training.evaluation_options`: the input size, the flip averaging, the memory
+    format) at the concrete `precision` (the run's own, resolved on this device, for the
+    descriptors its metrics were computed from)."""
+    from mmhpn.training import evaluation_options  # the training loop imports this package
+
+    options = evaluation_options(config, precision)
+    return {key: options[key] for key in ("height", "width", "flip", "precision", "channels_last")}
 
 
 def save_descriptors(path: str | os.PathLike, descriptors: ImageDescriptors, names: Sequence[str], *, run_hash: str,

@@ -521,13 +521,42 @@ def variant_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, str
     the variant's validation mAP (each replicate and the mean), and the rule's reading, re-applied
     here (`mmhpn.paper.selection.keeps_up`) to the recorded numbers."""
     record = _recorded(VARIANT_SELECTION, path, "select_variant.py")
-    lines = [{"regime": line["variant"], "preset": line["preset"],
-              "val mAP per replicate": ", ".join(f"{v:.1f}" for v in line["val_mAP"]),
-              "val mAP mean": round(line["val_mAP_mean"], 2)}
-             for line in (*record["default"], *record["variant"])]
     name = record["variant"][0]["variant"]
     adopted = selection.keeps_up(record["default"], record["variant"], record["tolerance_pp"])
     reading = (f"The rule: {record['rule']}. Measured on {record['recorded']['utc']} ({record['recorded']['machine']}): "
                f"{name} {'keeps up with' if adopted else 'falls behind'} the default on validation identities, so "
                + ("it replaces the demo regime." if adopted else "the demo regime stays as it is."))
-    return pd.DataFrame(lines), reading
+    return _validation_table((*record["default"], *record["variant"])), reading
+
+
+def _validation_table(lines: Sequence[Mapping]) -> pd.DataFrame:
+    """One line per (regime, preset) of a validation comparison: each replicate's mAP and the mean."""
+    return pd.DataFrame([{"regime": line["variant"], "preset": line["preset"],
+                          "val mAP per replicate": ", ".join(f"{v:.1f}" for v in line["val_mAP"]),
+                          "val mAP mean": round(line["val_mAP_mean"], 2)} for line in lines])
+
+
+PRETRAINING_INPUT_SELECTION = "pretraining-input-selection.json"  # select_pretraining_input.py's, in mmhpn/resources/
+
+
+def pretraining_input_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, str]:
+    """`benchmarks/select_pretraining_input.py`'s result: per preset, the validation mAP fine-tuned
+    from the default pretraining runs and from runs pretrained at each smaller input, with the
+    minutes a pretraining run took, and the rule's reading, re-applied here
+    (`mmhpn.paper.selection.choose_pretraining_input`) to the recorded numbers."""
+    record = _recorded(PRETRAINING_INPUT_SELECTION, path, "select_pretraining_input.py")
+    minutes = {name: float(np.mean(values)) for name, values in record["pretraining_minutes"].items()}
+    groups = {"default": record["default"], **record["candidates"]}
+    table = pd.concat([_validation_table(lines).assign(**{"pretraining min a run": round(minutes[name], 1)})
+                       for name, lines in groups.items()], ignore_index=True)
+    chosen = selection.choose_pretraining_input(record["default"], record["candidates"], record["tolerance_pp"])
+    if chosen != record["chosen"]:
+        raise ConfigError(f"the recorded pretraining input choice {record['chosen']!r} is not what its rule picks "
+                          f"from the recorded candidates ({chosen!r}): re-run the selection script")
+    reading = (f"The rule: {record['rule']}. Measured on {record['recorded']['utc']} ({record['recorded']['machine']}): "
+               + (f"pretraining at {chosen} keeps up with the default on validation identities, at "
+                  f"{minutes[chosen]:.1f} min a pretraining run against {minutes['default']:.1f}." if chosen else
+                  f"no smaller input keeps up with the default on validation identities, so the trunk stays "
+                  f"pretrained at the fine-tuning input ({minutes['default']:.1f} min a pretraining run; "
+                  + ", ".join(f"{size}: {minutes[size]:.1f} min" for size in record["candidates"]) + ")."))
+    return table, reading
