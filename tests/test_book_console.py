@@ -66,6 +66,21 @@ def test_time_left_is_runs_to_train_times_the_mean_measured_training(tmp_path):
     assert "unknown" in time_left(todo, [])
 
 
+
+def test_time_left_takes_each_folders_own_mean(tmp_path):
+    # the pretraining runs (per-user folder) take minutes, the fine-tunings (runs folder) seconds
+    pretrained = [_finished_run(tmp_path / "pretraining" / "p0", [600, 600])]
+    tuned = [_finished_run(tmp_path / "runs" / "f0", [20]), _finished_run(tmp_path / "runs" / "f1", [40])]
+    fine_tunings = [tmp_path / "runs" / f"f{i}" for i in range(2, 6)]
+    assert time_left(fine_tunings, pretrained + tuned) == "~2.0 min of training left (4 run(s) x 30 s mean)"
+    both = fine_tunings + [tmp_path / "pretraining" / "p1"]
+    assert time_left(both, pretrained + tuned) == \
+        "~22.0 min of training left (1 run(s) x 1200 s mean + 4 run(s) x 30 s mean)"
+    assert time_left(fine_tunings, pretrained) == "4 run(s) to train; time left unknown until one has finished"
+    assert time_left(both, pretrained) == \
+        "~20.0 min of training left (1 run(s) x 1200 s mean; 4 more run(s) of unknown time)"
+
+
 @pytest.mark.slow
 def test_one_line_per_notebook_and_the_papermill_log_in_a_file(tmp_path, capfd):
     _notebook(tmp_path, "first", "print('hello from a cell', x)")

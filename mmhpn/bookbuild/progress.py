@@ -78,16 +78,31 @@ def training_seconds(run_dir: Path) -> float | None:
 
 
 def time_left(runs_to_go: list[Path], finished: list[Path]) -> str:
-    """"~N min of training left (K runs x S s)": the runs still to train times the mean
-    training time of the finished runs of this build's plan (cached or trained now)."""
+    """"~N min of training left (K runs x S s mean)": the runs still to train times the mean
+    training time of the finished runs of this build's plan (cached or trained now) in the
+    same folder. A folder holds one kind of run (the per-user folder the pretraining runs, a
+    runs folder the fine-tunings), so a cached pretraining run's 20 minutes do not stand for a
+    fine-tuning's seconds; runs of a folder with none finished yet are counted as unknown."""
     todo = sorted({run for run in runs_to_go if not is_finished(run)})
     if not todo:
         return "no training left"
-    seconds = [t for t in (training_seconds(run) for run in set(finished)) if t is not None]
-    if not seconds:
+    seconds: dict[Path, list[float]] = {}
+    for run in set(finished):
+        if (measured := training_seconds(run)) is not None:
+            seconds.setdefault(Path(run).parent, []).append(measured)
+    total, parts, unknown = 0.0, [], 0
+    for folder in sorted({Path(run).parent for run in todo}):
+        count = sum(Path(run).parent == folder for run in todo)
+        if folder not in seconds:
+            unknown += count
+            continue
+        mean = sum(seconds[folder]) / len(seconds[folder])
+        total += count * mean
+        parts.append(f"{count} run(s) x {mean:.0f} s mean")
+    if not parts:
         return f"{len(todo)} run(s) to train; time left unknown until one has finished"
-    mean = sum(seconds) / len(seconds)
-    return f"~{len(todo) * mean / 60:.1f} min of training left ({len(todo)} run(s) x {mean:.0f} s mean)"
+    more = f"; {unknown} more run(s) of unknown time" if unknown else ""
+    return f"~{total / 60:.1f} min of training left ({' + '.join(parts)}{more})"
 
 
 def notebook_line(index: int, total: int, name: str, needed: list[Path], trained: int,
