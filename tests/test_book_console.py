@@ -323,3 +323,14 @@ def test_the_pretraining_seed_spread_is_read_from_its_record(tmp_path):
     assert recorded == "recorded now on here"
     table, missing = compute_cost.pretraining_seed_spread(tmp_path / "none.json")
     assert table.empty and missing.startswith("not measured yet")
+
+
+def test_the_budget_line_holds_a_build_to_the_budget_of_its_kind():
+    record = {"profile": "demo", "total_s": 22.4 * 60, "planned_runs": 57}
+    first = compute_cost.budget_line({**record, "trainings": 57, "cached_at_start": 0})
+    assert first.endswith("budget 60 min; measured 22.4 min: within budget")
+    assert compute_cost.budget_line({**record, "trainings": 0, "cached_at_start": 57}).endswith(": OVER budget")
+    # the pretraining runs cached, the fine-tunings trained: neither budget is this build's
+    between = compute_cost.budget_line({**record, "trainings": 54, "cached_at_start": 3})
+    assert "3 of its 57 runs were cached at its start" in between and "neither budget applies" in between
+    assert "within" not in between and compute_cost.budget_line({**record, "profile": "smoke"}) == ""
