@@ -28,7 +28,7 @@ from mmhpn.paper.selection import PRETRAINING_INPUT_RULE, choose_pretraining_inp
 from mmhpn.runs import load_run, pretraining_dir, run_dir_for
 
 from _results import write_result  # benchmarks/ is on sys.path when a script runs
-from select_variant import validation_lines
+from select_variant import validation_arguments, validation_lines
 
 
 def pretraining_minutes(lines: list[dict], runs_dir: str) -> list[float]:
@@ -40,12 +40,7 @@ def pretraining_minutes(lines: list[dict], runs_dir: str) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--inputs", default="64x32", help="candidate pretraining inputs HxW, comma-separated")
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--presets", default="baseline,mmhpn")
-    parser.add_argument("--replicates", default="0,1,2")
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--tolerance", type=float, default=0.5, help="pp of validation mAP below the default's")
-    parser.add_argument("--runs-dir", default="runs/regime-selection")
+    validation_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

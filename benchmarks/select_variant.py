@@ -43,15 +43,23 @@ def validation_lines(variant: proxy.Variant, profile: str, presets: list[str], r
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", required=True, help="a proxy-study variant's name")
+def validation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a comparison with the default regime on validation identities (this
+    script's and `select_pretraining_input.py`'s): profile, presets, replicates, held-out
+    fraction, tolerance and the runs folder (the regime selection's, so the default's runs
+    are found)."""
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--presets", default="baseline,mmhpn")
     parser.add_argument("--replicates", default="0,1,2")
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--tolerance", type=float, default=0.5, help="pp of validation mAP below the default's")
     parser.add_argument("--runs-dir", default="runs/regime-selection")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", required=True, help="a proxy-study variant's name")
+    validation_arguments(parser)
     args = parser.parse_args()
     presets, replicates = args.presets.split(","), [int(s) for s in args.replicates.split(",")]
     default = validation_lines(proxy.get_variant(proxy.DEFAULT), args.profile, presets, replicates,
