@@ -99,6 +99,7 @@ def test_one_line_per_notebook_and_the_papermill_log_in_a_file(tmp_path, capfd):
     log = (tmp_path / "book" / "executed" / "logs" / "first.log").read_text()
     assert "hello from a cell 1" in log and "Executing" in log
     assert set(record["notebooks_s"]) == {"first", "second"}
+    assert record["cached_at_start"] == 0 and record["cached_training_s"] == 0.0  # nothing planned, nothing cached
 
 
 @pytest.mark.slow
@@ -334,3 +335,6 @@ def test_the_budget_line_holds_a_build_to_the_budget_of_its_kind():
     between = compute_cost.budget_line({**record, "trainings": 54, "cached_at_start": 3})
     assert "3 of its 57 runs were cached at its start" in between and "neither budget applies" in between
     assert "within" not in between and compute_cost.budget_line({**record, "profile": "smoke"}) == ""
+    known = compute_cost.budget_line({**record, "trainings": 54, "cached_at_start": 3, "cached_training_s": 3438.0})
+    assert known.endswith("the cached runs took 57.3 min of training when they trained, so a first build would "
+                          "take about 80 min")

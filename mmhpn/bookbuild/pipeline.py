@@ -26,7 +26,8 @@ from mmhpn.bookbuild.layout import (BUILD_LOG, CLAIMS_CSV, EXECUTED, HTML, LOGS,
 from mmhpn.bookbuild.non_default import banner_config, check_values, marked_pages, shown_values
 from mmhpn.bookbuild.offline import external_resources, vendor_mathjax
 from mmhpn.bookbuild.profiles import Profile
-from mmhpn.bookbuild.progress import notebook_line, notebook_runs_key, planned_runs, time_left, trainings_since
+from mmhpn.bookbuild.progress import (notebook_line, notebook_runs_key, planned_runs, time_left,
+                                      training_seconds, trainings_since)
 from mmhpn.checkpoints import is_finished
 from mmhpn.claims import holm, read_records
 from mmhpn.errors import ConfigError, DatasetError, MMHPNError
@@ -211,6 +212,8 @@ def run_pipeline(profile: Profile, notebooks: tuple[str, ...] | None = None,
     cached = sum(is_finished(run) for run in every_run)
     # how many of its runs a build found finished: a first build (the budget's) finds none
     record["planned_runs"], record["cached_at_start"] = len(every_run), cached
+    # what the cached runs cost when they trained: what a first build would add to this one
+    record["cached_training_s"] = round(sum(training_seconds(run) or 0.0 for run in every_run if is_finished(run)), 1)
     record["lanes"] = lanes = min(lanes_for(every_run), len(notebooks))  # `--only` one page: no second process
     at_a_time = f"{lanes} notebooks at a time (nothing to train); " if lanes > 1 else ""
     say(f"mmhpn.book: profile {profile.name}, {len(notebooks)} notebook(s), {len(every_run)} distinct "

@@ -62,9 +62,12 @@ def budget_line(record: dict[str, Any]) -> str:
     trained, minutes = record.get("trainings", 0), record["total_s"] / 60
     cached = record.get("cached_at_start")
     if trained and cached:
+        earlier = record.get("cached_training_s")
+        first = (f"; the cached runs took {earlier / 60:.1f} min of training when they trained, so a first build "
+                 f"would take about {minutes + earlier / 60:.0f} min" if earlier else "")
         return (f"{trained} training(s) ran in this build, {cached} of its {record.get('planned_runs', '?')} runs "
                 f"were cached at its start; measured {minutes:.1f} min: neither budget applies (a first build "
-                f"trains every run, {BUDGET_TRAINED_MIN} min; a rebuild none, {BUDGET_CACHED_MIN} min)")
+                f"trains every run, {BUDGET_TRAINED_MIN} min; a rebuild none, {BUDGET_CACHED_MIN} min){first}")
     budget = BUDGET_TRAINED_MIN if trained else BUDGET_CACHED_MIN
     return (f"{trained} training(s) ran in this build; budget {budget} min; measured {minutes:.1f} min: "
             f"{'within' if minutes <= budget else 'OVER'} budget")
