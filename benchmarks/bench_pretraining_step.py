@@ -9,7 +9,8 @@ size (the input pipeline is not included: `bench_input_pipeline.py`). The modes 
 interleaved, so that a busy machine slows all alike; images/s is the median over
 ``--repeats`` and every ratio is against the eager step at the first input. The first step's
 seconds are reported too: for a compiled step, the one-off compile, from an empty inductor
-cache (a temporary ``TORCHINDUCTOR_CACHE_DIR`` unless one is set). Writes ``benchmarks/results/pretraining-step-cpu.json``. Usage::
+cache (a temporary ``TORCHINDUCTOR_CACHE_DIR`` unless one is set). Writes
+``benchmarks/results/pretraining-step-cpu.json``. Usage::
 
     python benchmarks/bench_pretraining_step.py --inputs 128x64,96x48,64x32 --compile
 """
@@ -31,6 +32,7 @@ import torch  # noqa: E402 (after the cache folder is named)
 
 from mmhpn.config import build_model_for, make_config, pretraining_config
 from mmhpn.losses import build_loss
+from mmhpn.paper.selection import parse_input
 from mmhpn.runtime import resolve_precision
 
 from _results import write_result  # benchmarks/ is on sys.path when a script runs
@@ -57,7 +59,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     modes, compile_seconds = {}, {}
     for size in args.inputs.split(","):
-        height, width = (int(v) for v in size.split("x"))
+        height, width = parse_input(size)
         images = torch.randn(config.batch_size, 3, height, width, generator=generator)
         pids = torch.randint(0, args.classes, (config.batch_size,), generator=generator)
         for compiled in (False, True) if args.compile else (False,):

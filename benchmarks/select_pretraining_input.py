@@ -24,7 +24,7 @@ import torch
 
 from mmhpn.config import pretraining_config
 from mmhpn.paper import proxy
-from mmhpn.paper.selection import PRETRAINING_INPUT_RULE, choose_pretraining_input
+from mmhpn.paper.selection import PRETRAINING_INPUT_RULE, choose_pretraining_input, parse_input
 from mmhpn.runs import load_run, pretraining_dir, run_dir_for
 
 from _results import write_result  # benchmarks/ is on sys.path when a script runs
@@ -49,9 +49,9 @@ def main() -> None:
                                args.val_fraction, args.runs_dir)
     candidates = {}
     for size in args.inputs.split(","):
-        height, _, width = size.partition("x")
+        height, width = parse_input(size)
         variant = proxy.Variant(f"pretraining at {size}", "", f"the stand-in for ImageNet pretrained at {size}",
-                                pretrain={"height": int(height), "width": int(width)})
+                                pretrain={"height": height, "width": width})
         candidates[size] = validation_lines(variant, args.profile, presets, replicates, args.val_fraction,
                                             args.runs_dir)
     chosen = choose_pretraining_input(default, candidates, args.tolerance)

@@ -384,6 +384,7 @@ def test_the_pretraining_input_rule_takes_the_fewest_pixels_that_keep_up():
     assert selection.choose_pretraining_input(default, candidates, 0.3) == "96x48"  # 64x32's 0.4 pp is too much
     assert selection.choose_pretraining_input(default, candidates, 0.1) is None  # the default stays
     assert selection.choose_pretraining_input(default, {}, 0.5) is None
+    assert selection.parse_input("64x32") == (64, 32)
 
 
 def test_the_pretraining_input_selection_is_read_and_its_rule_re_applied(tmp_path):

@@ -5,6 +5,7 @@ left, and the one line per notebook.
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -91,8 +92,7 @@ def time_left(runs_to_go: list[Path], finished: list[Path]) -> str:
         if (measured := training_seconds(run)) is not None:
             seconds.setdefault(Path(run).parent, []).append(measured)
     total, parts, unknown = 0.0, [], 0
-    for folder in sorted({Path(run).parent for run in todo}):
-        count = sum(Path(run).parent == folder for run in todo)
+    for folder, count in sorted(Counter(Path(run).parent for run in todo).items()):
         if folder not in seconds:
             unknown += count
             continue

@@ -46,12 +46,18 @@ def choose_pretraining_input(default: Sequence[Mapping], candidates: Mapping[str
     """`PRETRAINING_INPUT_RULE`: the qualifying input ('HxW', a key of `candidates`, each with its
     validation lines as `keeps_up` reads them) with the fewest pixels, or None (the default stays)."""
     qualifying = [size for size, lines in candidates.items() if keeps_up(default, lines, tolerance)]
-    return min(qualifying, key=lambda size: _pixels(size)) if qualifying else None
+    return min(qualifying, key=_pixels) if qualifying else None
+
+
+def parse_input(size: str) -> tuple[int, int]:
+    """'64x32' -> (64, 32): an input's height and width."""
+    height, _, width = size.partition("x")
+    return int(height), int(width)
 
 
 def _pixels(size: str) -> int:
-    height, _, width = size.partition("x")
-    return int(height) * int(width)
+    height, width = parse_input(size)
+    return height * width
 
 
 def keeps_up(default: Sequence[Mapping], variant: Sequence[Mapping], tolerance: float) -> bool:
