@@ -67,8 +67,8 @@ class TrainConfig:
     the synthetic preset/seed for real datasets, the PSL gammas/single-stripe rule for the
     other losses, ``scale_weights`` for losses other than ``weighted_softmax``,
     ``num_instances`` for the plain shuffling sampler. The regime fields ``val_fraction``,
-    ``init_from``, ``freeze_below_layer4`` and ``feature_cache`` are left out of the hash at
-    their defaults (so adding them changed no existing hash); ``init_from`` is hashed as the
+    ``init_from``, ``freeze_below_layer4``, ``feature_cache`` and ``half_size_epochs`` are left
+    out of the hash at their defaults (so adding them changed no existing hash); ``init_from`` is hashed as the
     pretraining configuration's own hash, so a fine-tuned run is tied to the exact
     pretraining run (and its code versions). The layout is hashed *resolved* (a
     preset's layout when ``layout`` is None), so a run is never matched by a preset's name
@@ -123,6 +123,10 @@ class TrainConfig:
                                               "multiplied by --lr-decay-factor")
     lr_decay_factor: float = _field(0.1, SCHEDULE, "lr step factor")
     momentum: float = _field(0.9, SCHEDULE, "SGD momentum")
+    # Progressive resizing (ours, for the stand-in for ImageNet: cheaper early epochs); the
+    # evaluations, intermediate ones included, always read height x width.
+    half_size_epochs: int = _field(0, SCHEDULE, "train the first N epochs on images at half the height and width, "
+                                   "the rest at height x width (0 = every epoch at height x width)")
     weight_decay: float = _field(5e-4, SCHEDULE, "SGD weight decay")
     # reproducibility and speed
     seed: int = _field(0, MACHINE, "random seed")
@@ -197,8 +201,14 @@ class TrainConfig:
         if self.batch_size < 2:  # BatchNorm cannot train on one image per batch
             raise ConfigError(f"batch_size must be at least 2 (BatchNorm needs two images per batch), "
                               f"got {self.batch_size}")
-        for name in ("eval_every", "num_workers", "seed", "synthetic_seed"):
+        for name in ("eval_every", "num_workers", "seed", "synthetic_seed", "half_size_epochs"):
             positive(name, allow_zero=True)
+        if self.half_size_epochs:
+            if self.half_size_epochs >= self.epochs:
+                raise ConfigError(f"half_size_epochs ({self.half_size_epochs}) must be fewer than epochs "
+                                  f"({self.epochs}): at least the last epoch trains at height x width")
+            if self.height % 2 or self.width % 2:
+                raise ConfigError(f"half_size_epochs needs an even height and width, got {self.height}x{self.width}")
         for names, sign, least in ((("lr", "lr_decay_factor"), "positive", math.ulp(0.0)),
                                    (("momentum", "weight_decay"), "non-negative", 0.0)):
             for name in names:
@@ -222,6 +232,9 @@ class TrainConfig:
         if self.feature_cache and not self.freeze_below_layer4:
             raise ConfigError("feature_cache needs freeze_below_layer4=True (only a frozen trunk's features "
                               "stay the same from one epoch to the next)")
+        if self.feature_cache and self.half_size_epochs:
+            raise ConfigError("feature_cache trains on layer3 maps computed once at height x width; it cannot "
+                              "train epochs at half size (set half_size_epochs=0)")
         if self.init_from is not None:
             if self.pretrained is not None:
                 raise ConfigError(f"init_from and pretrained={self.pretrained!r} both give the trunk's initial "
@@ -261,7 +274,8 @@ class TrainConfig:
         if self.sampler == "shuffle":
             values["num_instances"] = None
         # The regime fields are left out at their defaults, so adding them changed no hash.
-        for name, default in (("val_fraction", 0.0), ("freeze_below_layer4", False), ("feature_cache", False)):
+        for name, default in (("val_fraction", 0.0), ("freeze_below_layer4", False), ("feature_cache", False),
+                              ("half_size_epochs", 0)):
             if values[name] == default:
                 values.pop(name)
         if self.init_from is None:
@@ -494,14 +508,20 @@ def check_config(config: TrainConfig) -> None:
     calls it first; a notebook can call it for each of its rows; the backbone's and the
     pooling's names are checked when the configuration is made): the layout's taps exist; the PSL has one finite gamma >= 0 per scale (the weighted softmax one
     weight per scale); no scale has more stripes than the feature map has rows at this
-    input height; the ``pretrained`` weights file is there and not empty; and the same for
-    the ``init_from`` pretraining configuration.
+    input height (and at half of it, for ``half_size_epochs``); the ``pretrained`` weights
+    file is there and not empty; and the same for the ``init_from`` pretraining configuration.
     """
     layout = config.layout if config.layout is not None else MODEL_PRESETS[config.preset]
     scales = parse_layout(layout)
     build_loss(config.loss, config.gammas, config.single_stripe, num_scales=len(scales),
                scale_weights=config.scale_weights)  # the loss's own checks, against this layout's scales
     check_stripes_fit(scales, feature_map_rows(config.height), (config.height, config.width))
+    if config.half_size_epochs:
+        half = (config.height // 2, config.width // 2)
+        try:
+            check_stripes_fit(scales, feature_map_rows(half[0]), half)
+        except ConfigError as err:
+            raise ConfigError(f"half_size_epochs={config.half_size_epochs} trains at half size, and {err}") from None
     if config.pretrained is not None:
         pretrained_weights_path(config.backbone, config.pretrained)
     if config.init_from is not None:

@@ -33,6 +33,10 @@ Fine-tuning regimes (opt-in `TrainConfig` fields, for CPU budgets; see the field
   ``init_from``, the maps are shared by every run fine-tuned from the same pretraining run
   (`mmhpn.trunk_cache`, in ``<runs>/trunk-features/``): the first run of a build computes
   them, the others read them. The time it takes is counted in ``train_seconds``.
+* ``half_size_epochs`` (progressive resizing, for the pretraining run): the first N epochs
+  read the training images at half the height and width (a quarter of the pixels: the
+  convolutions are size-agnostic, the heads pool), the rest at full size; every evaluation
+  reads full-size images.
 
 Multi-process training (`torchrun`): when `torch.distributed` is initialised, the model is
 wrapped in DistributedDataParallel, each process sees its share of every epoch through a
@@ -44,6 +48,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -211,10 +216,15 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, trunk_state: dict 
                 net = distributed.wrap_model(model, device)
                 loader = train_loader(config, dataset.train, device)
                 forward = net
+            # Progressive resizing: the first half_size_epochs read the same images at half size.
+            half_size_loader = (train_loader(dataclasses.replace(config, height=config.height // 2,
+                                                                 width=config.width // 2), dataset.train, device)
+                                if config.half_size_epochs else None)
             stopped_early = False
             for epoch in range(start_epoch, config.epochs):
-                row = _train_one_epoch(model, forward, loader, criterion, optimizer, scaler, config, epoch, device,
-                                       precision, progress and is_main)
+                epoch_loader = half_size_loader if epoch < config.half_size_epochs else loader
+                row = _train_one_epoch(model, forward, epoch_loader, criterion, optimizer, scaler, config, epoch,
+                                       device, precision, progress and is_main)
                 if config.eval_every and (epoch + 1) % config.eval_every == 0 and epoch + 1 < config.epochs:
                     if is_main:
                         scores = evaluate_now()

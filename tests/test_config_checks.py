@@ -44,6 +44,8 @@ def test_bad_fields_are_refused_when_the_configuration_is_made(overrides, messag
     ({"layout": {"conv5_3": (12,)}, "height": 176}, "a 176x32 input gives a feature map 11 rows high, too short "
                                                     "for 12 stripes"),
     ({"layout": {"conv6": (1,)}}, "unknown tap(s) ['conv6'] in layout"),
+    ({"layout": {"conv5_3": (4,)}, "half_size_epochs": 1},
+     "half_size_epochs=1 trains at half size, and a 32x16 input gives a feature map 2 rows high, too short for 4"),
     ({"init_from": {"profile": "unit", "preset": "mmhpn"}, "pretrained": None},
      "a 64x32 input gives a feature map 4 rows high, too short for 8 stripes"),  # the pretraining run's too
 ])

@@ -58,6 +58,10 @@ def test_init_from_is_hashed_as_the_pretraining_configuration(tiny_root):
     ({"init_from": {"profile": "smoke", "backbone": "resnet50"}}, "must be the same backbone"),
     ({"init_from": {"profile": "smoke", "init_from": {"profile": "smoke"}}}, "cannot itself have init_from"),
     ({"init_from": {"profile": "smoke", "epochs": 0}}, "epochs must be a positive integer"),
+    ({"half_size_epochs": 2}, r"half_size_epochs \(2\) must be fewer than epochs \(2\)"),
+    ({"half_size_epochs": -1}, "half_size_epochs must be a non-negative integer"),
+    ({"half_size_epochs": 1, "height": 66, "width": 33}, "needs an even height and width"),
+    ({"half_size_epochs": 1, "freeze_below_layer4": True, "feature_cache": True}, "cannot train epochs at half size"),
 ])
 def test_bad_regime_settings_raise_one_clear_error(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -214,6 +218,30 @@ def test_frozen_without_cache_trains_layer4_and_heads_only(tiny_root, tmp_path):
     assert any(not torch.equal(tuned[k], initial[k]) for k in tuned if k.startswith("heads."))
 
 
+def test_half_size_epochs_train_the_first_epochs_at_half_size_and_evaluate_at_full_size(tiny_root, tmp_path,
+                                                                                           monkeypatch):
+    from mmhpn import training
+
+    config = make_config("unit", data_root=str(tiny_root), preset="baseline", half_size_epochs=1, epochs=2)
+    seen = []  # (epoch, input size) of every training batch
+    one_epoch = training._train_one_epoch
+
+    def recording(model, forward, loader, criterion, optimizer, scaler, config, epoch, *rest):
+        def watched(images):
+            seen.append((epoch, tuple(images.shape[-2:])))
+            return forward(images)
+        return one_epoch(model, watched, loader, criterion, optimizer, scaler, config, epoch, *rest)
+
+    monkeypatch.setattr(training, "_train_one_epoch", recording)
+    run = train_or_load(config, tmp_path, progress=False)
+    assert {size for epoch, size in seen if epoch == 0} == {(32, 16)}
+    assert {size for epoch, size in seen if epoch == 1} == {(64, 32)}
+    assert len(run.history) == 2 and 0.0 <= run.metrics["mAP"] <= 1.0
+    assert config_hash(config) != config_hash(make_config("unit", data_root=str(tiny_root), preset="baseline",
+                                                          epochs=2))
+    assert "half_size_epochs" not in make_config("unit").hashed_fields()  # at 0: every earlier hash unchanged
+
+
 @pytest.mark.slow
 def test_pretrain_command_trains_once_and_prints_init_from(tiny_root, tmp_path, capsys):
     from mmhpn.cli import main
@@ -349,10 +377,13 @@ def test_the_demo_schedules_are_the_selection_rules_output():
         [pretraining_config(make_config("demo", seed=r).init_from) for r in first["replicates"]]
     # the pretraining input: a smaller one is used only where its rule chose it
     inputs = json.loads(read_text("pretraining-input-selection.json"))
-    chosen = selection.choose_pretraining_input(inputs["default"], inputs["candidates"], inputs["tolerance_pp"])
-    assert f"{source.height}x{source.width}" == (chosen or f"{demo.height}x{demo.width}")
-    assert [pretraining_config(i) for i in inputs["default"][0]["pretraining"]] == \
-        [pretraining_config(make_config("demo", seed=r).init_from) for r in inputs["default"][0]["replicates"]]
+    chosen = selection.choose_pretraining_input(inputs["default"], inputs["candidates"], inputs["tolerance_pp"],
+                                                inputs["pixel_epochs"])
+    lines = inputs["candidates"][chosen] if chosen else inputs["default"]
+    assert [pretraining_config(i) for i in lines[0]["pretraining"]] == \
+        [pretraining_config(make_config("demo", seed=r).init_from) for r in lines[0]["replicates"]]
+    assert inputs["pixel_epochs"]["default"] == selection.pretraining_pixel_epochs(
+        pretraining_config(inputs["default"][0]["pretraining"][0]))
 
 
 def test_the_selection_rules_on_made_up_candidates():
@@ -373,18 +404,30 @@ def test_the_selection_rules_on_made_up_candidates():
     assert selection.parse_schedule("6:4") == (6, (4,)) and selection.parse_schedule("6") == (6, ())
 
 
-def test_the_pretraining_input_rule_takes_the_fewest_pixels_that_keep_up():
+def test_the_pretraining_input_rule_takes_the_fewest_pixel_epochs_that_keep_up():
     from mmhpn.paper import selection
 
     default = [{"preset": "baseline", "val_mAP_mean": 80.0}, {"preset": "mmhpn", "val_mAP_mean": 82.0}]
     def lines(baseline, mmhpn):
         return [{"preset": "baseline", "val_mAP_mean": baseline}, {"preset": "mmhpn", "val_mAP_mean": mmhpn}]
-    candidates = {"96x48": lines(79.8, 81.9), "64x32": lines(79.6, 81.6), "32x16": lines(70.0, 83.0)}
-    assert selection.choose_pretraining_input(default, candidates, 0.5) == "64x32"
-    assert selection.choose_pretraining_input(default, candidates, 0.3) == "96x48"  # 64x32's 0.4 pp is too much
-    assert selection.choose_pretraining_input(default, candidates, 0.1) is None  # the default stays
-    assert selection.choose_pretraining_input(default, {}, 0.5) is None
+    candidates = {"96x48": lines(79.8, 81.9), "64x32": lines(79.6, 81.6), "32x16": lines(70.0, 83.0),
+                  "half size for 9 epochs": lines(79.9, 81.8)}
+    costs = {"96x48": 12 * 96 * 48, "64x32": 12 * 64 * 32, "32x16": 12 * 32 * 16,
+             "half size for 9 epochs": 9 * 64 * 32 + 3 * 128 * 64}  # 43008: between 64x32's and 96x48's
+    assert selection.choose_pretraining_input(default, candidates, 0.5, costs) == "64x32"
+    assert selection.choose_pretraining_input(default, candidates, 0.3, costs) == "half size for 9 epochs"
+    assert selection.choose_pretraining_input(default, candidates, 0.15, costs) is None  # the default stays
+    assert selection.choose_pretraining_input(default, {}, 0.5, costs) is None
     assert selection.parse_input("64x32") == (64, 32)
+
+
+def test_pixel_epochs_count_the_half_size_epochs_at_a_quarter():
+    from mmhpn.paper import selection
+
+    source = pretraining_config(make_config("demo").init_from)
+    assert selection.pretraining_pixel_epochs(source) == source.epochs * source.height * source.width
+    half = pretraining_config({**make_config("demo").init_from, "half_size_epochs": 9})
+    assert selection.pretraining_pixel_epochs(half) == 9 * 64 * 32 + 3 * 128 * 64
 
 
 def test_the_pretraining_input_selection_is_read_and_its_rule_re_applied(tmp_path):
@@ -396,13 +439,15 @@ def test_the_pretraining_input_selection_is_read_and_its_rule_re_applied(tmp_pat
     record = {"tolerance_pp": 0.5, "rule": "the rule", "recorded": {"utc": "t", "machine": "m"},
               "default": lines("default", 90.0, 91.0),
               "candidates": {"64x32": lines("pretraining at 64x32", 89.0, 91.5)},
-              "pretraining_minutes": {"default": [19.0, 19.5, 18.5], "64x32": [8.0, 8.0, 8.0]}, "chosen": None}
+              "pretraining_minutes": {"default": [19.0, 19.5, 18.5], "64x32": [8.0, 8.0, 8.0]},
+              "pixel_epochs": {"default": 12 * 128 * 64, "64x32": 12 * 64 * 32}, "chosen": None}
     path = tmp_path / "pretraining-input-selection.json"
     path.write_text(json.dumps(record))
     table, reading = views.pretraining_input_selection(path)
     assert list(table["regime"]) == ["default", "default", "pretraining at 64x32", "pretraining at 64x32"]
     assert list(table["pretraining min a run"]) == [19.0, 19.0, 8.0, 8.0]
-    assert reading.endswith("no smaller input keeps up with the default on validation identities, so the trunk "
+    assert list(table["pretraining pixel-epochs"]) == [98304, 98304, 24576, 24576]
+    assert reading.endswith("no cheaper input keeps up with the default on validation identities, so the trunk "
                             "stays pretrained at the fine-tuning input (19.0 min a pretraining run; 64x32: 8.0 min).")
     record["chosen"] = "64x32"  # not what the rule picks from these numbers
     path.write_text(json.dumps(record))

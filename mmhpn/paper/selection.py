@@ -32,32 +32,38 @@ VARIANT_RULE = ("a proxy-study variant that qualifies under the adoption rule (m
                 "(written before any validation run of a variant had trained)")
 
 
-PRETRAINING_INPUT_RULE = ("a smaller pretraining input (the stand-in for ImageNet trained on downscaled images, "
-                          "its schedule unchanged) replaces the default's, the fine-tuning input, only if, fine-tuned "
-                          "with the demo schedule on the same validation identities over the same replicates (each "
-                          "from its own pretraining run at that input), its validation mAP after the last epoch (mean "
-                          "over replicates) is at least the default's minus {tolerance} pp for every preset; among "
-                          "those that qualify, the one with the fewest pixels; otherwise the default stays (written "
-                          "before any candidate had trained)")
+PRETRAINING_INPUT_RULE = ("a cheaper pretraining input (the stand-in for ImageNet trained on downscaled images for all "
+                          "or the first epochs of its schedule, the schedule unchanged) replaces the default's, the "
+                          "fine-tuning input, only if, fine-tuned with the demo schedule on the same validation "
+                          "identities over the same replicates (each from its own pretraining run at that input), its "
+                          "validation mAP after the last epoch (mean over replicates) is at least the default's minus "
+                          "{tolerance} pp for every preset; among those that qualify, the one with the fewest "
+                          "pixel-epochs (pixels per image times epochs, summed over the schedule); otherwise the "
+                          "default stays (written before any candidate had trained; the tie-break read 'the fewest "
+                          "pixels' until 2026-12-03, when, after the 64x32 candidate had failed and before the "
+                          "half-size-epochs candidate trained, it was generalised to candidates that change input "
+                          "within the schedule; it ranks the same inputs the same way)")
 
 
 def choose_pretraining_input(default: Sequence[Mapping], candidates: Mapping[str, Sequence[Mapping]],
-                             tolerance: float) -> str | None:
-    """`PRETRAINING_INPUT_RULE`: the qualifying input ('HxW', a key of `candidates`, each with its
-    validation lines as `keeps_up` reads them) with the fewest pixels, or None (the default stays)."""
-    qualifying = [size for size, lines in candidates.items() if keeps_up(default, lines, tolerance)]
-    return min(qualifying, key=_pixels) if qualifying else None
+                             tolerance: float, pixel_epochs: Mapping[str, int]) -> str | None:
+    """`PRETRAINING_INPUT_RULE`: the qualifying candidate (a key of `candidates`, each with its
+    validation lines as `keeps_up` reads them) with the fewest `pixel_epochs`, or None (the default stays)."""
+    qualifying = [name for name, lines in candidates.items() if keeps_up(default, lines, tolerance)]
+    return min(qualifying, key=lambda name: pixel_epochs[name]) if qualifying else None
+
+
+def pretraining_pixel_epochs(config) -> int:
+    """What a pretraining run's schedule costs in pixels: per epoch, the pixels of one
+    training image at that epoch's input (`TrainConfig.half_size_epochs`), summed."""
+    full, half = config.height * config.width, (config.height // 2) * (config.width // 2)
+    return config.half_size_epochs * half + (config.epochs - config.half_size_epochs) * full
 
 
 def parse_input(size: str) -> tuple[int, int]:
     """'64x32' -> (64, 32): an input's height and width."""
     height, _, width = size.partition("x")
     return int(height), int(width)
-
-
-def _pixels(size: str) -> int:
-    height, width = parse_input(size)
-    return height * width
 
 
 def keeps_up(default: Sequence[Mapping], variant: Sequence[Mapping], tolerance: float) -> bool:

@@ -541,22 +541,26 @@ PRETRAINING_INPUT_SELECTION = "pretraining-input-selection.json"  # select_pretr
 
 def pretraining_input_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, str]:
     """`benchmarks/select_pretraining_input.py`'s result: per preset, the validation mAP fine-tuned
-    from the default pretraining runs and from runs pretrained at each smaller input, with the
-    minutes a pretraining run took, and the rule's reading, re-applied here
+    from the default pretraining runs and from each cheaper candidate's (a smaller input for
+    every epoch, or half size for the first epochs), with the minutes and pixel-epochs of a
+    pretraining run, and the rule's reading, re-applied here
     (`mmhpn.paper.selection.choose_pretraining_input`) to the recorded numbers."""
     record = _recorded(PRETRAINING_INPUT_SELECTION, path, "select_pretraining_input.py")
     minutes = {name: float(np.mean(values)) for name, values in record["pretraining_minutes"].items()}
+    costs = record["pixel_epochs"]
     groups = {"default": record["default"], **record["candidates"]}
-    table = pd.concat([_validation_table(lines).assign(**{"pretraining min a run": round(minutes[name], 1)})
+    table = pd.concat([_validation_table(lines).assign(**{"pretraining min a run": round(minutes[name], 1),
+                                                          "pretraining pixel-epochs": costs[name]})
                        for name, lines in groups.items()], ignore_index=True)
-    chosen = selection.choose_pretraining_input(record["default"], record["candidates"], record["tolerance_pp"])
+    chosen = selection.choose_pretraining_input(record["default"], record["candidates"], record["tolerance_pp"],
+                                                costs)
     if chosen != record["chosen"]:
         raise ConfigError(f"the recorded pretraining input choice {record['chosen']!r} is not what its rule picks "
                           f"from the recorded candidates ({chosen!r}): re-run the selection script")
     reading = (f"The rule: {record['rule']}. Measured on {record['recorded']['utc']} ({record['recorded']['machine']}): "
                + (f"pretraining at {chosen} keeps up with the default on validation identities, at "
                   f"{minutes[chosen]:.1f} min a pretraining run against {minutes['default']:.1f}." if chosen else
-                  f"no smaller input keeps up with the default on validation identities, so the trunk stays "
+                  f"no cheaper input keeps up with the default on validation identities, so the trunk stays "
                   f"pretrained at the fine-tuning input ({minutes['default']:.1f} min a pretraining run; "
-                  + ", ".join(f"{size}: {minutes[size]:.1f} min" for size in record["candidates"]) + ")."))
+                  + ", ".join(f"{name}: {minutes[name]:.1f} min" for name in record["candidates"]) + ")."))
     return table, reading
