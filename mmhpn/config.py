@@ -289,6 +289,11 @@ class TrainConfig:
         return values
 
     @property
+    def half_size(self) -> tuple[int, int]:
+        """The (height, width) of the `half_size_epochs`' inputs."""
+        return self.height // 2, self.width // 2
+
+    @property
     def hash(self) -> str:
         return config_hash(self)
 
@@ -517,9 +522,8 @@ def check_config(config: TrainConfig) -> None:
                scale_weights=config.scale_weights)  # the loss's own checks, against this layout's scales
     check_stripes_fit(scales, feature_map_rows(config.height), (config.height, config.width))
     if config.half_size_epochs:
-        half = (config.height // 2, config.width // 2)
         try:
-            check_stripes_fit(scales, feature_map_rows(half[0]), half)
+            check_stripes_fit(scales, feature_map_rows(config.half_size[0]), config.half_size)
         except ConfigError as err:
             raise ConfigError(f"half_size_epochs={config.half_size_epochs} trains at half size, and {err}") from None
     if config.pretrained is not None:

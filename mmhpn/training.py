@@ -48,8 +48,7 @@ from __future__ import annotations
 import math
 import os
 import time
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -102,13 +101,14 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.lr * config.lr_decay_factor ** passed
 
 
-def train_loader(config: TrainConfig, records, device: torch.device) -> torch.utils.data.DataLoader:
-    """The loader `train` iterates: `mmhpn.data.build_train_loader` with `config`'s settings, this process's share."""
+def train_loader(config: TrainConfig, records, device: torch.device, images=None) -> torch.utils.data.DataLoader:
+    """The loader `train` iterates: `mmhpn.data.build_train_loader` with `config`'s settings, this
+    process's share (`images`: another loader's dataset, its decoded images shared)."""
     return build_train_loader(records, height=config.height, width=config.width, batch_size=config.batch_size,
                               sampler=config.sampler, num_instances=config.num_instances, seed=config.seed,
                               num_workers=config.num_workers, cache_images=config.cache_images,
                               pin_memory=device.type == "cuda", world_size=distributed.world_size(),
-                              rank=distributed.rank())
+                              rank=distributed.rank(), images=images)
 
 
 def load_training_data(config: TrainConfig) -> ReIDDataset:
@@ -216,10 +216,12 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, *, trunk_state: dict 
                 net = distributed.wrap_model(model, device)
                 loader = train_loader(config, dataset.train, device)
                 forward = net
-            # Progressive resizing: the first half_size_epochs read the same images at half size.
-            half_size_loader = (train_loader(dataclasses.replace(config, height=config.height // 2,
-                                                                 width=config.width // 2), dataset.train, device)
-                                if config.half_size_epochs else None)
+            # Progressive resizing: the first half_size_epochs read the same decoded images at half size.
+            half_size_loader = None
+            if start_epoch < config.half_size_epochs:
+                half_height, half_width = config.half_size
+                half_config = replace(config, height=half_height, width=half_width, half_size_epochs=0)
+                half_size_loader = train_loader(half_config, dataset.train, device, images=loader.dataset)
             stopped_early = False
             for epoch in range(start_epoch, config.epochs):
                 epoch_loader = half_size_loader if epoch < config.half_size_epochs else loader

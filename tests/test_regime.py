@@ -222,7 +222,9 @@ def test_half_size_epochs_train_the_first_epochs_at_half_size_and_evaluate_at_fu
                                                                                            monkeypatch):
     from mmhpn import training
 
-    config = make_config("unit", data_root=str(tiny_root), preset="baseline", half_size_epochs=1, epochs=2)
+    # 66 rows: the half-size input, 33 rows, is odd, which half_size_epochs itself would refuse
+    config = make_config("unit", data_root=str(tiny_root), preset="baseline", half_size_epochs=1, epochs=2,
+                         height=66)
     seen = []  # (epoch, input size) of every training batch
     one_epoch = training._train_one_epoch
 
@@ -232,13 +234,32 @@ def test_half_size_epochs_train_the_first_epochs_at_half_size_and_evaluate_at_fu
             return forward(images)
         return one_epoch(model, watched, loader, criterion, optimizer, scaler, config, epoch, *rest)
 
+    evaluate_model = training.evaluate_model
+    evaluated = []  # the input size of every evaluation
+
+    def watched_evaluation(*args, **options):
+        evaluated.append((options["height"], options["width"]))
+        return evaluate_model(*args, **options)
+
+    loaders = []  # every training loader, to see that the half-size one shares the decoded images
+    train_loader = training.train_loader
+
+    def kept_loader(*args, **options):
+        loaders.append(train_loader(*args, **options))
+        return loaders[-1]
+
+    monkeypatch.setattr(training, "train_loader", kept_loader)
     monkeypatch.setattr(training, "_train_one_epoch", recording)
+    monkeypatch.setattr(training, "evaluate_model", watched_evaluation)
     run = train_or_load(config, tmp_path, progress=False)
-    assert {size for epoch, size in seen if epoch == 0} == {(32, 16)}
-    assert {size for epoch, size in seen if epoch == 1} == {(64, 32)}
+    assert {size for epoch, size in seen if epoch == 0} == {(33, 16)}
+    assert {size for epoch, size in seen if epoch == 1} == {(66, 32)}
+    assert evaluated == [(66, 32)]
+    assert len(loaders) == 2 and loaders[0].dataset.cache is not None
+    assert loaders[1].dataset.cache is loaders[0].dataset.cache  # decoded once
     assert len(run.history) == 2 and 0.0 <= run.metrics["mAP"] <= 1.0
     assert config_hash(config) != config_hash(make_config("unit", data_root=str(tiny_root), preset="baseline",
-                                                          epochs=2))
+                                                          epochs=2, height=66))
     assert "half_size_epochs" not in make_config("unit").hashed_fields()  # at 0: every earlier hash unchanged
 
 

@@ -21,6 +21,7 @@ that makes one 384x128 image cost tens of milliseconds instead of about one.
 """
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from typing import Iterator, Sequence
 
@@ -127,6 +128,12 @@ class ImageDataset(Dataset):
         self.cache: list[np.ndarray] | None = None
         if cache_images:
             self.cache = [np.asarray(decode_image(r.path)) for r in self.records]
+
+    def with_transform(self, transform) -> "ImageDataset":
+        """The same records under another transform, sharing this dataset's decoded images."""
+        other = copy.copy(self)
+        other.transform = transform
+        return other
 
     def __len__(self) -> int:
         return len(self.records)
@@ -246,7 +253,8 @@ class IdentityBatchSampler(Sampler[list[int]]):
 def build_train_loader(records: Sequence[ImageRecord], height: int = 384, width: int = 128,
                        batch_size: int = 64, sampler: str = "shuffle", num_instances: int = 4, seed: int = 0,
                        num_workers: int = 0, cache_images: bool = False, pin_memory: bool = False,
-                       extra_augment: Sequence[str] = (), world_size: int = 1, rank: int = 0) -> DataLoader:
+                       extra_augment: Sequence[str] = (), world_size: int = 1, rank: int = 0,
+                       images: ImageDataset | None = None) -> DataLoader:
     """The training loader: flip-only transform (plus any named `extra_augment`), seeded batches.
 
     `sampler="shuffle"` (the paper) or `"pk"` (P = batch_size / num_instances identities).
@@ -257,14 +265,23 @@ def build_train_loader(records: Sequence[ImageRecord], height: int = 384, width:
     its checkpoints). Workers are not kept between epochs, so every epoch's workers start
     from that seed and a resumed run sees the same flips.
 
+    `images`: an `ImageDataset` over the same records (another loader's ``dataset``) whose
+    decoded images this loader shares instead of decoding them again (`cache_images`), under
+    its own transform: e.g. the same images at another size.
+
     Several processes (`world_size` > 1, this one being `rank`): `batch_size` is the
     *global* batch; each process gets 1/world of every epoch through a `DistributedSampler`
     (plain shuffling only) and ``batch_size / world_size`` images per step.
     """
     if sampler not in ("shuffle", "pk"):
         raise ConfigError(f"unknown sampler {sampler!r}; expected 'shuffle' or 'pk'")
-    dataset = ImageDataset(records, build_transforms(height, width, train=True, extra=extra_augment),
-                           cache_images=cache_images)
+    transform = build_transforms(height, width, train=True, extra=extra_augment)
+    if images is None:
+        dataset = ImageDataset(records, transform, cache_images=cache_images)
+    elif images.records == list(records):
+        dataset = images.with_transform(transform)  # its decoded images shared, not decoded again
+    else:
+        raise ConfigError("build_train_loader's images must be an ImageDataset over the same records")
     if batch_size % world_size:
         raise ConfigError(f"batch_size {batch_size} is the global batch; it must divide evenly over "
                           f"{world_size} processes")

@@ -56,7 +56,7 @@ def choose_pretraining_input(default: Sequence[Mapping], candidates: Mapping[str
 def pretraining_pixel_epochs(config) -> int:
     """What a pretraining run's schedule costs in pixels: per epoch, the pixels of one
     training image at that epoch's input (`TrainConfig.half_size_epochs`), summed."""
-    full, half = config.height * config.width, (config.height // 2) * (config.width // 2)
+    full, half = config.height * config.width, config.half_size[0] * config.half_size[1]
     return config.half_size_epochs * half + (config.epochs - config.half_size_epochs) * full
 
 
