@@ -223,7 +223,11 @@ def test_the_page_tables_costs_and_status():
     assert status.startswith("measured 2026-12-01T10:00:00Z (UTC) on 2 logical CPU(s), test CPU, Linux 6; "
                              "profile demo; seeds [0, 1, 2]; 3 variants, 36 runs (36 trained")
     measured = set(study["variant"])
-    assert status.endswith("; not measured: " + ", ".join(v.name for v in proxy.VARIANTS if v.name not in measured))
+    assert "; not measured: " + ", ".join(v.name for v in proxy.VARIANTS if v.name not in measured) + "; " in status
+    # the made-up run hashes are not the runs this code trains, and "slower" is no variant
+    assert status.endswith("; STALE: 36 of 36 lines come from runs this code would not train now (another "
+                           "configuration, pretraining run or code version); re-run `make proxy-study` before "
+                           "reading them")
     assert proxy.study_status(None, "x.csv") == ("not yet measured: x.csv does not exist; `make proxy-study` "
                                                  "writes it (every run through the run cache)")
 
@@ -371,6 +375,24 @@ def test_the_committed_demo_study_covers_five_departures_with_three_seeds_and_re
     assert not changes[["change", "ci_low", "ci_high"]].isna().any().any()
     assert proxy.verdict_reading(changes).startswith(f"Of the {len(departures)} departures")
     assert proxy.adoption_reading(proxy.adoption_table(study, changes))
+    stale = proxy.stale_lines(study)
+    assert not stale.any(), (f"{int(stale.sum())} lines of {proxy.REFERENCE_CSV} come from runs this code would not "
+                             "train now: re-run `make proxy-study`")
+
+
+def test_a_study_line_is_stale_once_its_run_is_not_what_the_code_trains(monkeypatch):
+    from mmhpn import versions
+
+    row = proxy.get_table("table4").row("Baseline")
+    config = proxy.study_config(proxy.get_variant("objects pretraining"), row, "smoke", 1)
+    line = {**{c: "" for c in proxy.STUDY_COLUMNS}, "table": "table4", "row": "Baseline", "seed": 1,
+            "variant": "objects pretraining", "profile": "smoke", "run_hash": config.hash}
+    study = pd.DataFrame([line, {**line, "variant": "no such variant"}, {**line, "row": "no such row"},
+                          {**line, "seed": 2}])
+    assert proxy.stale_lines(study).tolist() == [False, True, True, True]
+    assert proxy.STUDY.currency(proxy.stale_lines(study.iloc[:1])).startswith("every line comes from the runs")
+    monkeypatch.setattr(versions, "TRAINING_SEMANTICS_VERSION", versions.TRAINING_SEMANTICS_VERSION + 1)
+    assert proxy.stale_lines(study.iloc[:1]).tolist() == [True]  # the code changed what a training computes
 
 
 def test_the_variant_rule_and_its_recorded_reading(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from mmhpn import claims
 from mmhpn.errors import ConfigError
-from mmhpn.paper import sensitivity
+from mmhpn.paper import sensitivity, studies
 from mmhpn.paper.selection import parse_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,15 @@ def test_the_comparison_puts_each_schedules_verdict_beside_the_defaults(tmp_path
         _checked({("Baseline+MSM", "mAP"): (1.2, 0.9, 1.5, "supported"),
                   ("Baseline+MHPM", "mAP"): (-0.9, -1.2, -0.6, "contradicted")}).assign(schedule="6:4"),
         _checked({("Baseline+MSM", "mAP"): (0.2, -0.1, 0.5, "inconclusive")}).assign(schedule="10:7"),
-    ], ignore_index=True).assign(profile="demo", machine="m", recorded_utc="t")
+    ], ignore_index=True).assign(profile="demo", machine="m", recorded_utc="t", seeds="", runs_digest="")
+    table = sensitivity.comparison(checked, other, "5:3")
+    assert list(table.columns) == ["table", "claim", "metric", "5:3 (default)", "6:4 (unchecked)",
+                                   "10:7 (unchecked)", "same verdict"]  # no runs named: nothing to check
+    table = sensitivity.comparison(checked, other.assign(runs_digest="0" * 16, seeds="0 1 2"), "5:3")
+    assert list(table.columns) == ["table", "claim", "metric", "5:3 (default)", "6:4 (stale)", "10:7 (stale)",
+                                   "same verdict"]  # runs named, and not the ones this code trains
+    other = other.assign(runs_digest=[sensitivity.key_digest("demo", "table4", [0, 1, 2], schedule)
+                                      for schedule in other["schedule"]], seeds="0 1 2")
     table = sensitivity.comparison(checked, other, "5:3")
     assert list(table.columns) == ["table", "claim", "metric", "5:3 (default)", "6:4", "10:7", "same verdict"]
     first = table.iloc[0]
@@ -58,7 +66,8 @@ def test_the_comparison_puts_each_schedules_verdict_beside_the_defaults(tmp_path
                         "are reversed (supported against contradicted); the others move between a decided verdict "
                         "and inconclusive; under 10:7 0 of 1 verdicts are the default's and 0 are reversed "
                         "(supported against contradicted); the others move between a decided verdict and "
-                        "inconclusive.")
+                        "inconclusive. Every line comes from the runs this code trains now (checked by their "
+                        "configuration hashes).")
     assert sensitivity.changed_sentence(checked, other, "x.csv", processor="m") == sentence  # measured here
     assert sensitivity.changed_sentence(checked, other, "x.csv", processor="AMD EPYC").endswith(
         "6:4, 10:7 were measured on another CPU than this build's (AMD EPYC): the same configuration can train "
@@ -67,13 +76,35 @@ def test_the_comparison_puts_each_schedules_verdict_beside_the_defaults(tmp_path
     # read back from CSV, Figure 5's rows ("2", "1") stay text and still match the build's labels
     fig5 = _checked({("2", "mAP"): (1.0, 0.5, 1.5, "supported")}).assign(table="figure5", worse="1")
     written = fig5.assign(schedule="6:4", trained_now=0, wall_minutes=1.0, profile="smoke", machine="m",
-                          recorded_utc="t")
+                          recorded_utc="t", seeds="0", runs_digest="")
     written = written.reindex(columns=list(sensitivity.COLUMNS))  # the claim columns this test leaves blank
     read_back = sensitivity.STUDY.read(sensitivity.STUDY.write(written, tmp_path / "s.csv"))
     assert read_back["better"].tolist() == ["2"] and read_back["worse"].tolist() == ["1"]
     assert sensitivity.comparison(fig5, read_back, "5:3").iloc[0]["same verdict"] == "1 of 1"
     assert sensitivity.changed_sentence(checked, None, "x.csv").startswith("not yet measured: x.csv does not exist; "
                                                                           "`make sensitivity` writes it")
+
+
+def test_a_recorded_schedule_is_stale_once_its_runs_are_not_what_the_code_trains(monkeypatch):
+    from mmhpn import versions
+    from mmhpn.paper.planner import planned_names
+
+    digest = sensitivity.key_digest("smoke", "table7", [0, 1], "2:1")
+    rows, seeds = sensitivity.key_rows("table7", [0, 1])
+    names = planned_names(rows, "smoke", seeds, epochs=2, lr_decay_epochs=[1])
+    assert any(".then-" in name for name in names)  # the PSL control, named after the run it waits for
+    assert digest == studies.runs_digest(names) and len(digest) == 16
+    assert digest != sensitivity.key_digest("smoke", "table7", [0, 1], "3:2")
+    assert digest != sensitivity.key_digest("smoke", "table7", [0], "2:1")
+    line = {"profile": "smoke", "table": "table7", "seeds": "0 1", "schedule": "2:1", "runs_digest": digest}
+    frame = pd.DataFrame([line, {**line, "runs_digest": ""}, {**line, "table": "table9"},
+                          {**line, "profile": "no such profile"}, {**line, "seeds": "0"}])
+    stale, unchecked = sensitivity.stale_lines(frame)
+    assert stale.tolist() == [False, False, True, True, True] and unchecked.tolist() == [False, True, False, False, False]
+    assert sensitivity.STUDY.currency(stale, unchecked).startswith("STALE: 3 of 5 lines come from runs")
+    assert sensitivity.STUDY.currency(stale[:2], unchecked[:2]).startswith("1 of 2 lines were recorded before")
+    monkeypatch.setattr(versions, "TRAINING_SEMANTICS_VERSION", versions.TRAINING_SEMANTICS_VERSION + 1)
+    assert sensitivity.stale_lines(frame.iloc[:1])[0].tolist() == [True]  # the code changed what a training computes
 
 
 def test_a_schedule_run_now_replaces_its_recorded_lines_and_keeps_the_others():
@@ -108,6 +139,8 @@ def test_a_smoke_sensitivity_runs_end_to_end_and_is_read_back(tmp_path, monkeypa
     assert list(frame.columns) == list(sensitivity.COLUMNS)
     assert set(frame["schedule"]) == {"2:1"} and len(said) == 1
     assert (frame["table"] == "table4").all() and len(frame) == len(frame.drop_duplicates(sensitivity.CLAIM_KEY))
+    assert (frame["seeds"] == "0 1").all() and not sensitivity.stale_lines(frame)[0].any()
+    assert not sensitivity.stale_lines(frame)[1].any()
     assert set(frame["verdict"]) <= set(claims.VERDICTS) and (frame["n_seeds"] == 2).all()
     assert frame["verdict_holm"][frame["family"].astype(bool)].ne("").all()
     with pytest.raises(ConfigError, match="holds the demo profile's schedule-sensitivity, not \\['smoke'\\]"):
@@ -139,6 +172,9 @@ def test_the_committed_demo_sensitivity_checks_every_claim_of_the_book_under_eac
     assert set(frame["profile"]) == {"demo"} and (frame["n_seeds"] == 3).all()
     schedules = set(frame["schedule"].astype(str))
     assert schedules <= set(sensitivity.SCHEDULES) and schedules
+    stale, _ = sensitivity.stale_lines(frame)  # lines recorded before the runs were named cannot be checked
+    assert not stale.any(), (f"{int(stale.sum())} lines of {sensitivity.STUDY.reference} come from runs this code "
+                             "would not train now: re-run `make sensitivity`")
     for _, lines in frame.groupby("schedule"):
         assert set(lines["table"]) == set(sensitivity.CLAIM_KEYS)
         assert set(lines["verdict"]) <= set(claims.VERDICTS)

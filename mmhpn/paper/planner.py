@@ -119,6 +119,14 @@ def plan_rows(rows: Sequence[Row], profile: str, seeds: Sequence[int], runs_dir:
             yield item
 
 
+def planned_names(rows: Sequence[Row], profile: str, seeds: Sequence[int], **common: Any) -> list[str]:
+    """The run folder names (name-hash) `run_rows` trains or loads with these arguments, computed
+    without reading any run: a row whose scale weights come from another row's run is named
+    after that run (`plan_rows`' placeholder), since its weights are known only once that run
+    has trained. What a study records to name the runs a line came from (`studies.runs_digest`)."""
+    return [item.run_dir.name for item in plan_rows(rows, profile, seeds, ".", lambda source: None, **common)]
+
+
 def run_rows(rows: Sequence[Row], profile: str, seeds: Sequence[int], runs_dir: str = "runs",
              progress: bool = False, **common: Any) -> pd.DataFrame:
     """Train or load every (row, seed) of `plan_rows`; one line per run with its metrics, in row order.

@@ -270,9 +270,25 @@ def read_study(path: str | Path) -> pd.DataFrame | None:
     return STUDY.read(path)
 
 
+def stale_lines(study: pd.DataFrame) -> pd.Series:
+    """The lines whose recorded run (``run_hash``) is not the run this code trains for their
+    profile, variant, row and seed (`study_config`); a variant, row or profile no longer defined
+    counts as stale."""
+    expected = []
+    for _, line in study.iterrows():
+        try:
+            row = get_table(str(line["table"])).row(str(line["row"]))
+            config = study_config(get_variant(str(line["variant"])), row, str(line["profile"]), int(line["seed"]))
+            expected.append(config.hash)
+        except ConfigError:
+            expected.append("")
+    return pd.Series(expected, index=study.index).ne(study["run_hash"].astype(str))
+
+
 def study_status(study: pd.DataFrame | None, path: str | Path) -> str:
-    """One line: when, on what machine and with which profile and seeds the study was measured,
-    or that it has not been measured yet and the command that measures it."""
+    """One line: when, on what machine and with which profile and seeds the study was measured
+    and whether its runs are the ones this code trains (`stale_lines`), or that it has not been
+    measured yet and the command that measures it."""
     if study is None:
         return STUDY.not_measured(path)
     seeds = sorted(int(s) for s in set(study["seed"]))
@@ -280,7 +296,8 @@ def study_status(study: pd.DataFrame | None, path: str | Path) -> str:
     missing = [v.name for v in VARIANTS if v.name not in variants]
     return (f"{STUDY.measured(study)}; seeds {seeds}; {len(variants)} variants, "
             f"{len(study)} runs ({int(study['trained_now'].astype(bool).sum())} trained by that command, the rest "
-            f"from the run cache)" + (f"; not measured: {', '.join(missing)}" if missing else ""))
+            f"from the run cache)" + (f"; not measured: {', '.join(missing)}" if missing else "")
+            + f"; {STUDY.currency(stale_lines(study))}")
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ verdicts are shown beside it, labelled, on the verdicts page (`comparison`).
 
 ``make sensitivity`` (``benchmarks/schedule_sensitivity.py``) runs it and writes
 ``benchmarks/reference/schedule-sensitivity.csv`` for the demo profile (`STUDY`), keeping the
-recorded lines of any schedule it did not run (`merge_recorded`).
+recorded lines of any schedule it did not run (`merge_recorded`). Each line names its seeds
+and the runs it came from (``runs_digest``: `key_digest`), so the verdicts page can say when a
+recorded schedule is stale (`stale_lines`).
 """
 from __future__ import annotations
 
@@ -26,14 +28,14 @@ from mmhpn import claims
 from mmhpn.config import make_config
 from mmhpn.errors import ConfigError
 from mmhpn.paper import numbers, registry, studies
-from mmhpn.paper.planner import run_rows
+from mmhpn.paper.planner import planned_names, run_rows
 from mmhpn.paper.selection import parse_schedule, schedule_label
 from mmhpn.paper.tables import FIGURE5_STRIPES
 
 SCHEDULES = ("6:4", "10:7")  # epochs:decay epoch; candidates of the recorded regime selection (a test checks)
 CLAIM_KEYS = ("table4", "table5", "table6", "table7", "layouts", "figure5")  # every notebook that checks claims
-COLUMNS = ("schedule", *claims.CLAIM_COLUMNS, *claims.HOLM_COLUMNS, "trained_now", "wall_minutes",
-           *studies.RECORD_COLUMNS)
+COLUMNS = ("schedule", *claims.CLAIM_COLUMNS, *claims.HOLM_COLUMNS, "seeds", "runs_digest", "trained_now",
+           "wall_minutes", *studies.RECORD_COLUMNS)
 STUDY = studies.Study("schedule-sensitivity", "make sensitivity", COLUMNS)
 DEFAULT_LABEL = "default"  # the build's own verdicts, in `comparison`
 
@@ -47,6 +49,15 @@ def profile_schedule(profile: str) -> str:
 def key_rows(key: str, seeds: Sequence[int]):
     """The rows and seeds notebook `key` trains with its default parameters (the book's)."""
     return registry.notebook_rows(key, {"seeds": list(seeds), "stripe_counts": list(FIGURE5_STRIPES)})
+
+
+def key_digest(profile: str, key: str, seeds: Sequence[int], schedule: str, **fields) -> str:
+    """The runs notebook `key`'s claims come from under `schedule` ('epochs:decay'), as
+    `studies.runs_digest` of their folder names: what a line records and `stale_lines` compares."""
+    epochs, decay = parse_schedule(schedule)
+    rows, key_seeds = key_rows(key, seeds)
+    return studies.runs_digest(planned_names(rows, profile, key_seeds, epochs=epochs, lr_decay_epochs=list(decay),
+                                             **fields))
 
 
 def run_sensitivity(profile: str, seeds: Sequence[int], schedules: Sequence[str] = SCHEDULES,
@@ -74,6 +85,8 @@ def run_sensitivity(profile: str, seeds: Sequence[int], schedules: Sequence[str]
                                lr_decay_epochs=list(decay), **fields)
             minutes = (time.perf_counter() - started) / 60
             checked = numbers.check_table(key, results, dataset=dataset)
+            checked["seeds"] = " ".join(str(int(seed)) for seed in seeds)
+            checked["runs_digest"] = key_digest(profile, key, seeds, text, **fields)
             checked["trained_now"] = int(results["trained_now"].sum())
             checked["wall_minutes"] = minutes
             checked_all.append(checked)
@@ -103,6 +116,27 @@ def merge_recorded(recorded: pd.DataFrame | None, measured: pd.DataFrame) -> pd.
             .reset_index(drop=True))
 
 
+def stale_lines(sensitivity: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(stale, unchecked): the lines whose recorded runs are not the ones this code would train
+    for their profile, notebook, seeds and schedule (`key_digest`; a profile or notebook no
+    longer defined counts as stale), and the lines recorded before the study named its runs."""
+    digests = sensitivity["runs_digest"].map(lambda value: "" if pd.isna(value) else str(value))
+    unchecked = digests.eq("")
+    stale = pd.Series(False, index=sensitivity.index)
+    expected: dict[tuple[str, ...], str] = {}
+    for index, line in sensitivity[~unchecked].iterrows():
+        what = tuple(str(line[name]) for name in ("profile", "table", "seeds", "schedule"))
+        if what not in expected:
+            profile, key, seeds, schedule = what
+            try:
+                expected[what] = (key_digest(profile, key, [int(s) for s in seeds.split()], schedule)
+                                  if key in CLAIM_KEYS else "")
+            except (ConfigError, ValueError):
+                expected[what] = ""
+        stale[index] = expected[what] != digests[index]
+    return stale, unchecked
+
+
 def _cell(line) -> str:
     text = claims.interval_text(line, digits=2)
     return text if line["n_seeds"] == 0 else f"{text} {line['verdict']}"
@@ -114,8 +148,14 @@ CLAIM_KEY = ["table", "better", "worse", "metric"]
 def comparison(checked: pd.DataFrame, sensitivity: pd.DataFrame, default_schedule: str) -> pd.DataFrame:
     """One line per claim and metric: the build's own verdict (its schedule `default_schedule`)
     and the verdict under each schedule of `sensitivity`, each as 'mean [95% CI] verdict', and
-    how many of the schedules give the default's verdict."""
+    how many of the schedules give the default's verdict. A schedule's header is marked
+    "(stale)" or "(unchecked)" when some of its lines are (`stale_lines`)."""
     schedules = list(dict.fromkeys(sensitivity["schedule"].astype(str)))
+    stale, unchecked = stale_lines(sensitivity)
+    marks = {}  # a schedule's header says when its lines cannot be read as this code's
+    for s in schedules:
+        lines = sensitivity["schedule"].astype(str) == s
+        marks[s] = " (stale)" if stale[lines].any() else " (unchecked)" if unchecked[lines].any() else ""
     columns = {DEFAULT_LABEL: checked, **{s: sensitivity[sensitivity["schedule"].astype(str) == s]
                                           for s in schedules}}
     lines = []
@@ -125,7 +165,7 @@ def comparison(checked: pd.DataFrame, sensitivity: pd.DataFrame, default_schedul
         verdicts = []
         for label, frame in columns.items():
             match = frame[(frame[CLAIM_KEY] == line[CLAIM_KEY]).all(axis=1)]
-            header = f"{default_schedule} ({DEFAULT_LABEL})" if label == DEFAULT_LABEL else label
+            header = f"{default_schedule} ({DEFAULT_LABEL})" if label == DEFAULT_LABEL else label + marks[label]
             if match.empty:
                 out[header] = "not measured"
                 continue
@@ -139,8 +179,9 @@ def comparison(checked: pd.DataFrame, sensitivity: pd.DataFrame, default_schedul
 
 def changed_sentence(checked: pd.DataFrame, sensitivity: pd.DataFrame | None, path: str | Path,
                      processor: str | None = None) -> str:
-    """One sentence: how many of the build's verdicts each other schedule keeps, or that the
-    sensitivity run has not been measured yet. With `processor` (the build's CPU model), it
+    """How many of the build's verdicts each other schedule keeps and whether the recorded lines
+    come from the runs this code trains (`studies.Study.currency`), or that the sensitivity run
+    has not been measured yet. With `processor` (the build's CPU model), it
     names the schedules measured on another CPU: the same configuration trains to other
     numbers there (bf16 kernels differ), so their column differs by the machine as well."""
     if sensitivity is None:
@@ -157,7 +198,8 @@ def changed_sentence(checked: pd.DataFrame, sensitivity: pd.DataFrame | None, pa
         parts.append(f"under {schedule} {kept} of {len(merged)} verdicts are the default's and {reversed_} "
                      f"{'is' if reversed_ == 1 else 'are'} reversed (supported against contradicted); the others "
                      f"move between a decided verdict and inconclusive")
-    sentence = f"{STUDY.measured(sensitivity)}: " + "; ".join(parts) + "."
+    currency = STUDY.currency(*stale_lines(sensitivity))
+    sentence = f"{STUDY.measured(sensitivity)}: " + "; ".join(parts) + f". {currency[0].upper()}{currency[1:]}."
     if elsewhere:
         sentence += (f" {', '.join(elsewhere)} {'was' if len(elsewhere) == 1 else 'were'} measured on another CPU "
                      f"than this build's ({processor}): the same configuration can train to other numbers on another "

@@ -4,13 +4,20 @@ book's pages read (`mmhpn.paper.proxy`, `mmhpn.paper.sensitivity`).
 A study trains more than the book does, so the book reads its result from a CSV instead of
 running it. The demo profile's CSV is committed under ``benchmarks/reference/`` (`Study.reference`);
 any other profile's goes to ``benchmarks/results/`` (not committed), so a smoke study can never
-pass for the real one. Each line carries the profile, the machine and the time it was recorded.
+pass for the real one. Each line carries the profile, the machine and the time it was recorded,
+and names the runs it was computed from by their configuration hashes (`TrainConfig.hash`:
+the fields, the pretraining run fine-tuned from, the code versions), so that the book can say
+when a recorded study is stale: computed from runs this code would not train now
+(`Study.currency`). A cached result must not outlive the code that produced it, and a study
+is a cached result the run cache cannot see.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
@@ -21,6 +28,14 @@ from mmhpn.provenance import machine_description
 RESULTS_DIR = Path("benchmarks/results")  # any profile but the reference's (not committed)
 REFERENCE_PROFILE = "demo"
 RECORD_COLUMNS = ("profile", "machine", "recorded_utc")  # the last columns of every study's CSV
+
+
+def runs_digest(run_names: Iterable[str]) -> str:
+    """16 hex digits of sha256 over the distinct run folder names (name-hash), sorted: one
+    short name for the runs a study line was computed from. Each folder name ends in its
+    configuration hash, so the digest changes whenever a run's fields, pretraining run or code
+    version does."""
+    return hashlib.sha256("\n".join(sorted(set(run_names))).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,22 @@ class Study:
 
     def not_measured(self, path: str | Path) -> str:
         return f"not yet measured: {path} does not exist; `{self.command}` writes it (every run through the run cache)"
+
+    def currency(self, stale: pd.Series, unchecked: pd.Series | None = None) -> str:
+        """One clause on whether a study's lines come from the runs this code trains now: `stale`
+        marks the lines whose recorded runs differ from the ones this code would train, `unchecked`
+        the lines recorded before the study named its runs (nothing to compare)."""
+        total = len(stale)
+        unchecked = pd.Series(False, index=stale.index) if unchecked is None else unchecked
+        if stale.any():
+            return (f"STALE: {int(stale.sum())} of {total} lines come from runs this code would not train now "
+                    f"(another configuration, pretraining run or code version); re-run `{self.command}` before "
+                    f"reading them")
+        if unchecked.any():
+            return (f"{int(unchecked.sum())} of {total} lines were recorded before the study named its runs, so "
+                    f"whether they come from the runs this code trains cannot be checked (`{self.command}` "
+                    f"records them again)")
+        return "every line comes from the runs this code trains now (checked by their configuration hashes)"
 
     def measured(self, frame: pd.DataFrame) -> str:
         """When, on what machine and with which profile the study was measured."""
