@@ -17,7 +17,7 @@ from each candidate's pretraining runs (same schedule, same seeds, same held-out
 ``benchmarks/results/pretraining-input-selection.json`` (both regimes' validation mAP, the
 pretraining minutes and pixel-epochs, the rule and its outcome). Usage::
 
-    python benchmarks/select_pretraining_input.py --inputs 64x32 --half-size-epochs 9
+    python benchmarks/select_pretraining_input.py --inputs 64x32 --half-size-epochs 9,8,6
 """
 from __future__ import annotations
 
