@@ -18,8 +18,9 @@ import statistics
 
 import torch
 
-from mmhpn.config import pretrain_overrides, pretraining_config
-from mmhpn.paper.planner import row_config
+from mmhpn.config import pretraining_config
+from mmhpn.paper import studies
+from mmhpn.paper.compute_cost import pretraining_seed_configs
 from mmhpn.paper.selection import parse_schedule
 from mmhpn.paper.tables import get_table
 from mmhpn.runs import load_run, pretraining_dir, run_dir_for, train_or_load
@@ -41,21 +42,19 @@ def main() -> None:
     lines = []
     for text in args.schedules.split(","):
         epochs, decay = parse_schedule(text)
-        maps, pretrain_seconds = [], []
-        for seed in seeds:
-            # A schedule with a decay is a candidate of select_pretraining.py, trained as the demo
-            # trains its own (a fifth of the pretraining identities held out, scored every epoch),
-            # so only the schedule differs; the earlier 2 epochs without decay as they were (no
-            # held-out identities).
-            extra = {} if decay else {"val_fraction": 0.0, "eval_every": 0}
-            init_from = pretrain_overrides("demo", epochs=epochs, lr_decay_epochs=list(decay), seed=seed, **extra)
-            run = train_or_load(row_config(baseline, "demo", seed, init_from=init_from), args.runs_dir, progress=False)
+        maps, pretrain_seconds, names = [], [], []
+        for config in pretraining_seed_configs(epochs, decay, seeds):
+            run = train_or_load(config, args.runs_dir, progress=False)
             maps.append(100 * run.metrics["mAP"])
-            pretraining = load_run(run_dir_for(pretraining_config(init_from), pretraining_dir(args.runs_dir)))
+            names.append(run.path.name)
+            pretraining = load_run(run_dir_for(pretraining_config(config.init_from), pretraining_dir(args.runs_dir)))
             pretrain_seconds.append(pretraining.metrics["train_seconds"])
         line = {"pretraining_epochs": epochs, "pretraining_lr_decay_epochs": list(decay), "seeds": seeds,
                 "baseline_test_mAP": maps, "mean_baseline_mAP": statistics.mean(maps),
-                "sd_of_baseline_mAP": statistics.stdev(maps), "pretraining_train_seconds": pretrain_seconds}
+                "sd_of_baseline_mAP": statistics.stdev(maps), "pretraining_train_seconds": pretrain_seconds,
+                # the folder names of the runs read, digested: the compute-cost page compares them with
+                # the runs this code trains now (compute_cost.pretraining_seed_digest)
+                "runs_digest": studies.runs_digest(names)}
         lines.append(line)
         print(f"pretraining {text}: baseline test mAP {', '.join(f'{m:.2f}' for m in maps)}; "
               f"mean {line['mean_baseline_mAP']:.2f}, sd {line['sd_of_baseline_mAP']:.2f}; pretraining "

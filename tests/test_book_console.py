@@ -320,10 +320,30 @@ def test_the_pretraining_seed_spread_is_read_from_its_record(tmp_path):
     table, recorded = compute_cost.pretraining_seed_spread(path)
     assert table.iloc[0].tolist()[:4] == ["2 epochs (decay after none)", "54.00, 58.00, 62.00", 58.0, 4.0]
     assert pd.isna(table.iloc[0, 4])  # minutes not recorded then
-    assert table.iloc[1].tolist() == ["8 epochs (decay after 6)", "70.00, 70.00, 70.00", 70.0, 0.0, 11.0]
-    assert recorded == "recorded now on here"
+    assert table.iloc[1].tolist() == ["8 epochs (decay after 6)", "70.00, 70.00, 70.00", 70.0, 0.0, 11.0, "unchecked"]
+    assert recorded.startswith("recorded now on here; 2 of 2 lines were recorded before the record named its runs")
+    # a line names its runs by a digest of their folder names: the runs this code trains now, or stale
+    record["schedules"][0]["runs_digest"] = compute_cost.pretraining_seed_digest(2, [], [0, 1, 2])
+    record["schedules"][1]["runs_digest"] = compute_cost.pretraining_seed_digest(8, [6], [0, 1, 2])
+    path.write_text(json.dumps(record))
+    table, recorded = compute_cost.pretraining_seed_spread(path)
+    assert table["runs"].tolist() == ["current", "current"]
+    assert recorded.endswith("every line comes from the runs this code trains now (checked by their configuration hashes)")
+    record["schedules"][1]["runs_digest"] = compute_cost.pretraining_seed_digest(8, [5], [0, 1, 2])
+    path.write_text(json.dumps(record))
+    table, recorded = compute_cost.pretraining_seed_spread(path)
+    assert table["runs"].tolist() == ["current", "STALE"]
+    assert "STALE: 1 of 2 lines come from runs this code would not train now" in recorded
+    assert "python benchmarks/bench_pretraining_seeds.py" in recorded
     table, missing = compute_cost.pretraining_seed_spread(tmp_path / "none.json")
     assert table.empty and missing.startswith("not measured yet")
+
+
+def test_the_committed_pretraining_seed_record_is_not_stale():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / "pretraining-seeds.json"
+    table, recorded = compute_cost.pretraining_seed_spread(path)
+    assert not table.empty, f"{path} is committed (written by python benchmarks/bench_pretraining_seeds.py)"
+    assert "STALE" not in table["runs"].tolist(), recorded  # re-run the benchmark after a change of semantics
 
 
 def test_the_budget_line_holds_a_build_to_the_budget_of_its_kind():

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
 from mmhpn.checkpoints import is_finished
 from mmhpn.claims import read_records
-from mmhpn.runs import load_run
+from mmhpn.config import TrainConfig, pretrain_overrides
+from mmhpn.paper import studies
+from mmhpn.paper.planner import row_config
+from mmhpn.paper.tables import get_table
+from mmhpn.runs import load_run, run_dir_for
 
 # The numbers of a benchmark result that the compute-cost page shows: those with a key (at
 # any nesting level) ending so. Per-repeat lists and the configuration echo stay in the file.
@@ -236,20 +240,50 @@ def _mean_minutes(seconds: list[float] | None) -> float | None:
     return round(sum(seconds) / len(seconds) / 60, 1) if seconds else None
 
 
+PRETRAINING_SEEDS_COMMAND = "python benchmarks/bench_pretraining_seeds.py"
+
+
+def pretraining_seed_configs(epochs: int, decay: Sequence[int], seeds: Sequence[int]) -> list[TrainConfig]:
+    """The runs of `benchmarks/bench_pretraining_seeds.py` for one pretraining schedule:
+    replicate s fine-tunes the demo baseline (Table 4's first row) with seed s from a
+    pretraining run with seed s. A schedule with a decay is a candidate of
+    ``select_pretraining.py``, trained as the demo trains its own (a fifth of the pretraining
+    identities held out, scored every epoch), so only the schedule differs; the earlier 2 epochs
+    without decay as they were (no held-out identities)."""
+    extra = {} if decay else {"val_fraction": 0.0, "eval_every": 0}
+    baseline = get_table("table4").rows[0]
+    return [row_config(baseline, "demo", seed, init_from=pretrain_overrides(
+                "demo", epochs=epochs, lr_decay_epochs=list(decay), seed=seed, **extra))
+            for seed in seeds]
+
+
+def pretraining_seed_digest(epochs: int, decay: Sequence[int], seeds: Sequence[int]) -> str:
+    """`studies.runs_digest` of one schedule's fine-tuned runs: what a line of the record keeps
+    and the page compares (each run's hash covers its pretraining run's)."""
+    return studies.runs_digest(run_dir_for(config, ".").name for config in pretraining_seed_configs(epochs, decay, seeds))
+
+
 def pretraining_seed_spread(path: Path) -> tuple[pd.DataFrame, str]:
     """`benchmarks/bench_pretraining_seeds.py`'s record: the fine-tuned baseline's test mAP per
     replicate (its own pretraining seed) under each pretraining schedule, its mean and sd, the
-    minutes one pretraining run took (where recorded), and when and where it was measured;
-    empty when the record is missing."""
+    minutes one pretraining run took (where recorded), whether its runs are the ones this code
+    trains now, and when and where it was measured; empty when the record is missing."""
     if not Path(path).is_file():
-        return pd.DataFrame(), f"not measured yet: python benchmarks/bench_pretraining_seeds.py writes {Path(path).name}"
+        return pd.DataFrame(), f"not measured yet: {PRETRAINING_SEEDS_COMMAND} writes {Path(path).name}"
     record = json.loads(Path(path).read_text())
+    schedules = sorted(record["schedules"], key=lambda line: line["pretraining_epochs"])
+    digests = [line.get("runs_digest", "") for line in schedules]
+    now = [pretraining_seed_digest(line["pretraining_epochs"], line["pretraining_lr_decay_epochs"],
+                                   line.get("seeds", [0, 1, 2])) for line in schedules]
+    unchecked = pd.Series([not digest for digest in digests], dtype=bool)
+    stale = pd.Series([bool(digest) and digest != current for digest, current in zip(digests, now)], dtype=bool)
     lines = [{"pretraining": f"{line['pretraining_epochs']} epochs (decay after "
                              f"{','.join(map(str, line['pretraining_lr_decay_epochs'])) or 'none'})",
               "baseline test mAP per replicate": ", ".join(f"{v:.2f}" for v in line["baseline_test_mAP"]),
               "mean": round(line["mean_baseline_mAP"], 2), "sd (pp)": round(line["sd_of_baseline_mAP"], 2),
-              "pretraining min a run": _mean_minutes(line.get("pretraining_train_seconds"))}
-             for line in sorted(record["schedules"], key=lambda line: line["pretraining_epochs"])]
+              "pretraining min a run": _mean_minutes(line.get("pretraining_train_seconds")),
+              "runs": "STALE" if is_stale else ("unchecked" if is_unchecked else "current")}
+             for line, is_stale, is_unchecked in zip(schedules, stale, unchecked)]
     recorded = record.get("recorded", {})
-    return pd.DataFrame(lines), f"recorded {recorded.get('utc', 'not recorded')} on {recorded.get('machine', 'not recorded')}"
-
+    return pd.DataFrame(lines), (f"recorded {recorded.get('utc', 'not recorded')} on {recorded.get('machine', 'not recorded')}; "
+                                 + studies.currency(stale, unchecked, PRETRAINING_SEEDS_COMMAND))

@@ -38,6 +38,24 @@ def runs_digest(run_names: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(set(run_names))).encode("utf-8")).hexdigest()[:16]
 
 
+def currency(stale: pd.Series, unchecked: pd.Series | None, command: str) -> str:
+    """One clause on whether a record's lines come from the runs this code trains now: `stale`
+    marks the lines whose recorded runs differ from the ones this code would train, `unchecked`
+    the lines recorded before the record named its runs (nothing to compare); `command` records
+    them again."""
+    total = len(stale)
+    unchecked = pd.Series(False, index=stale.index) if unchecked is None else unchecked
+    if stale.any():
+        return (f"STALE: {int(stale.sum())} of {total} lines come from runs this code would not train now "
+                f"(another configuration, pretraining run or code version); re-run `{command}` before "
+                f"reading them")
+    if unchecked.any():
+        return (f"{int(unchecked.sum())} of {total} lines were recorded before the record named its runs, so "
+                f"whether they come from the runs this code trains cannot be checked (`{command}` "
+                f"records them again)")
+    return "every line comes from the runs this code trains now (checked by their configuration hashes)"
+
+
 @dataclass(frozen=True)
 class Study:
     """Where a study is recorded and what its CSV holds."""
@@ -92,20 +110,8 @@ class Study:
         return f"not yet measured: {path} does not exist; `{self.command}` writes it (every run through the run cache)"
 
     def currency(self, stale: pd.Series, unchecked: pd.Series | None = None) -> str:
-        """One clause on whether a study's lines come from the runs this code trains now: `stale`
-        marks the lines whose recorded runs differ from the ones this code would train, `unchecked`
-        the lines recorded before the study named its runs (nothing to compare)."""
-        total = len(stale)
-        unchecked = pd.Series(False, index=stale.index) if unchecked is None else unchecked
-        if stale.any():
-            return (f"STALE: {int(stale.sum())} of {total} lines come from runs this code would not train now "
-                    f"(another configuration, pretraining run or code version); re-run `{self.command}` before "
-                    f"reading them")
-        if unchecked.any():
-            return (f"{int(unchecked.sum())} of {total} lines were recorded before the study named its runs, so "
-                    f"whether they come from the runs this code trains cannot be checked (`{self.command}` "
-                    f"records them again)")
-        return "every line comes from the runs this code trains now (checked by their configuration hashes)"
+        """`currency` of this study's lines, naming the command that records them again."""
+        return currency(stale, unchecked, self.command)
 
     def measured(self, frame: pd.DataFrame) -> str:
         """When, on what machine and with which profile the study was measured."""
