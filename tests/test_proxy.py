@@ -391,8 +391,15 @@ def test_a_study_line_is_stale_once_its_run_is_not_what_the_code_trains(monkeypa
                           {**line, "seed": 2}])
     assert proxy.stale_lines(study).tolist() == [False, True, True, True]
     assert proxy.STUDY.currency(proxy.stale_lines(study.iloc[:1])).startswith("every line comes from the runs")
+    empty = pd.DataFrame()
+    assert proxy.book_reading(study.iloc[:1], empty, "p.csv") == proxy.verdict_reading(empty)
     monkeypatch.setattr(versions, "TRAINING_SEMANTICS_VERSION", versions.TRAINING_SEMANTICS_VERSION + 1)
     assert proxy.stale_lines(study.iloc[:1]).tolist() == [True]  # the code changed what a training computes
+    # the reading the introduction quotes carries the warning away from the page
+    assert proxy.book_reading(study.iloc[:1], empty, "p.csv") == (
+        "STALE: 1 of 1 lines come from runs this code would not train now (another configuration, pretraining "
+        "run or code version); re-run `make proxy-study` before reading them. " + proxy.verdict_reading(empty))
+    assert proxy.book_reading(None, empty, "p.csv").startswith("not yet measured: p.csv does not exist")
 
 
 def test_the_variant_rule_and_its_recorded_reading(tmp_path):

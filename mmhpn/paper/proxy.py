@@ -526,6 +526,16 @@ ADOPTION_RULE = (
     "same schedule and network), whatever its measured ratio.")
 
 
+def book_reading(study: pd.DataFrame | None, changes: pd.DataFrame, path: str | Path) -> str:
+    """The reading the book's introduction quotes: `verdict_reading` of `changes`, led by the
+    warning when a line of `study` is stale (quoted away from the page, the reading must carry
+    it), or the study's status when it has not been measured yet."""
+    if study is None:
+        return study_status(study, path)
+    stale = stale_lines(study)
+    return f"{STUDY.currency(stale)}. {verdict_reading(changes)}" if stale.any() else verdict_reading(changes)
+
+
 def adoption_table(study: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
     """`ADOPTION_RULE` applied to each variant: its readings, its cost relative to the default's
     (fine-tuning minutes per run; own pretraining minutes per seed) and whether it qualifies."""
