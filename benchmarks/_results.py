@@ -1,7 +1,8 @@
 """Where and how the benchmark scripts write their results.
 
-Every result file says when, on what and by which command it was measured, so a number
-read back later (the book's compute-cost page, `benchmarks/reference/`) carries its
+Every result file says when, on what, by which command and under which training-semantics
+version it was measured, so a number read back later (the book's compute-cost page,
+`benchmarks/reference/`, the recorded selections in `mmhpn/resources/`) carries its
 provenance with it.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from mmhpn.atomic import atomic_write_json
 from mmhpn.provenance import machine_description
+from mmhpn.versions import TRAINING_SEMANTICS_VERSION
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -28,6 +30,9 @@ def write_result(filename: str, data: dict[str, Any]) -> Path:
             "machine": machine_description(),
             "torch": torch.__version__,
             "command": "python " + " ".join([f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+            # what a training computed then: a selection page says when the code has moved on
+            # (mmhpn.paper.views.record_currency)
+            "training_semantics_version": TRAINING_SEMANTICS_VERSION,
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

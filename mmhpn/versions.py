@@ -10,7 +10,11 @@ covers
 
 Bumping either changes every affected run's hash, hence its folder name, so old runs are
 never reused; `mmhpn.run_integrity` also refuses an explicitly named folder whose recorded
-version differs.
+version differs. Results recorded outside the run cache go stale with them, and say so: the
+studies and the pretraining-seed record name their runs by hash (`mmhpn.paper.studies`), the
+recorded selections in ``mmhpn/resources/`` carry the version they were measured under
+(`mmhpn.paper.views.record_currency`), and tests fail on any committed one that is stale, so a
+bump asks for them to be measured again.
 
 Nobody remembers to bump a version, so a test does it for them: `SEMANTICS_SOURCES` lists
 the files whose change can alter a training, and ``mmhpn/resources/training-semantics.json``

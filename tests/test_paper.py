@@ -287,6 +287,24 @@ def test_the_recorded_regime_selection_is_package_data():
         read_text("nothing.json")
 
 
+def test_a_recorded_selection_says_when_the_code_has_moved_on(monkeypatch):
+    from mmhpn import versions
+
+    current = {"recorded": {"training_semantics_version": versions.TRAINING_SEMANTICS_VERSION}}
+    assert views.record_currency(current, "select_regime.py") == ""
+    assert "cannot be checked" in views.record_currency({"recorded": {}}, "select_regime.py")
+    # every committed selection was recorded under this code's semantics: a bump asks for them again
+    for read in (views.regime_selection, views.pretraining_selection, views.pretraining_input_selection,
+                 views.variant_selection):
+        reading = read()[-1]
+        assert "STALE" not in reading and "cannot be checked" not in reading, reading
+    monkeypatch.setattr(versions, "TRAINING_SEMANTICS_VERSION", versions.TRAINING_SEMANTICS_VERSION + 1)
+    assert views.regime_selection()[-1].endswith(
+        f" STALE: recorded under training-semantics version {versions.TRAINING_SEMANTICS_VERSION - 1}, and what a "
+        f"training computes has changed since (version {versions.TRAINING_SEMANTICS_VERSION} now): re-run "
+        "benchmarks/select_regime.py before relying on this choice.")
+
+
 def test_figure5_points_reads_the_runs_behind_the_results(monkeypatch):
     from types import SimpleNamespace
 

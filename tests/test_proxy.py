@@ -411,7 +411,10 @@ def test_the_variant_rule_and_its_recorded_reading(tmp_path):
     assert not selection.keeps_up(default, [{"preset": "baseline", "val_mAP_mean": 88.4},
                                             {"preset": "mmhpn", "val_mAP_mean": 95.0}], 0.5)
     assert not selection.keeps_up(default, [{"preset": "baseline", "val_mAP_mean": 95.0}], 0.5)  # a preset missing
-    record = {"tolerance_pp": 0.5, "rule": "the rule", "recorded": {"utc": "t", "machine": "m"},
+    from mmhpn.versions import TRAINING_SEMANTICS_VERSION
+
+    record = {"tolerance_pp": 0.5, "rule": "the rule",
+              "recorded": {"utc": "t", "machine": "m", "training_semantics_version": TRAINING_SEMANTICS_VERSION},
               "default": [dict(line, variant="default", val_mAP=[line["val_mAP_mean"]] * 3) for line in default],
               "variant": [{"variant": "objects pretraining", "preset": p, "val_mAP": [40.0, 41.0, 42.0],
                            "val_mAP_mean": 41.0} for p in ("baseline", "mmhpn")]}

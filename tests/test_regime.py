@@ -457,7 +457,10 @@ def test_the_pretraining_input_selection_is_read_and_its_rule_re_applied(tmp_pat
     def lines(name, baseline, mmhpn):
         return [{"variant": name, "preset": preset, "val_mAP": [value] * 3, "val_mAP_mean": value}
                 for preset, value in (("baseline", baseline), ("mmhpn", mmhpn))]
-    record = {"tolerance_pp": 0.5, "rule": "the rule", "recorded": {"utc": "t", "machine": "m"},
+    from mmhpn.versions import TRAINING_SEMANTICS_VERSION
+
+    record = {"tolerance_pp": 0.5, "rule": "the rule",
+              "recorded": {"utc": "t", "machine": "m", "training_semantics_version": TRAINING_SEMANTICS_VERSION},
               "default": lines("default", 90.0, 91.0),
               "candidates": {"64x32": lines("pretraining at 64x32", 89.0, 91.5)},
               "pretraining_minutes": {"default": [19.0, 19.5, 18.5], "64x32": [8.0, 8.0, 8.0]},

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mmhpn import claims, figures
+from mmhpn import claims, figures, versions
 from mmhpn.attribution import compare_attention, similarity_heatmaps
 from mmhpn.config import make_config
 from mmhpn.data import load_data
@@ -282,6 +282,22 @@ def _recorded(name: str, path: str | Path | None, script: str) -> dict:
     return json.loads(file.read_text(encoding="utf-8"))
 
 
+def record_currency(record: Mapping[str, Any], script: str) -> str:
+    """What a page adds to a recorded selection's reading about the code it came from: nothing
+    when it was recorded under this code's training-semantics version (`mmhpn.versions`), a
+    STALE warning when under another (its candidates would train to other numbers now), and a
+    caveat when the record does not say."""
+    version = record.get("recorded", {}).get("training_semantics_version")
+    if version == versions.TRAINING_SEMANTICS_VERSION:
+        return ""
+    if version is None:
+        return (" The record does not name the training-semantics version it was measured under, so whether "
+                "its candidates would train to the same numbers now cannot be checked.")
+    return (f" STALE: recorded under training-semantics version {version}, and what a training computes has "
+            f"changed since (version {versions.TRAINING_SEMANTICS_VERSION} now): re-run benchmarks/{script} "
+            f"before relying on this choice.")
+
+
 def _schedule(epochs: int, decay: Sequence[int]) -> str:
     return f"{epochs} epochs (decay after {','.join(str(e) for e in decay) or 'none'})"
 
@@ -337,7 +353,7 @@ def pretraining_selection(path: str | Path | None = None) -> tuple[pd.DataFrame,
                     f"{_schedule(earlier['epochs'], earlier['lr_decay_epochs'])}"
                     + (", the longest candidate, so no plateau was shown yet and longer schedules were added."
                        if earlier["epochs"] == max(c["epochs"] for c in candidates[:shown]) else "."))
-    return summary, pd.DataFrame(epochs), reading
+    return summary, pd.DataFrame(epochs), reading + record_currency(record, "select_pretraining.py")
 
 
 def regime_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -364,8 +380,9 @@ def regime_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.D
                            "loss": loss})
     summary = pd.DataFrame(lines)
     summary.attrs["recorded"] = record.get("recorded", {})
-    return summary, pd.DataFrame(epochs), selection_reading(
-        record, "fine-tuning schedule", selection.choose_regime(record["results"], record["tolerance_pp"]))
+    reading = selection_reading(record, "fine-tuning schedule",
+                                selection.choose_regime(record["results"], record["tolerance_pp"]))
+    return summary, pd.DataFrame(epochs), reading + record_currency(record, "select_regime.py")
 
 
 def aps_weights(results: pd.DataFrame, row: str = "MMHPN+APS") -> pd.DataFrame:
@@ -525,7 +542,8 @@ def variant_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, str
     adopted = selection.keeps_up(record["default"], record["variant"], record["tolerance_pp"])
     reading = (f"The rule: {record['rule']}. Measured on {record['recorded']['utc']} ({record['recorded']['machine']}): "
                f"{name} {'keeps up with' if adopted else 'falls behind'} the default on validation identities, so "
-               + ("it replaces the demo regime." if adopted else "the demo regime stays as it is."))
+               + ("it replaces the demo regime." if adopted else "the demo regime stays as it is.")
+               + record_currency(record, "select_variant.py"))
     return _validation_table((*record["default"], *record["variant"])), reading
 
 
@@ -562,5 +580,6 @@ def pretraining_input_selection(path: str | Path | None = None) -> tuple[pd.Data
                   f"{minutes[chosen]:.1f} min a pretraining run against {minutes['default']:.1f}." if chosen else
                   f"no cheaper input keeps up with the default on validation identities, so the trunk stays "
                   f"pretrained at the fine-tuning input ({minutes['default']:.1f} min a pretraining run; "
-                  + ", ".join(f"{name}: {minutes[name]:.1f} min" for name in record["candidates"]) + ")."))
+                  + ", ".join(f"{name}: {minutes[name]:.1f} min" for name in record["candidates"]) + ").")
+               + record_currency(record, "select_pretraining_input.py"))
     return table, reading
