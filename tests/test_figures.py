@@ -353,6 +353,7 @@ def test_regime_selection_reads_the_benchmark_result_and_draws_it(tmp_path):
 
     from mmhpn.paper.views import regime_selection
     from mmhpn.figures import validation_curves
+    from mmhpn.versions import TRAINING_SEMANTICS_VERSION
 
     result = {"backbone": "resnet34-l4w128", "epochs": 2, "lr_decay_epochs": [1], "val_mAP": [70.0, 72.0],
               "val_mAP_mean": 71.0, "val_mAP_std": 1.41, "val_mAP_per_epoch": [60.0, 71.0], "loss_per_epoch": [3.0, 1.0],
@@ -360,7 +361,7 @@ def test_regime_selection_reads_the_benchmark_result_and_draws_it(tmp_path):
     path = tmp_path / "regime-selection.json"
     record = {"results": [{**result, "preset": "baseline"}, {**result, "preset": "mmhpn"}], "tolerance_pp": 0.5,
               "rule": "the rule", "chosen": {"epochs": 2, "lr_decay_epochs": [1]},
-              "recorded": {"utc": "now", "machine": "here"}}
+              "recorded": {"utc": "now", "machine": "here", "training_semantics_version": TRAINING_SEMANTICS_VERSION}}
     path.write_text(json.dumps(record))
     summary, epochs, reading = regime_selection(str(path))
     assert reading.endswith("it chooses 2 epochs (decay after 1).") and "the rule" in reading
