@@ -335,14 +335,33 @@ def test_the_pretraining_seed_spread_is_read_from_its_record(tmp_path):
     assert table["runs"].tolist() == ["current", "STALE"]
     assert "STALE: 1 of 2 lines come from runs this code would not train now" in recorded
     assert "python benchmarks/bench_pretraining_seeds.py" in recorded
-    table, missing = compute_cost.pretraining_seed_spread(tmp_path / "none.json")
+
+
+def test_every_machine_s_pretraining_seed_record_is_one_table(tmp_path):
+    import json
+
+    def record(utc, machine, mAP):
+        return {"schedules": [{"pretraining_epochs": 12, "pretraining_lr_decay_epochs": [9], "baseline_test_mAP": mAP,
+                               "mean_baseline_mAP": sum(mAP) / 3, "sd_of_baseline_mAP": 1.0}],
+                "recorded": {"utc": utc, "machine": machine}}
+
+    table, missing = compute_cost.pretraining_seed_records(tmp_path)
     assert table.empty and missing.startswith("not measured yet")
+    # named in the other order than they were recorded: the table is oldest first
+    (tmp_path / "pretraining-seeds-a.json").write_text(json.dumps(record("2026-12-03T20:00:00Z", "2 logical CPU(s), Intel(R) Xeon(R) Processor, Linux 6", [72.0] * 3)))
+    (tmp_path / "pretraining-seeds-b.json").write_text(json.dumps(record("2026-12-02T17:42:02Z", "2 logical CPU(s), AMD EPYC, Linux 6", [75.0] * 3)))
+    (tmp_path / "other.json").write_text("{}")  # another benchmark's result is not read
+    table, recorded = compute_cost.pretraining_seed_records(tmp_path)
+    assert table["measured"].tolist() == ["2026-12-02, AMD EPYC", "2026-12-03, Intel(R) Xeon(R) Processor"]
+    assert table["mean"].tolist() == [75.0, 72.0] and table.columns[0] == "measured"
+    lines = recorded.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("pretraining-seeds-b.json: recorded 2026-12-02T17:42:02Z on 2 logical")
 
 
-def test_the_committed_pretraining_seed_record_is_not_stale():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / "pretraining-seeds.json"
-    table, recorded = compute_cost.pretraining_seed_spread(path)
-    assert not table.empty, f"{path} is committed (written by python benchmarks/bench_pretraining_seeds.py)"
+def test_the_committed_pretraining_seed_records_are_not_stale():
+    directory = Path(__file__).resolve().parents[1] / "benchmarks" / "reference"
+    table, recorded = compute_cost.pretraining_seed_records(directory)
+    assert not table.empty, f"{directory} holds them (written by python benchmarks/bench_pretraining_seeds.py)"
     assert "STALE" not in table["runs"].tolist(), recorded  # re-run the benchmark after a change of semantics
 
 

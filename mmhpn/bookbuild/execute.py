@@ -20,6 +20,10 @@ from mmhpn.bookbuild.layout import EXECUTED, REPO_ROOT, log_path, notebook_path,
 from mmhpn.bookbuild.non_default import mark_page
 from mmhpn.errors import ConfigError
 
+# papermill waits 60 s for a kernel to start; on two busy cores (two notebooks at a time, a
+# training beside them) a start has taken longer than that, failing a build that was fine.
+KERNEL_START_TIMEOUT_S = 300
+
 
 def declared_parameters(path: Path) -> set[str]:
     """Names assigned in the notebook's `parameters` cell (what papermill can inject)."""
@@ -149,7 +153,7 @@ def execute_notebook(name: str, params: dict[str, Any], root: Path = REPO_ROOT,
         with _output_to(log_file):
             papermill.execute_notebook(
                 str(source), str(partial), parameters=passed, kernel_name="python3",
-                log_output=True, progress_bar=False, cwd=str(root),
+                start_timeout=KERNEL_START_TIMEOUT_S, log_output=True, progress_bar=False, cwd=str(root),
             )
     except PapermillExecutionError as err:
         traceback_text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(err.traceback or []))  # no colour codes

@@ -267,9 +267,8 @@ def pretraining_seed_spread(path: Path) -> tuple[pd.DataFrame, str]:
     """`benchmarks/bench_pretraining_seeds.py`'s record: the fine-tuned baseline's test mAP per
     replicate (its own pretraining seed) under each pretraining schedule, its mean and sd, the
     minutes one pretraining run took (where recorded), whether its runs are the ones this code
-    trains now, and when and where it was measured; empty when the record is missing."""
-    if not Path(path).is_file():
-        return pd.DataFrame(), f"not measured yet: {PRETRAINING_SEEDS_COMMAND} writes {Path(path).name}"
+    trains now, and when and where it was measured (`pretraining_seed_records` reads every
+    machine's)."""
     record = json.loads(Path(path).read_text())
     schedules = sorted(record["schedules"], key=lambda line: line["pretraining_epochs"])
     digests = [line.get("runs_digest", "") for line in schedules]
@@ -287,3 +286,27 @@ def pretraining_seed_spread(path: Path) -> tuple[pd.DataFrame, str]:
     recorded = record.get("recorded", {})
     return pd.DataFrame(lines), (f"recorded {recorded.get('utc', 'not recorded')} on {recorded.get('machine', 'not recorded')}; "
                                  + studies.currency(stale, unchecked, PRETRAINING_SEEDS_COMMAND))
+
+
+PRETRAINING_SEEDS_RECORDS = "pretraining-seeds*.json"  # one record per machine kind, in benchmarks/reference/
+
+
+def pretraining_seed_records(directory: Path) -> tuple[pd.DataFrame, str]:
+    """Every machine's `pretraining_seed_spread` record in `directory` (``pretraining-seeds*.json``,
+    oldest first), one table with a ``measured`` column (the record's date and processor) and
+    one sentence per record. The same runs train to other numbers on another CPU (its bf16
+    kernels differ), so a spread is a property of the machine too: the page shows each."""
+    paths = sorted(Path(directory).glob(PRETRAINING_SEEDS_RECORDS),
+                   key=lambda path: (json.loads(path.read_text()).get("recorded", {}).get("utc", ""), path.name))
+    if not paths:
+        return pd.DataFrame(), f"not measured yet: {PRETRAINING_SEEDS_COMMAND} writes pretraining-seeds.json"
+    tables, sentences = [], []
+    for path in paths:
+        table, sentence = pretraining_seed_spread(path)
+        recorded = json.loads(path.read_text()).get("recorded", {})
+        machine = recorded.get("machine", "not recorded")
+        parts = machine.split(", ")  # provenance.machine_description: "N logical CPU(s), processor, system"
+        measured = f"{recorded.get('utc', 'not recorded')[:10]}, {parts[1] if len(parts) == 3 else machine}"
+        tables.append(table.assign(measured=measured)[["measured", *table.columns]])
+        sentences.append(f"{path.name}: {sentence}")
+    return pd.concat(tables, ignore_index=True), "\n".join(sentences)

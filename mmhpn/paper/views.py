@@ -272,14 +272,17 @@ REGIME_SELECTION = "regime-selection.json"  # benchmarks/select_regime.py's reco
 PRETRAINING_SELECTION = "pretraining-selection.json"  # benchmarks/select_pretraining.py's, likewise
 
 
-def _recorded(name: str, path: str | Path | None, script: str) -> dict:
-    """A recorded selection result: the package's copy, or the file `path` after a new selection."""
+def _recorded(name: str, path: str | Path | None, script: str) -> tuple[dict, str]:
+    """A recorded selection result (the package's copy, or the file `path` after a new selection)
+    and what its reading adds about the code it came from (`record_currency`)."""
     if path is None:
-        return json.loads(read_text(name))
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"no selection result at {file}; expected the JSON that benchmarks/{script} writes")
-    return json.loads(file.read_text(encoding="utf-8"))
+        record = json.loads(read_text(name))
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"no selection result at {file}; expected the JSON that benchmarks/{script} writes")
+        record = json.loads(file.read_text(encoding="utf-8"))
+    return record, record_currency(record, script)
 
 
 def record_currency(record: Mapping[str, Any], script: str) -> str:
@@ -318,7 +321,7 @@ def pretraining_selection(path: str | Path | None = None) -> tuple[pd.DataFrame,
     """`benchmarks/select_pretraining.py`'s recorded result: one line per candidate schedule
     (validation mAP on held-out *pretraining* identities per seed, mean, std, seconds), its
     per-epoch frame (for `mmhpn.figures.validation_curves`) and the rule's reading."""
-    record = _recorded(PRETRAINING_SELECTION, path, "select_pretraining.py")
+    record, currency = _recorded(PRETRAINING_SELECTION, path, "select_pretraining.py")
     lines, epochs = [], []
     for candidate in record["candidates"]:
         regime = _schedule(candidate["epochs"], candidate["lr_decay_epochs"])
@@ -353,7 +356,7 @@ def pretraining_selection(path: str | Path | None = None) -> tuple[pd.DataFrame,
                     f"{_schedule(earlier['epochs'], earlier['lr_decay_epochs'])}"
                     + (", the longest candidate, so no plateau was shown yet and longer schedules were added."
                        if earlier["epochs"] == max(c["epochs"] for c in candidates[:shown]) else "."))
-    return summary, pd.DataFrame(epochs), reading + record_currency(record, "select_pretraining.py")
+    return summary, pd.DataFrame(epochs), reading + currency
 
 
 def regime_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -365,7 +368,7 @@ def regime_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.D
     Reads the recorded result shipped with the package (`REGIME_SELECTION`), or the result
     file `path` (e.g. ``benchmarks/results/regime-selection.json`` after a new selection).
     """
-    record = _recorded(REGIME_SELECTION, path, "select_regime.py")
+    record, currency = _recorded(REGIME_SELECTION, path, "select_regime.py")
     lines, epochs = [], []
     for result in record["results"]:
         regime = f"{result['backbone']}, {_schedule(result['epochs'], result['lr_decay_epochs'])}"
@@ -382,7 +385,7 @@ def regime_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, pd.D
     summary.attrs["recorded"] = record.get("recorded", {})
     reading = selection_reading(record, "fine-tuning schedule",
                                 selection.choose_regime(record["results"], record["tolerance_pp"]))
-    return summary, pd.DataFrame(epochs), reading + record_currency(record, "select_regime.py")
+    return summary, pd.DataFrame(epochs), reading + currency
 
 
 def aps_weights(results: pd.DataFrame, row: str = "MMHPN+APS") -> pd.DataFrame:
@@ -537,13 +540,13 @@ def variant_selection(path: str | Path | None = None) -> tuple[pd.DataFrame, str
     """`benchmarks/select_variant.py`'s result (issue #20, item 3): per preset, the default's and
     the variant's validation mAP (each replicate and the mean), and the rule's reading, re-applied
     here (`mmhpn.paper.selection.keeps_up`) to the recorded numbers."""
-    record = _recorded(VARIANT_SELECTION, path, "select_variant.py")
+    record, currency = _recorded(VARIANT_SELECTION, path, "select_variant.py")
     name = record["variant"][0]["variant"]
     adopted = selection.keeps_up(record["default"], record["variant"], record["tolerance_pp"])
     reading = (f"The rule: {record['rule']}. Measured on {record['recorded']['utc']} ({record['recorded']['machine']}): "
                f"{name} {'keeps up with' if adopted else 'falls behind'} the default on validation identities, so "
                + ("it replaces the demo regime." if adopted else "the demo regime stays as it is.")
-               + record_currency(record, "select_variant.py"))
+               + currency)
     return _validation_table((*record["default"], *record["variant"])), reading
 
 
@@ -563,7 +566,7 @@ def pretraining_input_selection(path: str | Path | None = None) -> tuple[pd.Data
     every epoch, or half size for the first epochs), with the minutes and pixel-epochs of a
     pretraining run, and the rule's reading, re-applied here
     (`mmhpn.paper.selection.choose_pretraining_input`) to the recorded numbers."""
-    record = _recorded(PRETRAINING_INPUT_SELECTION, path, "select_pretraining_input.py")
+    record, currency = _recorded(PRETRAINING_INPUT_SELECTION, path, "select_pretraining_input.py")
     minutes = {name: float(np.mean(values)) for name, values in record["pretraining_minutes"].items()}
     costs = record["pixel_epochs"]
     groups = {"default": record["default"], **record["candidates"]}
@@ -581,5 +584,5 @@ def pretraining_input_selection(path: str | Path | None = None) -> tuple[pd.Data
                   f"no cheaper input keeps up with the default on validation identities, so the trunk stays "
                   f"pretrained at the fine-tuning input ({minutes['default']:.1f} min a pretraining run; "
                   + ", ".join(f"{name}: {minutes[name]:.1f} min" for name in record["candidates"]) + ").")
-               + record_currency(record, "select_pretraining_input.py"))
+               + currency)
     return table, reading
