@@ -25,3 +25,9 @@ def processor_name() -> str:
 def machine_description() -> str:
     """``"<n> logical CPU(s), <CPU model>, <OS> <release>"`` for this machine."""
     return f"{os.cpu_count()} logical CPU(s), {processor_name()}, {platform.system()} {platform.release()}"
+
+
+def processor_in(description: str) -> str:
+    """The CPU model a recorded `machine_description` names; the whole text when it is not one."""
+    parts = description.split(", ")
+    return parts[1] if len(parts) == 3 else description

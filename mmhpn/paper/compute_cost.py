@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -20,6 +20,7 @@ from mmhpn.config import TrainConfig, pretrain_overrides
 from mmhpn.paper import studies
 from mmhpn.paper.planner import row_config
 from mmhpn.paper.tables import get_table
+from mmhpn.provenance import processor_in
 from mmhpn.runs import load_run, run_dir_for
 
 # The numbers of a benchmark result that the compute-cost page shows: those with a key (at
@@ -269,7 +270,10 @@ def pretraining_seed_spread(path: Path) -> tuple[pd.DataFrame, str]:
     minutes one pretraining run took (where recorded), whether its runs are the ones this code
     trains now, and when and where it was measured (`pretraining_seed_records` reads every
     machine's)."""
-    record = json.loads(Path(path).read_text())
+    return _seed_spread(json.loads(Path(path).read_text()))
+
+
+def _seed_spread(record: Mapping[str, Any]) -> tuple[pd.DataFrame, str]:
     schedules = sorted(record["schedules"], key=lambda line: line["pretraining_epochs"])
     digests = [line.get("runs_digest", "") for line in schedules]
     now = [pretraining_seed_digest(line["pretraining_epochs"], line["pretraining_lr_decay_epochs"],
@@ -296,17 +300,15 @@ def pretraining_seed_records(directory: Path) -> tuple[pd.DataFrame, str]:
     oldest first), one table with a ``measured`` column (the record's date and processor) and
     one sentence per record. The same runs train to other numbers on another CPU (its bf16
     kernels differ), so a spread is a property of the machine too: the page shows each."""
-    paths = sorted(Path(directory).glob(PRETRAINING_SEEDS_RECORDS),
-                   key=lambda path: (json.loads(path.read_text()).get("recorded", {}).get("utc", ""), path.name))
-    if not paths:
+    records = {path: json.loads(path.read_text()) for path in Path(directory).glob(PRETRAINING_SEEDS_RECORDS)}
+    if not records:
         return pd.DataFrame(), f"not measured yet: {PRETRAINING_SEEDS_COMMAND} writes pretraining-seeds.json"
     tables, sentences = [], []
-    for path in paths:
-        table, sentence = pretraining_seed_spread(path)
-        recorded = json.loads(path.read_text()).get("recorded", {})
-        machine = recorded.get("machine", "not recorded")
-        parts = machine.split(", ")  # provenance.machine_description: "N logical CPU(s), processor, system"
-        measured = f"{recorded.get('utc', 'not recorded')[:10]}, {parts[1] if len(parts) == 3 else machine}"
+    for path, record in sorted(records.items(), key=lambda item: (item[1].get("recorded", {}).get("utc", ""),
+                                                                  item[0].name)):
+        table, sentence = _seed_spread(record)
+        recorded = record.get("recorded", {})
+        measured = f"{recorded.get('utc', 'not recorded')[:10]}, {processor_in(recorded.get('machine', 'not recorded'))}"
         tables.append(table.assign(measured=measured)[["measured", *table.columns]])
         sentences.append(f"{path.name}: {sentence}")
     return pd.concat(tables, ignore_index=True), "\n".join(sentences)
